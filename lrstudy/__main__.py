@@ -1,0 +1,5 @@
+import sys
+
+from lrstudy.cli import main
+
+sys.exit(main())

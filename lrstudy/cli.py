@@ -1,0 +1,227 @@
+"""``python -m lrstudy`` / ``lrstudy``: run, report, find-lr, list, ui.
+
+Bad input (unknown names, invalid numbers, malformed study files, missing data, a store that
+cannot be written or reached) ends with one line on stderr and exit status 2, before any
+training and before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class BadInput(Exception):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own status for usage errors)
+        sys.stderr.write(f"lrstudy: error: {message}\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lrstudy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a study (resumable)")
+    run.add_argument("--study", default="seeds", help="a study name or a .toml file")
+    run.add_argument("--scenarios", default="", help="comma-separated scenario names")
+    run.add_argument("--seeds", type=_positive_int, help="seeds per scenario")
+    run.add_argument("--epochs", type=_positive_int)
+    run.add_argument("--train-size", type=_positive_int)
+    run.add_argument("--batch-size", type=_positive_int)
+    run.add_argument("--workers", type=_positive_int, default=2,
+                     help="notebook executions at once (default 2)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local")
+    run.add_argument("--ray-address", default=None, help="an existing Ray cluster")
+    run.add_argument("--tracking-uri", default=None)
+    run.add_argument("--report", action="store_true", help="write the summary report after")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rep = sub.add_parser("report", help="execute the summary notebook, export HTML")
+    rep.add_argument("--study", default="seeds")
+    rep.add_argument("--tracking-uri", default=None)
+    rep.add_argument("--out", default=None, help="output directory")
+
+    find = sub.add_parser("find-lr", help="LR range test for a model/optimizer/data")
+    find.add_argument("--model", default="mlp128")
+    find.add_argument("--optimizer", default="sgd")
+    find.add_argument("--dataset", default="fashion_mnist")
+    find.add_argument("--train-size", type=_positive_int, default=None)
+    find.add_argument("--val-size", type=_positive_int, default=10000)
+    find.add_argument("--batch-size", type=_positive_int, default=128)
+    find.add_argument("--start-lr", type=_positive_float, default=1e-7)
+    find.add_argument("--end-lr", type=_positive_float, default=10.0)
+    find.add_argument("--num-it", type=_positive_int, default=100)
+    find.add_argument("--rule", default="valley")
+    find.add_argument("--study", default="lr-range-test", help="the experiment to record in")
+    find.add_argument("--tracking-uri", default=None)
+
+    sub.add_parser("list", help="the studies and scenarios there are")
+
+    ui = sub.add_parser("ui", help="the MLflow UI on the default store")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=_positive_int, default=5000)
+    ui.add_argument("--allow-remote", action="store_true",
+                    help="needed to bind anything but a loopback address")
+    ui.add_argument("--tracking-uri", default=None)
+    return parser
+
+
+def cmd_list(args) -> int:
+    from lrstudy import scenarios
+
+    print("studies:")
+    for name in scenarios.study_names():
+        study = scenarios.load_study(name)
+        print(f"  {name:16s} {len(study.scenarios):3d} scenarios x {study.seeds} seeds  "
+              f"{study.description}")
+    print("scenarios (catalogue):")
+    for name, spec in scenarios.catalogue().items():
+        print(f"  {name:32s} {spec['family']:9s} {spec.get('description', '')}")
+    return 0
+
+
+def _overrides(args) -> dict:
+    return {k: v for k, v in (("epochs", args.epochs), ("train_size", args.train_size),
+                              ("batch_size", args.batch_size)) if v}
+
+
+def cmd_run(args) -> int:
+    from lrstudy import runner
+
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()] or None
+    outcome = runner.run_study(
+        args.study, scenario_names=names, seeds=args.seeds, overrides=_overrides(args),
+        workers=args.workers, executor=args.executor, tracking_uri=args.tracking_uri,
+        ray_address=args.ray_address, progress=not args.quiet)
+    print(runner.format_outcome(outcome))
+    if args.report and outcome.finished + outcome.skipped:
+        from lrstudy import report
+
+        print(f"report: {report.make_report(outcome.study, tracking_uri=args.tracking_uri)}")
+    if outcome.failed:
+        names = ", ".join(r.scenario for r in outcome.failed)
+        print(f"lrstudy: {len(outcome.failed)} scenario(s) failed: {names}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_report(args) -> int:
+    from lrstudy import report, scenarios, tracking
+
+    tracking.check_store(args.tracking_uri)
+    name = scenarios.load_study(args.study).name if args.study.endswith(".toml") else args.study
+    path = report.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_find_lr(args) -> int:
+    import papermill
+
+    from lrstudy import data, finder, models, optimizers, runner, tracking
+
+    models.check(args.model)
+    optimizers.check(args.optimizer)
+    if args.rule not in finder.RULES:
+        raise BadInput(f"unknown rule {args.rule!r}; known: {', '.join(finder.RULES)}")
+    if args.start_lr >= args.end_lr:
+        raise BadInput(f"--start-lr {args.start_lr} must be below --end-lr {args.end_lr}")
+    data.check(args.dataset, train_size=args.train_size, val_size=args.val_size)
+    uri = tracking.check_store(args.tracking_uri)
+    out = runner.runs_dir(args.study) / f"lr_range_test-{args.model}-{args.optimizer}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nb = papermill.execute_notebook(
+        str(runner.notebooks_dir() / "lr_range_test.ipynb"), str(out), kernel_name="python3",
+        progress_bar=False, cwd=str(runner.notebooks_dir()),
+        parameters={"study": args.study, "model": args.model, "optimizer": args.optimizer,
+                    "dataset": args.dataset, "train_size": args.train_size or 0,
+                    "val_size": args.val_size, "batch_size": args.batch_size,
+                    "start_lr": args.start_lr, "end_lr": args.end_lr, "num_it": args.num_it,
+                    "rule": args.rule, "tracking_uri": uri})
+    client = tracking.client(uri)
+    exp_id = tracking.experiment_id(args.study, uri, client)
+    run = client.search_runs([exp_id], "tags.`lrstudy.kind` = 'lr_range_test'",
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    m = run.data.metrics
+    for key in sorted(k for k in m if k.startswith("suggestion_")):
+        print(f"{key[len('suggestion_'):]:10s} {m[key]:.3g}")
+    print(f"suggested  {m.get('suggested_lr', float('nan')):.3g}  (rule {args.rule}); "
+          f"bounds {m.get('finder_base_lr', float('nan')):.3g} .. "
+          f"{m.get('finder_max_lr', float('nan')):.3g}")
+    print(f"notebook: {out}\nrun: {run.info.run_id}")
+    del nb
+    return 0
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_ui(args) -> int:
+    from lrstudy import tracking
+
+    if args.host not in LOOPBACK and not args.allow_remote:
+        raise BadInput(f"--host {args.host} would expose the MLflow UI beyond this machine; "
+                       "add --allow-remote if you mean it (see README: basic-auth app)")
+    if args.host not in LOOPBACK:
+        print(f"warning: the MLflow UI on {args.host} has no authentication; anyone who can "
+              "reach the port can read and change runs. See the README for "
+              "`mlflow server --app-name basic-auth`.", file=sys.stderr)
+    uri = tracking.check_store(args.tracking_uri)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port)]
+    if tracking.is_local(uri) and not args.tracking_uri:
+        cmd += ["--default-artifact-root", tracking.default_artifact_root().as_uri()]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri})", file=sys.stderr)
+    os.execv(sys.executable, cmd)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "find-lr": cmd_find_lr, "list": cmd_list,
+            "ui": cmd_ui}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from lrstudy import data, params, scenarios, tracking
+
+    try:
+        return COMMANDS[args.command](args)
+    except (BadInput, scenarios.SpecError, data.DataError, tracking.StoreError,
+            params.ParameterError) as exc:
+        print(f"lrstudy: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # validation of a name or number deeper down
+        print(f"lrstudy: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("lrstudy: interrupted", file=sys.stderr)
+        return 130

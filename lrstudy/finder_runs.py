@@ -1,0 +1,161 @@
+"""The LR range test as a tracked run, and the bounds it gives the *-from-finder scenarios.
+
+An ``lr_range_test`` run records the sweep (``finder_lr``, ``finder_loss``,
+``finder_loss_smoothed`` per step), every rule's suggestion (``suggestion_<rule>``), the
+chosen one (``suggested_lr``) and Smith's bounds (``finder_base_lr``, ``finder_max_lr``). Runs
+are keyed by what the test depends on (model, optimizer, data, batch) in the tag
+``lrstudy.finder_key``, so a scenario finds the latest test of its own set-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from lrstudy import tracking
+from lrstudy.tracking import TAG
+
+FINDER_DEFAULTS = {"start_lr": 1e-7, "end_lr": 10.0, "num_it": 100, "rule": "valley"}
+
+
+def finder_key(setup: dict) -> str:
+    return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def setup_of(scenario) -> dict:
+    """What an LR range test for ``scenario`` depends on."""
+    b = scenario.budget
+    return {"model": b["model"], "optimizer": scenario.optimizer,
+            "optimizer_args": scenario.optimizer_args, "dataset": b["dataset"],
+            "train_size": b["train_size"], "val_size": b["val_size"],
+            "batch_size": b["batch_size"]}
+
+
+def run_finder(study: str, setup: dict, *, start_lr=1e-7, end_lr=10.0, num_it=100,
+               rule="valley", seed=0, scenario="", tracking_uri=None, parent_run_id=None,
+               mlflow_client=None):
+    """Run an LR range test for ``setup`` and record it; returns ``(FinderResult, run_id)``."""
+    import keras
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlflow.entities import Metric, Param
+
+    from lrstudy import finder, models, optimizers, train
+
+    mlflow_client = mlflow_client or tracking.client(tracking_uri)
+    exp_id = tracking.experiment_id(study, tracking_uri, mlflow_client)
+    tags = {TAG + "study": study, TAG + "scenario": scenario or "lr-range-test",
+            TAG + "family": "finder", TAG + "kind": "lr_range_test",
+            TAG + "finder_key": finder_key(setup), "mlflow.runName": f"lr-range-test-{setup['model']}-{setup['optimizer']}",
+            **tracking.owner_tags()}
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run_id = mlflow_client.create_run(exp_id, tags=tags, run_name=tags["mlflow.runName"]).info.run_id
+    status = "FAILED"
+    try:
+        train.seed_everything(seed)
+        ds = train.load_data(setup["dataset"], setup["train_size"], setup["val_size"])
+        model, from_logits = models.build(setup["model"], ds.input_shape, ds.num_classes)
+        model.compile(optimizer=optimizers.make(setup["optimizer"], start_lr,
+                                                **setup["optimizer_args"]),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
+        result = finder.lr_range_test(model, ds.x_train, ds.y_train,
+                                      batch_size=setup["batch_size"], start_lr=start_lr,
+                                      end_lr=end_lr, num_it=num_it, rule=rule, seed=seed)
+        base, top = result.bounds()
+        params = {**{k: v for k, v in setup.items() if k != "optimizer_args"},
+                  "start_lr": start_lr, "end_lr": end_lr, "num_it": num_it, "rule": rule,
+                  "seed": seed, "stop_reason": result.stop_reason}
+        metrics = []
+        for i, (lr, loss, smooth) in enumerate(zip(result.lrs, result.losses, result.smoothed)):
+            for key, value in (("finder_lr", lr), ("finder_loss", loss),
+                               ("finder_loss_smoothed", smooth)):
+                if np_finite(value):
+                    metrics.append(Metric(key, float(value), 0, i))
+        finals = {f"suggestion_{k}": v for k, v in result.suggestions.items() if v is not None}
+        finals.update(suggested_lr=result.suggestion, finder_base_lr=base, finder_max_lr=top)
+        metrics += [Metric(k, float(v), 0, 0) for k, v in finals.items() if v is not None]
+        for i in range(0, len(metrics), 1000):
+            mlflow_client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        mlflow_client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "finder.json").write_text(json.dumps(result.to_dict(), indent=1))
+            fig = result.plot().figure
+            fig.savefig(Path(tmp) / "lr_range_test.png", dpi=80)
+            plt.close(fig)
+            mlflow_client.log_artifacts(run_id, tmp)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        mlflow_client.set_terminated(run_id, status)
+    return result, run_id
+
+
+def run_finder_from_parameters(*, study, scenario, model, optimizer, dataset, train_size,
+                               val_size, batch_size, start_lr, end_lr, num_it, rule, seed,
+                               tracking_uri):
+    """What ``notebooks/lr_range_test.ipynb`` runs: check the set-up, then :func:`run_finder`."""
+    from lrstudy import data, finder, models, optimizers
+
+    models.check(model)
+    optimizers.check(optimizer)
+    data.check(dataset, train_size=train_size or None, val_size=val_size)
+    if rule not in finder.RULES:
+        raise ValueError(f"unknown rule {rule!r}; known: {', '.join(finder.RULES)}")
+    uri = tracking.check_store(tracking_uri or None)
+    setup = {"model": model, "optimizer": optimizer, "optimizer_args": {}, "dataset": dataset,
+             "train_size": train_size, "val_size": val_size, "batch_size": batch_size}
+    return run_finder(study, setup, start_lr=start_lr, end_lr=end_lr, num_it=num_it,
+                      rule=rule, seed=seed, scenario=scenario, tracking_uri=uri)
+
+
+def suggestions_table(result):
+    """Every rule's suggestion, the chosen one marked."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [{"rule": k, "suggested_lr": v, "chosen": k == result.rule}
+         for k, v in result.suggestions.items()]).set_index("rule")
+
+
+def np_finite(value) -> bool:
+    import math
+
+    return value is not None and math.isfinite(float(value))
+
+
+def latest_bounds(study: str, setup: dict, mlflow_client) -> tuple[tuple[float, float], str] | None:
+    """Smith's bounds from the latest FINISHED range test of ``setup``, if any."""
+    exp_id = tracking.experiment_id(study, None, mlflow_client)
+    runs = mlflow_client.search_runs(
+        [exp_id],
+        f"tags.`{TAG}finder_key` = '{finder_key(setup)}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    for run in runs:
+        m = run.data.metrics
+        if "finder_base_lr" in m and "finder_max_lr" in m:
+            return (m["finder_base_lr"], m["finder_max_lr"]), run.info.run_id
+    return None
+
+
+def bounds_for(study: str, scenario, *, tracking_uri=None, parent_run_id=None,
+               mlflow_client=None) -> tuple[float, float]:
+    """The bounds of a *-from-finder scenario: the latest test, else one run now."""
+    mlflow_client = mlflow_client or tracking.client(tracking_uri)
+    setup = setup_of(scenario)
+    found = latest_bounds(study, setup, mlflow_client)
+    if found is not None:
+        return found[0]
+    args = {**FINDER_DEFAULTS, **(scenario.finder or {})}
+    print(f"{scenario.name}: no LR range test for this set-up yet, running one",
+          file=sys.stderr)
+    result, _ = run_finder(study, setup, scenario=scenario.name, tracking_uri=tracking_uri,
+                           parent_run_id=parent_run_id, mlflow_client=mlflow_client, **args)
+    return result.bounds()

@@ -1,0 +1,290 @@
+"""Run a study: one papermill execution of ``notebooks/scenario.ipynb`` per scenario.
+
+Why one execution per scenario, with its seeds inside: a kernel start plus the TensorFlow
+import costs about 8 s here, more than a small trial; paying it once per scenario keeps the
+orchestration overhead low, while each seed stays resumable on its own (run keys).
+
+The steps of :func:`run_study`, in order: plan (mark dead RUNNING runs KILLED, skip trials
+already FINISHED), execute the pending scenarios on the chosen executor (threads over local
+kernels, or Ray tasks), follow progress from the store, report.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from lrstudy import scenarios, tracking
+from lrstudy.tracking import TAG
+
+NOTEBOOK = "scenario.ipynb"
+
+
+def notebooks_dir() -> Path:
+    return tracking.project_root() / "notebooks"
+
+
+def runs_dir(study: str) -> Path:
+    return tracking.project_root() / "runs" / study
+
+
+@dataclasses.dataclass
+class Job:
+    study: str          # the study's name or file, as the notebook should load it
+    study_name: str     # the experiment's name
+    scenario: str
+    seeds: int
+    pending: list[str]  # run keys still to do
+    overrides: dict
+    tracking_uri: str
+    threads: int
+    output: str
+
+
+@dataclasses.dataclass
+class JobResult:
+    scenario: str
+    ok: bool
+    notebook: str
+    parent_run_id: str = ""
+    error: str = ""
+
+
+def plan(study: scenarios.Study, selected: list[scenarios.Scenario], seeds: int,
+         uri: str, mlflow_client) -> tuple[list[tuple[scenarios.Scenario, list[str]]], int]:
+    """Which scenarios still have trials to run; how many trials are already FINISHED."""
+    exp_id = tracking.experiment_id(study.name, uri, mlflow_client)
+    tracking.mark_orphans_killed(mlflow_client, exp_id)
+    keys = {sc.name: [tracking.run_key(sc.config(), s) for s in range(seeds)] for sc in selected}
+    existing = tracking.trials_by_key(mlflow_client, exp_id)
+    finished = {k for k, runs in existing.items()
+                if any(r.info.status == "FINISHED" for r in runs)}
+    todo, skipped = [], 0
+    for sc in selected:
+        pending = [k for k in keys[sc.name] if k not in finished]
+        skipped += len(keys[sc.name]) - len(pending)
+        if pending:
+            todo.append((sc, pending))
+    return todo, skipped
+
+
+def execute_job(job: Job, km=None) -> JobResult:
+    """Execute one scenario's notebook with papermill; record it under a scenario run.
+
+    The executed notebook (or the error notebook, when a cell raised) is kept at
+    ``job.output`` and logged as an artifact of the scenario run, which ends FINISHED or
+    FAILED; the trials inside it are its children.
+    """
+    import papermill
+
+    from lrstudy import train
+
+    mlflow_client = tracking.client(job.tracking_uri)
+    study = scenarios.load_study(job.study, job.overrides)
+    sc = study.scenarios[job.scenario]
+    parent = train.open_scenario_run(job.study_name, sc, job.tracking_uri, mlflow_client)
+    Path(job.output).parent.mkdir(parents=True, exist_ok=True)
+    parameters = {"study": job.study, "scenario": job.scenario, "seeds": job.seeds,
+                  "tracking_uri": job.tracking_uri, "parent_run_id": parent,
+                  "threads": job.threads, **{k: v for k, v in job.overrides.items()
+                                             if k in ("epochs", "train_size", "batch_size")}}
+    status, error = "FAILED", ""
+    try:
+        papermill.execute_notebook(
+            str(notebooks_dir() / NOTEBOOK), job.output, parameters=parameters,
+            kernel_name="python3", progress_bar=False, cwd=str(notebooks_dir()),
+            **({"km": km} if km is not None else {}))
+        status = "FINISHED"
+    except papermill.PapermillExecutionError as exc:
+        error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
+    except KeyboardInterrupt:
+        status, error = "KILLED", "interrupted"
+        raise
+    except Exception as exc:  # kernel died, could not start ...
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        try:
+            if Path(job.output).exists():
+                mlflow_client.log_artifact(parent, job.output)
+            if error:
+                mlflow_client.set_tag(parent, TAG + "error", error[:5000])
+        finally:
+            mlflow_client.set_terminated(parent, status)
+    return JobResult(job.scenario, status == "FINISHED", job.output, parent, error)
+
+
+# ---- executors -------------------------------------------------------------------------------
+
+class LocalExecutor:
+    """N notebook executions at once on this machine (threads driving kernels)."""
+
+    def __init__(self, workers: int):
+        self.pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lrstudy")
+        self.kernels: dict[int, object] = {}  # thread id -> its kernel manager
+        self.lock = threading.Lock()
+
+    def submit(self, job: Job) -> cf.Future:
+        return self.pool.submit(self._run, job)
+
+    def _run(self, job: Job) -> JobResult:
+        from jupyter_client.manager import KernelManager
+
+        km = KernelManager(kernel_name="python3")
+        with self.lock:
+            self.kernels[threading.get_ident()] = km
+        try:
+            return execute_job(job, km=km)
+        finally:
+            with self.lock:
+                self.kernels.pop(threading.get_ident(), None)
+            if km.has_kernel:
+                km.shutdown_kernel(now=False)
+
+    def interrupt(self) -> None:
+        """Ctrl-C/SIGTERM: interrupt every running kernel so its trial ends KILLED."""
+        with self.lock:
+            kms = list(self.kernels.values())
+        for km in kms:
+            try:
+                if km.has_kernel:
+                    km.interrupt_kernel()
+            except Exception:
+                pass
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+class RayExecutor:
+    """Each scenario as a Ray task; one GPU per task where the cluster has GPUs."""
+
+    def __init__(self, address: str | None, workers: int):
+        import ray
+
+        self.ray = ray
+        if not ray.is_initialized():
+            kwargs = {"address": address} if address else {"num_cpus": max(1, workers)}
+            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        self.remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1,
+                                 max_retries=0)(execute_job)
+        self.pool = cf.ThreadPoolExecutor(max_workers=64)
+
+    def submit(self, job: Job) -> cf.Future:
+        ref = self.remote.remote(job)
+        return self.pool.submit(self.ray.get, ref)
+
+    def interrupt(self) -> None:
+        pass
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+# ---- the study ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class StudyOutcome:
+    study: str
+    total: int
+    skipped: int
+    finished: int
+    diverged: int
+    failed: list[JobResult]
+    results: list[JobResult]
+    wall_time_s: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def count_trials(mlflow_client, exp_id: str, keys: set[str]) -> tuple[int, int]:
+    """(FINISHED, of which diverged) among the trials with these keys."""
+    done = diverged = 0
+    for key, runs in tracking.trials_by_key(mlflow_client, exp_id, keys).items():
+        fin = [r for r in runs if r.info.status == "FINISHED"]
+        if fin:
+            done += 1
+            diverged += fin[0].data.tags.get(TAG + "diverged") == "true"
+    return done, diverged
+
+
+def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int | None = None,
+              overrides: dict | None = None, workers: int = 2, executor: str = "local",
+              tracking_uri: str | None = None, ray_address: str | None = None,
+              progress: bool = True, threads: int = 0) -> StudyOutcome:
+    """Plan, execute and report a study (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    spec = scenarios.load_study(study, overrides)
+    selected = spec.select(scenario_names)
+    scenarios.validate(spec, selected)
+    seeds = seeds or spec.seeds
+    uri = tracking.check_store(tracking_uri)
+    mlflow_client = tracking.client(uri)
+    exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
+    todo, skipped = plan(spec, selected, seeds, uri, mlflow_client)
+    keys = {k for _, pending in todo for k in pending}
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(threads)  # kernels inherit it; TF reads it at start-up
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    study_arg = spec.name if spec.path.parent == scenarios.STUDIES_DIR else str(spec.path)
+    jobs = [Job(study=study_arg, study_name=spec.name, scenario=sc.name, seeds=seeds,
+                pending=pending, overrides=dict(overrides or {}), tracking_uri=uri,
+                threads=threads, output=str(runs_dir(spec.name) / f"{sc.name}.ipynb"))
+            for sc, pending in todo]
+    pool = (RayExecutor(ray_address, workers) if executor == "ray"
+            else LocalExecutor(max(1, workers)))
+    bar = tqdm(total=len(keys), unit="trial", desc=spec.name, disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    results: list[JobResult] = []
+    futures = {pool.submit(job): job for job in jobs}
+    try:
+        pending = set(futures)
+        while pending:
+            finished_now, pending = cf.wait(pending, timeout=2.0,
+                                             return_when=cf.FIRST_COMPLETED)
+            for fut in finished_now:
+                results.append(fut.result())
+            done, _ = count_trials(mlflow_client, exp_id, keys)
+            bar.update(done - bar.n)
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: stopping the running trials (they are recorded KILLED)",
+              file=sys.stderr)
+        pool.interrupt()
+        pool.shutdown(cancel=True)
+        tracking.mark_orphans_killed(mlflow_client, exp_id)
+        raise
+    pool.shutdown()
+    tracking.mark_orphans_killed(mlflow_client, exp_id)  # trials of kernels that died
+    done, diverged = count_trials(mlflow_client, exp_id, keys)
+    bar.update(done - bar.n)
+    bar.close()
+    return StudyOutcome(study=spec.name, total=len(keys) + skipped, skipped=skipped,
+                        finished=done, diverged=diverged,
+                        failed=[r for r in results if not r.ok], results=results,
+                        wall_time_s=time.perf_counter() - t0)
+
+
+def format_outcome(outcome: StudyOutcome) -> str:
+    lines = [
+        f"study {outcome.study}: {outcome.total} trials in {outcome.wall_time_s:.0f} s",
+        f"  done     {outcome.finished:4d}   (of which diverged: {outcome.diverged})",
+        f"  skipped  {outcome.skipped:4d}   (already finished)",
+        f"  failed   {len(outcome.failed):4d}   scenarios",
+    ]
+    for res in sorted(outcome.results, key=lambda r: r.scenario):
+        mark = "ok    " if res.ok else "FAILED"
+        lines.append(f"  {mark} {res.scenario:32s} {res.notebook}")
+        if res.error:
+            lines.append(f"         {res.error}")
+    return "\n".join(lines)

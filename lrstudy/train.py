@@ -1,0 +1,386 @@
+"""One scenario x seed: build data, model, optimizer; fit; evaluate on test; log to MLflow.
+
+The fast path (issue "Fast training path"): data as tensors built once per process, a
+seeded ``tf.data`` shuffle, many steps per execution under XLA. The semantics stay exact:
+per-step schedules run inside the graph, per-epoch schedulers and ReduceLROnPlateau fire at
+epoch boundaries (callbacks at epoch begin/end are unaffected by steps per execution), and
+:class:`lrstudy.callbacks.StepRecorder` keeps the loss and LR of every step inside the graph.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lrstudy import callbacks as cb
+from lrstudy import data, models, optimizers, scenarios, tracking
+from lrstudy.tracking import TAG
+
+AUTO_STEPS_PER_EXECUTION = 64
+
+
+def configure_threads(threads: int) -> None:
+    """Limit TensorFlow to ``threads`` CPU threads (before any op runs); 0 keeps the default."""
+    if threads and threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow is already initialized: the setting is fixed
+            pass
+
+
+def seed_everything(seed: int, deterministic_ops: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras, and turn on op determinism.
+
+    Keras refuses XLA (``jit_compile``) when op determinism is on, so an XLA budget seeds
+    everything but leaves that switch alone; on this CPU the compiled MLP steps are
+    deterministic anyway (the same seed twice gives identical metrics: tested).
+    """
+    keras.utils.set_random_seed(int(seed))
+    if deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+
+
+@functools.lru_cache(maxsize=4)
+def load_data(dataset: str, train_size: int, val_size: int, fallback: str = "") -> data.Dataset:
+    """The scenario's data (cached per process: the seeds of a scenario share it)."""
+    try:
+        return data.load(dataset, train_size=train_size or None, val_size=val_size)
+    except data.DataError:
+        if not fallback:
+            raise
+        return data.load(fallback, train_size=train_size or None, val_size=val_size)
+
+
+def steps_per_execution(scenario: scenarios.Scenario) -> int:
+    chosen = scenario.budget["steps_per_execution"] or AUTO_STEPS_PER_EXECUTION
+    return max(1, min(chosen, scenario.steps_per_epoch))
+
+
+def train_dataset(ds: data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
+    """A seeded, reshuffled-each-epoch pipeline over the in-memory arrays."""
+    n = len(ds.x_train)
+    return (
+        tf.data.Dataset.from_tensor_slices((ds.x_train, ds.y_train))
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def build_optimizer(scenario: scenarios.Scenario, schedule):
+    """The scenario's optimizer: on the per-step schedule object, else a plain LR variable."""
+    momentum_fn = schedule.momentum if schedule is not None else None
+    if schedule is not None and schedule.unit == "step":
+        lr = schedule.keras_schedule()
+    elif schedule is not None:
+        lr = float(schedule.fn(0))
+    else:
+        lr = scenario.learning_rate
+    return optimizers.make(scenario.optimizer, lr, momentum_fn=momentum_fn,
+                           **scenario.optimizer_args)
+
+
+def initial_lr(scenario: scenarios.Scenario, schedule) -> float:
+    return float(schedule.fn(0)) if schedule is not None else float(scenario.learning_rate)
+
+
+def trial_params(scenario, schedule, ds, seed) -> dict:
+    params = {
+        "optimizer": scenario.optimizer,
+        "learning_rate": initial_lr(scenario, schedule),
+        "schedule": schedule.name if schedule is not None else "constant",
+        "schedule.unit": schedule.unit if schedule is not None else "",
+        "model": scenario.budget["model"],
+        "dataset": ds.name,
+        "train_size": len(ds.x_train),
+        "val_size": len(ds.x_val),
+        "epochs": scenario.budget["epochs"],
+        "batch_size": scenario.budget["batch_size"],
+        "seed": seed,
+        "target": scenario.target,
+        "steps_per_execution": steps_per_execution(scenario),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
+    for key, value in scenario.optimizer_args.items():
+        params[f"optimizer.{key}"] = value
+    if schedule is not None:
+        for key, value in schedule.args.items():
+            params[f"schedule.{key}"] = value
+    if scenario.plateau is not None:
+        for key, value in scenarios.plateau_args(scenario).items():
+            params[f"plateau.{key}"] = value
+    return params
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM ends the trial like Ctrl-C: the run is marked KILLED, not left RUNNING."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
+                 finder_bounds=None, verbose: int = 0) -> dict:
+    """Train and evaluate one trial, feeding ``sink``. Returns the outcome (no MLflow here)."""
+    budget = scenario.budget
+    seed_everything(seed, deterministic_ops=not budget["jit_compile"])
+    ds = load_data(budget["dataset"], budget["train_size"], budget["val_size"],
+                   budget["dataset_fallback"])
+    schedule = scenarios.build_schedule(scenario, finder_bounds)
+    model, from_logits = models.build(budget["model"], ds.input_shape, ds.num_classes)
+    optimizer = build_optimizer(scenario, schedule)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    spe = steps_per_execution(scenario)
+    model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"],
+                  steps_per_execution=spe, jit_compile=budget["jit_compile"])
+    logger = cb.EpochLogger(sink, target=scenario.target, log_every=budget["log_every"],
+                            loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]))
+    callbacks = []
+    if schedule is not None and schedule.unit == "epoch":
+        callbacks.append(schedule.epoch_callback())
+    if scenario.plateau is not None:
+        from lrstudy import schedules
+
+        callbacks.append(schedules.plateau_callback(optimizer,
+                                                    **scenarios.plateau_args(scenario)))
+    callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
+    model.fit(train_dataset(ds, budget["batch_size"], seed), epochs=budget["epochs"],
+              validation_data=(ds.x_val, ds.y_val), callbacks=callbacks, verbose=verbose)
+    test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, batch_size=1024, verbose=0)
+    for key, value in (("test_loss", test_loss), ("test_accuracy", test_acc),
+                       ("train_time_s", logger.train_time)):
+        sink.add(key, value, budget["epochs"])
+    if logger.epochs_to_target is not None:
+        sink.add("epochs_to_target", logger.epochs_to_target, budget["epochs"])
+        sink.add("time_to_target_s", logger.time_to_target, budget["epochs"])
+    return {
+        "model": model, "schedule": schedule, "dataset": ds, "logger": logger,
+        "params": trial_params(scenario, schedule, ds, seed),
+        "diverged": logger.diverged, "test_accuracy": test_acc, "test_loss": test_loss,
+    }
+
+
+def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
+    """config.json, model summary, curves and LR curve as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (run_dir / "config.json").write_text(json.dumps(
+        {"scenario": scenario.config(), "seed": seed, "params": outcome["params"]},
+        indent=2, default=str))
+    lines = io.StringIO()
+    outcome["model"].summary(print_fn=lambda s, **_: lines.write(s + "\n"))
+    (run_dir / "model_summary.txt").write_text(lines.getvalue())
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for ax, keys, title in ((axes[0], ("loss", "val_loss"), "loss"),
+                            (axes[1], ("accuracy", "val_accuracy"), "accuracy")):
+        for key in keys:
+            pts = sink.points.get(key, [])
+            ax.plot([p[0] + 1 for p in pts], [p[1] for p in pts], marker="o", label=key)
+        ax.set(xlabel="epoch", title=title)
+        ax.legend()
+    pts = sink.points.get("step_learning_rate", [])
+    axes[2].plot([p[0] for p in pts], [p[1] for p in pts])
+    axes[2].set(xlabel="optimizer step", ylabel="learning rate", title="LR used per step",
+                yscale="log" if pts and min(p[1] for p in pts) > 0 else "linear")
+    fig.suptitle(f"{scenario.name}, seed {seed}")
+    fig.tight_layout()
+    fig.savefig(run_dir / "curves.png", dpi=80)
+    plt.close(fig)
+
+
+def trial_tags(study: str, scenario: scenarios.Scenario, seed: int, key: str) -> dict:
+    tags = {
+        TAG + "study": study,
+        TAG + "scenario": scenario.name,
+        TAG + "family": scenario.family,
+        TAG + "kind": "trial",
+        TAG + "seed": str(seed),
+        TAG + "run_key": key,
+        TAG + "diverged": "false",
+        "mlflow.runName": f"{scenario.name}-s{seed}",
+    }
+    if scenario.baseline:
+        tags[TAG + "baseline"] = scenario.baseline
+    return {**tags, **tracking.owner_tags()}
+
+
+def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, tracking_uri=None,
+              parent_run_id: str | None = None, finder_bounds=None, mlflow_client=None) -> dict:
+    """Run one trial into MLflow, idempotently: a FINISHED trial with the same key is skipped.
+
+    Returns a dict with ``status`` ("finished", "skipped", "diverged") and ``run_id``.
+    """
+    from mlflow.entities import Param, RunTag
+
+    mlflow_client = mlflow_client or tracking.client(tracking_uri)
+    exp_id = tracking.experiment_id(study, tracking_uri, mlflow_client)
+    key = tracking.run_key(scenario.config(), seed)
+    existing = tracking.trials_by_key(mlflow_client, exp_id, {key}).get(key, [])
+    done = [r for r in existing if r.info.status == "FINISHED"]
+    if done:
+        return {"status": "skipped", "run_id": done[0].info.run_id, "seed": seed}
+    tags = trial_tags(study, scenario, seed, key)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = mlflow_client.create_run(exp_id, tags=tags, run_name=tags["mlflow.runName"])
+    run_id = run.info.run_id
+    if not tracking.claim(mlflow_client, exp_id, key, run_id):
+        mlflow_client.delete_run(run_id)
+        return {"status": "skipped", "run_id": None, "seed": seed}
+    sink = cb.MetricSink(mlflow_client, run_id)
+    status = "FAILED"
+    try:
+        with _sigterm_as_interrupt():
+            if finder_bounds is not None:
+                mlflow_client.log_batch(run_id, params=[
+                    Param("finder.base_lr", repr(finder_bounds[0])),
+                    Param("finder.max_lr", repr(finder_bounds[1]))])
+            outcome = fit_scenario(scenario, seed, sink, finder_bounds=finder_bounds)
+            sink.flush()
+            params = [Param(k, str(v)[:6000]) for k, v in outcome["params"].items()]
+            mlflow_client.log_batch(run_id, params=params, tags=[
+                RunTag(TAG + "diverged", str(outcome["diverged"]).lower())])
+            with tempfile.TemporaryDirectory() as tmp:
+                _artifacts(Path(tmp), scenario, seed, outcome, sink)
+                mlflow_client.log_artifacts(run_id, tmp)
+            status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            sink.flush()
+        finally:
+            mlflow_client.set_terminated(run_id, status)
+    return {"status": "diverged" if outcome["diverged"] else "finished", "run_id": run_id,
+            "seed": seed, "points": sink.points, "test_accuracy": outcome["test_accuracy"],
+            "scenario": scenario.name}
+
+
+def finder_bounds_for(study: str, scenario: scenarios.Scenario, *, tracking_uri=None,
+                      parent_run_id=None, mlflow_client=None):
+    """Bounds from the latest LR range test of the same model, optimizer and data."""
+    from lrstudy import finder_runs
+
+    return finder_runs.bounds_for(study, scenario, tracking_uri=tracking_uri,
+                                  parent_run_id=parent_run_id, mlflow_client=mlflow_client)
+
+
+def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: int = 1,
+                 *, epochs: int = 0, train_size: int = 0, batch_size: int = 0,
+                 tracking_uri: str = "", parent_run_id: str = "", threads: int = 0) -> list[dict]:
+    """What ``notebooks/scenario.ipynb`` runs: every seed of one scenario of a study.
+
+    Seeds run in this one process (one notebook execution) so that the kernel start and the
+    TensorFlow import are paid once per scenario, not once per seed. Each seed is resumable
+    on its own through its run key. Without ``parent_run_id`` (a person running the notebook
+    by hand) a scenario run is opened here to group the trials.
+    """
+    configure_threads(threads)
+    overrides = {k: v for k, v in (("epochs", epochs), ("train_size", train_size),
+                                   ("batch_size", batch_size)) if v}
+    spec = scenarios.load_study(study, overrides)
+    (sc,) = spec.select([scenario])
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    scenarios.validate(spec, [sc])
+    uri = tracking.check_store(tracking_uri or None)
+    mlflow_client = tracking.client(uri)
+    own_parent = not parent_run_id
+    if own_parent:
+        parent_run_id = open_scenario_run(spec.name, sc, uri, mlflow_client)
+    results, status = [], "FAILED"
+    try:
+        bounds = None
+        if sc.finder is not None:
+            bounds = finder_bounds_for(spec.name, sc, tracking_uri=uri,
+                                       parent_run_id=parent_run_id, mlflow_client=mlflow_client)
+        for seed in range(seeds):
+            results.append(run_trial(spec.name, sc, seed, tracking_uri=uri,
+                                     parent_run_id=parent_run_id, finder_bounds=bounds,
+                                     mlflow_client=mlflow_client))
+            print(f"{sc.name} seed {seed}: {results[-1]['status']}", file=sys.stderr)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if own_parent:
+            mlflow_client.set_terminated(parent_run_id, status)
+    return results
+
+
+def open_scenario_run(study: str, sc: scenarios.Scenario, uri: str, mlflow_client) -> str:
+    """The parent run that groups a scenario's trials and keeps its executed notebook."""
+    exp_id = tracking.experiment_id(study, uri, mlflow_client)
+    tags = {TAG + "study": study, TAG + "scenario": sc.name, TAG + "family": sc.family,
+            TAG + "kind": "scenario", "mlflow.runName": sc.name, **tracking.owner_tags()}
+    if sc.baseline:
+        tags[TAG + "baseline"] = sc.baseline
+    return mlflow_client.create_run(exp_id, tags=tags, run_name=sc.name).info.run_id
+
+
+def results_table(results: list[dict]):
+    """One row per seed: status, run id, final validation and test accuracy."""
+    import pandas as pd
+
+    rows = []
+    for res in results:
+        pts = res.get("points") or {}
+        rows.append({
+            "seed": res["seed"], "status": res["status"], "run_id": res["run_id"],
+            "val_accuracy": (pts.get("val_accuracy") or [(0, float("nan"))])[-1][1],
+            "test_accuracy": res.get("test_accuracy", float("nan")),
+            "epochs": len(pts.get("val_accuracy") or []),
+        })
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def plot_results(results: list[dict]):
+    """The notebook's figure: validation accuracy and loss per epoch, LR per step, per seed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for res in results:
+        pts = res.get("points") or {}
+        label = f"seed {res['seed']}" + (" (diverged)" if res["status"] == "diverged" else "")
+        for ax, key in ((axes[0], "val_accuracy"), (axes[1], "val_loss")):
+            series = pts.get(key, [])
+            ax.plot([s + 1 for s, _ in series], [v for _, v in series], marker="o", label=label)
+            ax.set(xlabel="epoch", title=key)
+        series = pts.get("step_learning_rate", [])
+        axes[2].plot([s for s, _ in series], [v for _, v in series], label=label)
+    axes[2].set(xlabel="optimizer step", title="learning rate used", yscale="log")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    return fig
