@@ -22,6 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 MLFLOW_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+# A trial has diverged when a step's loss is NaN or infinite, or when it exceeds this many
+# times the loss of the first step: with ReLU networks a blown-up run often escapes float
+# overflow by killing its units, and then wanders at a finite but absurd loss.
+DIVERGENCE_FACTOR = 1e4
 
 
 class MetricSink:
@@ -195,6 +199,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.loss_fn, self.probe = loss_fn, probe
         self.diverged = False
         self.diverged_step = None
+        self.first_loss = None
         self.epochs_to_target = None
         self.time_to_target = None
         self.train_time = 0.0
@@ -206,7 +211,10 @@ class EpochLogger(keras.callbacks.Callback):
         keep = its % self.log_every == 0
         self.sink.add_series("step_learning_rate", its[keep], lrs[keep])
         self.sink.add_series("step_loss", its[keep], losses[keep])
-        bad = ~np.isfinite(losses)
+        if self.first_loss is None and np.isfinite(losses[0]):
+            self.first_loss = float(losses[0])
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(losses) | (losses > DIVERGENCE_FACTOR * (self.first_loss or np.inf))
         if bad.any() and not self.diverged:
             self.diverged = True
             self.diverged_step = int(its[np.argmax(bad)])

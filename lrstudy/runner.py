@@ -30,7 +30,9 @@ def notebooks_dir() -> Path:
 
 
 def runs_dir(study: str) -> Path:
-    return tracking.project_root() / "runs" / study
+    """Where executed notebooks are kept: ``$LRSTUDY_RUNS_DIR`` or ``<project>/runs``."""
+    root = os.environ.get("LRSTUDY_RUNS_DIR") or tracking.project_root() / "runs"
+    return Path(root) / study
 
 
 @dataclasses.dataclass

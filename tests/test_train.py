@@ -1,0 +1,172 @@
+"""Trials into a real MLflow store, read back: the tracking contract, exact per-step LRs under
+the fast path (many steps per execution), per-epoch schedulers, plateau, divergence,
+effective step size, determinism, resume. Small synthetic data throughout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lrstudy import scenarios, tracking, train
+
+
+def history(client, run_id, key):
+    return {m.step: m.value for m in client.get_metric_history(run_id, key)}
+
+
+def run(write_study, store, name, seed=0, **study_kw):
+    path = write_study(**study_kw)
+    study = scenarios.load_study(str(path))
+    sc = study.scenarios[name]
+    res = train.run_trial(study.name, sc, seed, tracking_uri=store)
+    return res, sc, tracking.client(store)
+
+
+def test_trial_follows_the_tracking_contract(write_study, store):
+    res, sc, client = run(write_study, store, "fixed-baseline")
+    r = client.get_run(res["run_id"])
+    assert r.info.status == "FINISHED"
+    tags = r.data.tags
+    assert tags["lrstudy.study"] == "tiny" and tags["lrstudy.scenario"] == "fixed-baseline"
+    assert tags["lrstudy.family"] == "fixed" and tags["lrstudy.kind"] == "trial"
+    assert tags["lrstudy.seed"] == "0" and tags["lrstudy.diverged"] == "false"
+    assert tags["lrstudy.run_key"] == tracking.run_key(sc.config(), 0)
+    p = r.data.params
+    assert (p["optimizer"], p["model"], p["dataset"], p["schedule"]) == (
+        "adam", "mlp128", "synthetic", "constant")
+    assert float(p["learning_rate"]) == 0.001 and p["epochs"] == "3" and p["batch_size"] == "32"
+    assert p["train_size"] == str(sc.train_size) and p["seed"] == "0" and "tensorflow" in p
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                "epoch_time_s", "effective_lr_p50"):
+        assert sorted(history(client, res["run_id"], key)) == [0, 1, 2], key
+    steps = sorted(history(client, res["run_id"], "step_loss"))
+    assert steps == list(range(3 * sc.steps_per_epoch))  # every step, none lost
+    for key in ("test_loss", "test_accuracy", "train_time_s"):
+        assert key in r.data.metrics
+    arts = {a.path for a in client.list_artifacts(res["run_id"])}
+    assert {"config.json", "curves.png", "model_summary.txt"} <= arts
+
+
+def test_validation_metrics_sit_at_their_epoch(write_study, store):
+    res, sc, client = run(write_study, store, "fixed-baseline")
+    val = history(client, res["run_id"], "val_accuracy")
+    points = dict(res["points"]["val_accuracy"])
+    assert val == points and sorted(val) == [0, 1, 2]
+
+
+def test_per_step_lr_is_the_schedule_under_many_steps_per_execution(write_study, store):
+    # warmup-cosine is a per-step schedule inside the graph; 4 steps per execution
+    res, sc, client = run(write_study, store, "warmup-cosine",
+                          scenarios='["warmup-cosine"]', epochs=3, spe=4)
+    lrs = history(client, res["run_id"], "step_learning_rate")
+    total = 3 * sc.steps_per_epoch
+    assert sorted(lrs) == list(range(total))
+    expected = scenarios.build_schedule(sc).curve(sc.steps_per_epoch, 3)
+    got = np.array([lrs[i] for i in range(total)])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # closed form at chosen steps: linear warm-up from 1e-4 to 1e-2 over 10% of the steps
+    warm = round(0.1 * total)
+    assert got[0] == pytest.approx(1e-4, rel=1e-5)
+    assert got[warm] == pytest.approx(1e-2, rel=1e-5)
+    assert got[warm // 2] == pytest.approx(1e-4 + (1e-2 - 1e-4) * (warm // 2) / warm, rel=1e-4)
+
+
+def test_per_epoch_scheduler_stays_per_epoch(write_study, store):
+    res, sc, client = run(write_study, store, "decay-step", scenarios='["decay-step"]',
+                          epochs=4, spe=4)
+    lrs = history(client, res["run_id"], "step_learning_rate")
+    spe = sc.steps_per_epoch
+    fn = scenarios.build_schedule(sc).fn
+    for epoch in range(4):
+        within = [lrs[epoch * spe + i] for i in range(spe)]
+        assert within == pytest.approx([float(fn(epoch))] * spe, rel=1e-6), epoch
+    epoch_lr = history(client, res["run_id"], "learning_rate")
+    assert [round(epoch_lr[e], 8) for e in range(4)] == [round(float(fn(e)), 8) for e in range(4)]
+
+
+def test_plateau_lowers_the_lr_at_epoch_boundaries(write_study, store):
+    extra = """
+    [scenario.plateau-test]
+    family = "plateau"
+    optimizer = "sgd"
+    learning_rate = 1e-6
+    plateau = { monitor = "val_loss", factor = 0.5, patience = 1, min_delta = 1.0, min_lr = 1e-9 }
+    """
+    res, sc, client = run(write_study, store, "plateau-test", scenarios='["plateau-test"]',
+                          epochs=4, spe=4, extra=extra)
+    epoch_lr = history(client, res["run_id"], "learning_rate")
+    # min_delta 1.0: after the first epoch (always a "best") nothing improves, so the LR
+    # halves at the end of every later epoch
+    assert [epoch_lr[e] for e in range(4)] == pytest.approx([1e-6, 1e-6, 5e-7, 2.5e-7])
+    lrs = history(client, res["run_id"], "step_learning_rate")
+    spe = sc.steps_per_epoch
+    assert lrs[2 * spe - 1] == pytest.approx(1e-6) and lrs[2 * spe] == pytest.approx(5e-7)
+
+
+def test_forced_divergence_is_a_finished_result(write_study, store):
+    extra = """
+    [scenario.boom]
+    family = "fixed"
+    optimizer = "sgd"
+    learning_rate = 1000.0
+    """
+    res, sc, client = run(write_study, store, "boom", scenarios='["boom"]', epochs=3,
+                          extra=extra)
+    r = client.get_run(res["run_id"])
+    assert res["status"] == "diverged"
+    assert r.info.status == "FINISHED" and r.data.tags["lrstudy.diverged"] == "true"
+    losses = history(client, res["run_id"], "step_loss")
+    assert losses and all(math.isfinite(v) for v in losses.values())
+    assert max(losses) < 3 * sc.steps_per_epoch - 1  # stopped early
+
+
+def test_sgd_effective_step_size_equals_its_lr(write_study, store):
+    res, sc, client = run(write_study, store, "fixed-sgd", scenarios='["fixed-sgd"]', epochs=2)
+    for q in ("p10", "p50", "p90"):
+        values = history(client, res["run_id"], f"effective_lr_{q}")
+        # float32 weights round each update by up to half an ulp: 0.5% is that noise
+        assert list(values.values()) == pytest.approx([0.01, 0.01], rel=5e-3), q
+
+
+def test_same_seed_same_metrics_other_seed_differs(write_study, store):
+    path = write_study(epochs=2)
+    study = scenarios.load_study(str(path))
+    sc = study.scenarios["fixed-baseline"]
+    sinks = []
+    for seed in (0, 0, 1):
+        from lrstudy.callbacks import MetricSink
+
+        sink = MetricSink()
+        train.fit_scenario(sc, seed, sink)
+        sinks.append({k: sink.points[k] for k in ("loss", "val_loss", "val_accuracy")})
+    assert sinks[0] == sinks[1]
+    assert sinks[0]["loss"] != sinks[2]["loss"]
+
+
+def test_a_finished_trial_is_skipped_and_claims_are_exclusive(write_study, store):
+    res, sc, client = run(write_study, store, "fixed-baseline", epochs=1)
+    again = train.run_trial("tiny", sc, 0, tracking_uri=store)
+    assert again["status"] == "skipped" and again["run_id"] == res["run_id"]
+    # two contenders for one new key: exactly one owns it
+    exp = tracking.experiment_id("tiny", store, client)
+    key = tracking.run_key(sc.config(), 7)
+    tags = train.trial_tags("tiny", sc, 7, key)
+    a = client.create_run(exp, tags=tags).info.run_id
+    b = client.create_run(exp, tags=tags).info.run_id
+    assert [tracking.claim(client, exp, key, a), tracking.claim(client, exp, key, b)] == [
+        True, False]
+
+
+def test_orphaned_running_trials_are_marked_killed(write_study, store):
+    path = write_study()
+    sc = scenarios.load_study(str(path)).scenarios["fixed-baseline"]
+    client = tracking.client(store)
+    exp = tracking.experiment_id("tiny", store, client)
+    tags = {**train.trial_tags("tiny", sc, 0, "k"), "lrstudy.pid": "999999999"}
+    dead = client.create_run(exp, tags=tags).info.run_id
+    alive = client.create_run(exp, tags=train.trial_tags("tiny", sc, 1, "k1")).info.run_id
+    assert tracking.mark_orphans_killed(client, exp) == 1
+    assert client.get_run(dead).info.status == "KILLED"
+    assert client.get_run(alive).info.status == "RUNNING"
