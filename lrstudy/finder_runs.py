@@ -39,10 +39,7 @@ def run_finder(study: str, setup: dict, *, start_lr=1e-7, end_lr=10.0, num_it=10
                mlflow_client=None):
     """Run an LR range test for ``setup`` and record it; returns ``(FinderResult, run_id)``."""
     import keras
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from mlflow.entities import Metric, Param
 
     from lrstudy import finder, models, optimizers, train
@@ -85,9 +82,9 @@ def run_finder(study: str, setup: dict, *, start_lr=1e-7, end_lr=10.0, num_it=10
         mlflow_client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "finder.json").write_text(json.dumps(result.to_dict(), indent=1))
-            fig = result.plot().figure
+            fig = Figure(figsize=(7, 4))
+            result.plot(ax=fig.subplots())
             fig.savefig(Path(tmp) / "lr_range_test.png", dpi=80)
-            plt.close(fig)
             mlflow_client.log_artifacts(run_id, tmp)
         status = "FINISHED"
     except KeyboardInterrupt:

@@ -1032,3 +1032,34 @@ def bench_summary(n_trials: int = 500, epochs: int = 10, tmpdir=None, seeds: int
     timings["summary_s"] = sum(timings[k] for k in ("load_trials_s", "load_histories_s",
                                                      "benchmark_table_s", "figures_s"))
     return timings
+
+
+def schedule_curves(study: str, overrides: dict | None = None) -> pd.DataFrame:
+    """Every scenario's LR per optimizer step over the study's budget, without training.
+
+    Long format (scenario, family, unit, step, value). Constant-LR scenarios are flat lines;
+    ``*-from-finder`` scenarios show placeholder bounds (1e-3, 1e-2) until a range test runs.
+    ReduceLROnPlateau depends on the run, so plateau scenarios show their starting LR.
+    """
+    from lrstudy import scenarios
+
+    spec = scenarios.load_study(study, overrides)
+    rows = []
+    for sc in spec.scenarios.values():
+        total = sc.steps_per_epoch * sc.budget["epochs"]
+        built = scenarios.build_schedule(sc)
+        if built is None:
+            curve = np.full(total, float(sc.learning_rate))
+        else:
+            curve = np.asarray(built.curve(sc.steps_per_epoch, sc.budget["epochs"]), float)
+        rows.append(pd.DataFrame({
+            "run_id": sc.name, "scenario": sc.name, "family": sc.family,
+            "unit": built.unit if built is not None else "constant",
+            "key": "step_learning_rate", "step": np.arange(total), "value": curve}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def plot_schedule_gallery(curves: pd.DataFrame) -> Figure:
+    """The gallery of ``notebooks/schedules.ipynb``: :func:`plot_lr_curves` on computed curves."""
+    scenarios_frame = curves[["run_id", "scenario", "family"]].drop_duplicates()
+    return plot_lr_curves(scenarios_frame, curves[["run_id", "key", "step", "value"]])

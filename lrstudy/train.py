@@ -187,10 +187,7 @@ def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
 
 def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
     """config.json, model summary, curves and LR curve as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the notebook's backend alone
 
     (run_dir / "config.json").write_text(json.dumps(
         {"scenario": scenario.config(), "seed": seed, "params": outcome["params"]},
@@ -198,7 +195,8 @@ def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
     lines = io.StringIO()
     outcome["model"].summary(print_fn=lambda s, **_: lines.write(s + "\n"))
     (run_dir / "model_summary.txt").write_text(lines.getvalue())
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    fig = Figure(figsize=(13, 3.5))
+    axes = fig.subplots(1, 3)
     for ax, keys, title in ((axes[0], ("loss", "val_loss"), "loss"),
                             (axes[1], ("accuracy", "val_accuracy"), "accuracy")):
         for key in keys:
@@ -213,7 +211,6 @@ def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
     fig.suptitle(f"{scenario.name}, seed {seed}")
     fig.tight_layout()
     fig.savefig(run_dir / "curves.png", dpi=80)
-    plt.close(fig)
 
 
 def trial_tags(study: str, scenario: scenarios.Scenario, seed: int, key: str) -> dict:

@@ -170,3 +170,21 @@ def test_orphaned_running_trials_are_marked_killed(write_study, store):
     assert tracking.mark_orphans_killed(client, exp) == 1
     assert client.get_run(dead).info.status == "KILLED"
     assert client.get_run(alive).info.status == "RUNNING"
+
+
+def test_from_finder_scenarios_take_bounds_from_the_latest_range_test(write_study, store):
+    path = write_study(scenarios='["cyclical-from-finder", "one-cycle-from-finder"]', epochs=2)
+    first = train.run_scenario(str(path), "cyclical-from-finder", 1, tracking_uri=store)
+    second = train.run_scenario(str(path), "one-cycle-from-finder", 1, tracking_uri=store)
+    client = tracking.client(store)
+    exp = tracking.experiment_id("tiny", store, client)
+    finders = client.search_runs([exp], "tags.`lrstudy.kind` = 'lr_range_test'")
+    assert len(finders) == 1  # the second scenario reused the first one's test
+    fm = finders[0].data.metrics
+    for res in (first[0], second[0]):
+        p = client.get_run(res["run_id"]).data.params
+        assert float(p["finder.base_lr"]) == pytest.approx(fm["finder_base_lr"])
+        assert float(p["finder.max_lr"]) == pytest.approx(fm["finder_max_lr"])
+    p = client.get_run(first[0]["run_id"]).data.params
+    assert float(p["schedule.max_lr"]) == pytest.approx(fm["finder_max_lr"])
+    assert float(p["schedule.base"]) == pytest.approx(fm["finder_base_lr"])
