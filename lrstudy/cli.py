@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--allow-remote", action="store_true",
                     help="needed to bind anything but a loopback address")
     ui.add_argument("--tracking-uri", default=None)
+    ui.add_argument("--workers", type=_positive_int, default=1,
+                    help="server worker processes (default 1: MLflow's 4 double the start-up "
+                         "time on a small machine and are not needed by one person)")
     return parser
 
 
@@ -114,9 +117,20 @@ def _overrides(args) -> dict:
                               ("batch_size", args.batch_size)) if v}
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM stops a study like Ctrl-C: running trials end KILLED, nothing is left RUNNING."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_run(args) -> int:
     from lrstudy import runner
 
+    _sigterm_as_interrupt()
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()] or None
     outcome = runner.run_study(
         args.study, scenario_names=names, seeds=args.seeds, overrides=_overrides(args),
@@ -186,6 +200,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def cmd_ui(args) -> int:
+    from pathlib import Path
+
     from lrstudy import tracking
 
     if args.host not in LOOPBACK and not args.allow_remote:
@@ -197,10 +213,16 @@ def cmd_ui(args) -> int:
               "`mlflow server --app-name basic-auth`.", file=sys.stderr)
     uri = tracking.check_store(args.tracking_uri)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", args.host, "--port", str(args.port)]
-    if tracking.is_local(uri) and not args.tracking_uri:
-        cmd += ["--default-artifact-root", tracking.default_artifact_root().as_uri()]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri})", file=sys.stderr)
+           "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+    if tracking.is_local(uri):  # artifacts beside the database, as tracking.experiment_id does
+        artifacts = Path(uri[len("sqlite:///"):]).parent / "artifacts"
+        cmd += ["--default-artifact-root", artifacts.as_uri()]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"MLflow UI on http://{shown}:{args.port} (store {uri}); runs are under "
+          "'Model training' (top left)", file=sys.stderr)
+    # MLflow's job runner (GenAI judges, trace rollups) starts eight more Python processes;
+    # browsing training runs needs none of them. Set the variable to "true" to have them.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(sys.executable, cmd)
     return 0
 
@@ -209,7 +231,15 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "find-lr": cmd_find_lr, "list"
             "ui": cmd_ui}
 
 
+def _quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up logging (absl pre-init warning, CPU feature notes) off
+    stderr, so that bad input still ends with exactly one line there. Set before anything
+    imports TensorFlow; kernels started by papermill inherit it. A value already set wins."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def main(argv=None) -> int:
+    _quiet_tensorflow()
     args = build_parser().parse_args(argv)
     from lrstudy import data, params, scenarios, tracking
 

@@ -23,6 +23,7 @@ from lrstudy import scenarios, tracking
 from lrstudy.tracking import TAG
 
 NOTEBOOK = "scenario.ipynb"
+STOPPING = threading.Event()  # set on Ctrl-C/SIGTERM: scenario runs then end KILLED
 
 
 def notebooks_dir() -> Path:
@@ -104,11 +105,15 @@ def execute_job(job: Job, km=None) -> JobResult:
         status = "FINISHED"
     except papermill.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
+        if STOPPING.is_set():
+            status = "KILLED"
     except KeyboardInterrupt:
         status, error = "KILLED", "interrupted"
         raise
     except Exception as exc:  # kernel died, could not start ...
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0] or type(exc).__name__
+        if STOPPING.is_set():
+            status = "KILLED"
     finally:
         try:
             if Path(job.output).exists():
@@ -163,29 +168,87 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Each scenario as a Ray task; one GPU per task where the cluster has GPUs."""
+    """Each scenario as a Ray task running :func:`execute_job`; one GPU per task where the
+    cluster has GPUs, else one CPU.
+
+    Without ``address`` a local Ray cluster of ``workers`` CPUs is started here (no dashboard,
+    no usage stats) and stopped by :meth:`shutdown`; with one (``auto``, ``HOST:PORT``) the
+    tasks go to that cluster, whose nodes must have this package importable (the same checkout,
+    ``pip install -e .``) and the study's data. The variables of :attr:`ENV_VARS` set in this
+    process travel with every task (``runtime_env``), so workers of a cluster started elsewhere
+    use the runner's thread counts and paths; the tracking URI travels in the :class:`Job`.
+    Every returned future resolves to a :class:`JobResult`, also when the task itself died.
+    """
+
+    ENV_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+                "TF_CPP_MIN_LOG_LEVEL", "LRSTUDY_HOME", "LRSTUDY_RUNS_DIR", "LRSTUDY_DATA_DIR",
+                "LRSTUDY_DATA_CANDIDATES_ONLY", "LRSTUDY_CACHE_DIR", "KERAS_HOME")
+    GRACE_S = 60.0  # how long an interrupted task may take to record its runs KILLED
 
     def __init__(self, address: str | None, workers: int):
+        import logging
+
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never prompt, never report
         import ray
 
         self.ray = ray
-        if not ray.is_initialized():
+        self.owned = not ray.is_initialized()  # started here: shut down here
+        if self.owned:
             kwargs = {"address": address} if address else {"num_cpus": max(1, workers)}
-            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+            try:
+                ray.init(include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING, **kwargs)
+            except ConnectionError as exc:
+                raise ValueError(f"Argument `ray_address` names no reachable Ray cluster: "
+                                 f"{str(exc).splitlines()[0]} Received: "
+                                 f"ray_address={address!r}") from None
+        env = {k: os.environ[k] for k in self.ENV_VARS if os.environ.get(k)}
         gpus = ray.cluster_resources().get("GPU", 0)
-        self.remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1,
-                                 max_retries=0)(execute_job)
-        self.pool = cf.ThreadPoolExecutor(max_workers=64)
+        self.remote = ray.remote(execute_job).options(
+            num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0,
+            runtime_env={"env_vars": env})
+        self.lock = threading.Lock()
+        self.pending: dict = {}  # ObjectRef -> the future handed out for it
 
     def submit(self, job: Job) -> cf.Future:
         ref = self.remote.remote(job)
-        return self.pool.submit(self.ray.get, ref)
+        out: cf.Future = cf.Future()
+        with self.lock:
+            self.pending[ref] = out
+
+        def resolve(fut: cf.Future) -> None:
+            try:
+                result = fut.result()
+            except BaseException as exc:  # cancelled, worker died, raised past execute_job
+                cause = getattr(exc, "cause", None) or exc
+                line = (f"{type(cause).__name__}: {cause}".splitlines() or [""])[0]
+                result = JobResult(job.scenario, False, job.output, error=line)
+            with self.lock:
+                self.pending.pop(ref, None)
+            out.set_result(result)
+
+        ref.future().add_done_callback(resolve)
+        return out
 
     def interrupt(self) -> None:
-        pass
+        """Ctrl-C/SIGTERM: cancel every task not finished; a running one gets a
+        KeyboardInterrupt, so its scenario run ends KILLED."""
+        with self.lock:
+            refs = list(self.pending)
+        for ref in refs:
+            try:
+                self.ray.cancel(ref, force=False)
+            except Exception:
+                pass
 
     def shutdown(self, cancel: bool = False) -> None:
-        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        if cancel:
+            self.interrupt()
+            with self.lock:
+                outs = list(self.pending.values())
+            cf.wait(outs, timeout=self.GRACE_S)
+        if self.owned and self.ray.is_initialized():
+            self.ray.shutdown()
 
 
 # ---- the study ---------------------------------------------------------------------------------
@@ -259,6 +322,7 @@ def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int
             done, _ = count_trials(mlflow_client, exp_id, keys)
             bar.update(done - bar.n)
     except KeyboardInterrupt:
+        STOPPING.set()
         bar.close()
         print("interrupted: stopping the running trials (they are recorded KILLED)",
               file=sys.stderr)

@@ -1,0 +1,207 @@
+"""The study runner end to end: papermill executions into a real sqlite store, resume without
+duplicates, failure isolation, SIGKILL/SIGTERM, parallel writers."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, finished_trials, run_cli
+
+pytestmark = pytest.mark.slow
+
+SMALL = """
+description = "small study for runner tests"
+seeds = 2
+scenarios = ["fixed-baseline", "fixed-sgd", "warmup-piecewise"]
+
+[budget]
+model = "mlp128"
+dataset = "fashion_mnist"
+train_size = 1500
+val_size = 500
+batch_size = 64
+epochs = 3
+"""
+
+
+def all_runs(uri, study, kind="trial"):
+    from lrstudy import tracking
+
+    client = tracking.client(uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        return []
+    return tracking.search(client, [exp.experiment_id], f"tags.`lrstudy.kind` = '{kind}'")
+
+
+def statuses_by_key(uri, study):
+    out = collections.defaultdict(list)
+    for run in all_runs(uri, study):
+        out[run.data.tags["lrstudy.run_key"]].append(run.info.status)
+    return out
+
+
+def test_smoke_study_runs_every_trial_once_with_every_point(smoke_store):
+    from lrstudy import scenarios, tracking
+
+    uri = smoke_store["uri"]
+    study = scenarios.load_study("smoke")
+    keys = {tracking.run_key(sc.config(), s) for sc in study.scenarios.values()
+            for s in range(study.seeds)}
+    by_key = statuses_by_key(uri, "smoke")
+    assert set(by_key) == keys and all(v == ["FINISHED"] for v in by_key.values())
+    # two workers wrote into one sqlite store at once: no metric point is missing
+    client = tracking.client(uri)
+    for run in finished_trials(uri, "smoke"):
+        sc = study.scenarios[run.data.tags["lrstudy.scenario"]]
+        steps = client.get_metric_history(run.info.run_id, "step_learning_rate")
+        assert len(steps) == sc.steps_per_epoch * sc.budget["epochs"]
+        assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
+    parents = all_runs(uri, "smoke", "scenario")
+    assert sorted(p.data.tags["lrstudy.scenario"] for p in parents) == sorted(study.scenarios)
+    for parent in parents:
+        assert parent.info.status == "FINISHED"
+        names = [a.path for a in client.list_artifacts(parent.info.run_id)]
+        assert names == [f"{parent.data.tags['lrstudy.scenario']}.ipynb"]
+    for sc in study.scenarios:
+        assert (smoke_store["dir"] / "runs" / "smoke" / f"{sc}.ipynb").exists()
+    assert "done        6" in smoke_store["stdout"]
+
+
+def test_rerun_skips_finished_trials(smoke_store, tmp_path):
+    before = len(all_runs(smoke_store["uri"], "smoke"))
+    proc = run_cli("run", "--study", "smoke", "--tracking-uri", smoke_store["uri"], "--quiet",
+                   env={"LRSTUDY_RUNS_DIR": str(tmp_path)}, check=True)
+    assert "skipped     6" in proc.stdout
+    assert len(all_runs(smoke_store["uri"], "smoke")) == before
+    assert not list(tmp_path.rglob("*.ipynb"))  # not even a kernel was started
+
+
+def test_a_failing_scenario_does_not_stop_the_others(tmp_path, store):
+    study = tmp_path / "mixed.toml"
+    study.write_text(SMALL.replace('"warmup-piecewise"', '"broken"') + """
+[scenario.broken]
+family = "fixed"
+optimizer = "adam"
+learning_rate = 0.001
+budget = { model = "broken_models:explodes", train_size = 1500, val_size = 500 }
+""")
+    env = {"PYTHONPATH": str(ROOT / "tests" / "fixtures"), "LRSTUDY_RUNS_DIR": str(tmp_path)}
+    proc = run_cli("run", "--study", study, "--tracking-uri", store, "--quiet", "--seeds", "1",
+                   env=env)
+    assert proc.returncode == 1
+    assert "1 scenario(s) failed: broken" in proc.stderr
+    done = {r.data.tags["lrstudy.scenario"] for r in finished_trials(store, "mixed")}
+    assert done == {"fixed-baseline", "fixed-sgd"}
+    (parent,) = [p for p in all_runs(store, "mixed", "scenario")
+                 if p.data.tags["lrstudy.scenario"] == "broken"]
+    assert parent.info.status == "FAILED"
+    assert "broken on purpose" in parent.data.tags["lrstudy.error"]
+    error_nb = tmp_path / "mixed" / "broken.ipynb"
+    assert error_nb.exists() and "broken on purpose" in error_nb.read_text()
+    from lrstudy import tracking
+
+    arts = [a.path for a in tracking.client(store).list_artifacts(parent.info.run_id)]
+    assert arts == ["broken.ipynb"]
+    assert "FAILED broken" in proc.stdout
+
+
+def _wait_for(predicate, timeout=300.0, every=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def _start_run(study, store, tmp_path, *extra):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "LRSTUDY_RUNS_DIR": str(tmp_path)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lrstudy", "run", "--study", str(study), "--tracking-uri", store,
+         "--quiet", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def test_sigkill_then_resume_finishes_every_trial_exactly_once(tmp_path, store):
+    study = tmp_path / "small.toml"
+    study.write_text(SMALL)
+    # kill the runner twice at different points: after the first finished trial, then after
+    # the fourth; each time at least one trial is mid-flight
+    for after in (1, 4):
+        proc = _start_run(study, store, tmp_path)
+        assert _wait_for(lambda: len(finished_trials(store, "small")) >= after
+                         or proc.poll() is not None)
+        proc.kill()
+        proc.wait(timeout=30)
+        time.sleep(2.0)  # the kernels notice their parent is gone and exit
+    proc = _start_run(study, store, tmp_path)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    by_key = statuses_by_key(store, "small")
+    assert len(by_key) == 6
+    for key, statuses in by_key.items():
+        assert statuses.count("FINISHED") == 1, (key, statuses)
+        assert "RUNNING" not in statuses, (key, statuses)
+    # the summary's own query counts each trial once
+    from lrstudy import report
+
+    trials = report.load_trials("small", tracking_uri=store)
+    assert len(trials) == 6 and trials["run_id"].is_unique
+
+
+def test_sigterm_stops_cleanly_and_leaves_nothing_running(tmp_path, store):
+    study = tmp_path / "small.toml"
+    study.write_text(SMALL)
+    proc = _start_run(study, store, tmp_path, "--workers", "1")
+    assert _wait_for(lambda: any(r.info.status == "RUNNING" for r in all_runs(store, "small")))
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    statuses = [r.info.status for r in all_runs(store, "small")]
+    assert "KILLED" in statuses and "RUNNING" not in statuses
+    parents = [r.info.status for r in all_runs(store, "small", "scenario")]
+    assert "RUNNING" not in parents
+
+
+def test_four_processes_write_to_one_sqlite_store(tmp_path, store):
+    study = tmp_path / "four.toml"
+    study.write_text("""
+seeds = 1
+scenarios = ["fixed-baseline", "fixed-sgd", "adaptive-rmsprop", "adaptive-adagrad"]
+[budget]
+dataset = "synthetic"
+val_size = 200
+batch_size = 16
+epochs = 4
+jit_compile = false
+""")
+    code = ("import sys; from lrstudy import train; "
+            "train.run_scenario(sys.argv[1], sys.argv[2], 1, tracking_uri=sys.argv[3])")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # create the store and experiment first, as the runner does, then race four writers
+    from lrstudy import tracking
+
+    tracking.experiment_id("four", store)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(study), name, store], env=env,
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for name in ("fixed-baseline", "fixed-sgd", "adaptive-rmsprop", "adaptive-adagrad")]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
+    trials = finished_trials(store, "four")
+    assert len(trials) == 4
+    client = tracking.client(store)
+    for run in trials:
+        steps = client.get_metric_history(run.info.run_id, "step_loss")
+        assert [m.step for m in steps] == list(range(4 * 50))  # 800 images / 16 x 4 epochs
+        assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 4
