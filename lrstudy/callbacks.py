@@ -28,17 +28,26 @@ MLFLOW_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 DIVERGENCE_FACTOR = 1e4
 
 
-class MetricSink:
-    """Buffers metric points and ships them to MLflow asynchronously in chunks.
+SERIES_PREFIX = "step_"  # the long per-step series
 
-    With ``client=None`` it only keeps the points (``.points``), which the tests and the
-    notebooks' figures use.
+
+class MetricSink:
+    """Buffers metric points and ships them to MLflow in chunks.
+
+    Per-epoch and final metrics go through MLflow's asynchronous ``log_batch``. The long
+    per-step series go through ``series_writer`` when there is one
+    (:func:`lrstudy.tracking.series_writer`: one bulk insert into a local sqlite store at
+    :meth:`flush`), else through ``log_batch`` too. With ``client=None`` it only keeps the
+    points (``.points``), which the tests and the notebooks' figures use.
     """
 
-    def __init__(self, client=None, run_id: str | None = None, keep: bool = True):
+    def __init__(self, client=None, run_id: str | None = None, keep: bool = True,
+                 series_writer=None):
         self.client, self.run_id, self.keep = client, run_id, keep
+        self.series_writer = series_writer
         self.points: dict[str, list[tuple[int, float]]] = {}
         self._pending: list = []
+        self._series: list[tuple[str, float, int, int]] = []
         self._operations: list = []
 
     def add(self, key: str, value: float, step: int) -> None:
@@ -47,7 +56,9 @@ class MetricSink:
             return  # never logged: a diverged run's series stop at the last finite point
         if self.keep:
             self.points.setdefault(key, []).append((int(step), value))
-        if self.client is not None:
+        if self.series_writer is not None and key.startswith(SERIES_PREFIX):
+            self._series.append((key, value, int(time.time() * 1000), int(step)))
+        elif self.client is not None:
             from mlflow.entities import Metric
 
             self._pending.append(Metric(key, value, int(time.time() * 1000), int(step)))
@@ -71,6 +82,9 @@ class MetricSink:
 
     def flush(self) -> None:
         """Send the rest and wait until MLflow has stored everything."""
+        if self._series:
+            self.series_writer(self.run_id, self._series)
+            self._series = []
         self.send()
         for op in self._operations:
             op.wait()
@@ -187,7 +201,8 @@ class EpochLogger(keras.callbacks.Callback):
     """Per-epoch metrics at step = epoch, per-step series, divergence and time to target.
 
     ``sink`` receives every point (see :class:`MetricSink`). ``probe`` is a small fixed batch
-    ``(x, y)`` used for the effective step size at each epoch end (None to skip).
+    ``(x, y)`` used for the effective step size at each epoch's start, where ``learning_rate``
+    is read too (None to skip). The probe's step is undone and is not part of the epoch time.
     """
 
     EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -222,7 +237,12 @@ class EpochLogger(keras.callbacks.Callback):
 
     # -- per epoch ------------------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
+        # the LR and the effective step size the epoch starts with (after any per-epoch
+        # scheduler, which comes earlier in the callback list)
         self._epoch_lr = current_lr(self.model.optimizer)
+        self._ratios = None
+        if self.probe is not None and not self.diverged:
+            self._ratios = effective_step_sizes(self.model, self.loss_fn, *self.probe)
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -239,11 +259,9 @@ class EpochLogger(keras.callbacks.Callback):
             if not self.diverged:
                 self.diverged, self.diverged_step = True, int(self.model.optimizer.iterations)
             self.model.stop_training = True
-        if self.probe is not None and not self.diverged:
-            ratios = effective_step_sizes(self.model, self.loss_fn, *self.probe)
-            if ratios.size:
-                for q in (10, 50, 90):
-                    self.sink.add(f"effective_lr_p{q}", np.percentile(ratios, q), epoch)
+        if self._ratios is not None and self._ratios.size:
+            for q in (10, 50, 90):
+                self.sink.add(f"effective_lr_p{q}", np.percentile(self._ratios, q), epoch)
         val_acc = logs.get("val_accuracy")
         if (self.epochs_to_target is None and self.target and val_acc is not None
                 and val_acc >= self.target):

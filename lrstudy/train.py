@@ -252,7 +252,8 @@ def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, tracking_u
     if not tracking.claim(mlflow_client, exp_id, key, run_id):
         mlflow_client.delete_run(run_id)
         return {"status": "skipped", "run_id": None, "seed": seed}
-    sink = cb.MetricSink(mlflow_client, run_id)
+    sink = cb.MetricSink(mlflow_client, run_id,
+                         series_writer=tracking.series_writer(tracking_uri))
     status = "FAILED"
     try:
         with _sigterm_as_interrupt():
