@@ -128,9 +128,10 @@ def _sigterm_as_interrupt() -> None:
 
 
 def cmd_run(args) -> int:
-    from lrstudy import runner
+    from lrstudy import runner, tracking
 
     _sigterm_as_interrupt()
+    tracking.check_store(args.tracking_uri)  # cheap, so first: no TensorFlow import to wait for
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()] or None
     outcome = runner.run_study(
         args.study, scenario_names=names, seeds=args.seeds, overrides=_overrides(args),
