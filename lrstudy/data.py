@@ -50,6 +50,7 @@ import numpy as np
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "CANDIDATES_ONLY_ENV",
     "DATASETS",
     "DATA_DIR_ENV",
     "DEBIAN_DIR",
@@ -69,6 +70,7 @@ __all__ = [
 
 DATASETS = ("fashion_mnist", "mnist", "synthetic")
 DATA_DIR_ENV = "LRSTUDY_DATA_DIR"
+CANDIDATES_ONLY_ENV = "LRSTUDY_DATA_CANDIDATES_ONLY"
 CACHE_DIR_ENV = "LRSTUDY_CACHE_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -227,10 +229,14 @@ def default_candidates() -> tuple[Path, ...]:
     """Where Fashion-MNIST is looked for, in order.
 
     ``$LRSTUDY_DATA_DIR`` (when set), the Keras cache ``<keras home>/datasets/fashion-mnist``,
-    then :data:`DEBIAN_DIR`.
+    then :data:`DEBIAN_DIR`. With ``$LRSTUDY_DATA_CANDIDATES_ONLY=1`` only
+    ``$LRSTUDY_DATA_DIR`` is searched (none when it is unset): a machine's Keras cache and
+    Debian copy are hidden, e.g. to test what happens where there is no data.
     """
     env = os.environ.get(DATA_DIR_ENV)
     explicit = (Path(env).expanduser(),) if env else ()
+    if os.environ.get(CANDIDATES_ONLY_ENV, "") not in ("", "0"):
+        return explicit
     return explicit + (keras_home() / "datasets" / "fashion-mnist", DEBIAN_DIR)
 
 

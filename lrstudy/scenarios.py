@@ -202,6 +202,16 @@ def _validate_budget_values(where: str, budget: dict) -> None:
                         f"training set ({train} images)")
 
 
+def _check_learning_rate(where: str, lr) -> None:
+    """A fixed learning rate is a finite number > 0 (TOML's ``nan``/``inf`` included)."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise SpecError(f"{where}: Argument `learning_rate` must be a number. "
+                        f"Received: learning_rate={lr!r}")
+    if not math.isfinite(lr) or lr <= 0:
+        raise SpecError(f"{where}: Argument `learning_rate` must be finite and > 0. "
+                        f"Received: learning_rate={lr!r}")
+
+
 def _sweep_scenarios(where: str, sweep: dict) -> dict[str, dict]:
     _unknown(where, sweep, SWEEP_KEYS)
     lo, hi, points = sweep.get("min", 1e-4), sweep.get("max", 1e-1), sweep.get("points", 4)
@@ -353,8 +363,10 @@ def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
     """Deep checks that need Keras: models, optimizers, schedules, plateau rules, data sizes.
 
     Raises :class:`SpecError` with one line naming the study, the scenario and the problem.
+    The data and the learning rate are checked first: they need no TensorFlow, so such
+    mistakes are reported at once.
     """
-    from lrstudy import data, models, optimizers
+    from lrstudy import data
 
     checked_data = set()
     for sc in scenarios or study.scenarios.values():
@@ -371,6 +383,11 @@ def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
                            val_size=b["val_size"])
             checked_data.add(setup)
         where = f"{study.path} scenario {sc.name!r}"
+        if sc.learning_rate is not None:
+            _check_learning_rate(where, sc.learning_rate)
+        # Keras takes seconds to import: only now, after the checks that do without it.
+        from lrstudy import models, optimizers
+
         try:
             models.check(sc.budget["model"])
             optimizers.check(sc.optimizer, sc.optimizer_args)
