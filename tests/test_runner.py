@@ -25,10 +25,9 @@ scenarios = ["fixed-baseline", "fixed-sgd", "warmup-piecewise"]
 
 [budget]
 model = "mlp128"
-dataset = "fashion_mnist"
-train_size = 1500
-val_size = 500
-batch_size = 64
+dataset = "synthetic"
+val_size = 200
+batch_size = 32
 epochs = 3
 """
 
@@ -93,7 +92,7 @@ def test_a_failing_scenario_does_not_stop_the_others(tmp_path, store):
 family = "fixed"
 optimizer = "adam"
 learning_rate = 0.001
-budget = { model = "broken_models:explodes", train_size = 1500, val_size = 500 }
+budget = { model = "broken_models:explodes", dataset = "synthetic", val_size = 200 }
 """)
     env = {"PYTHONPATH": str(ROOT / "tests" / "fixtures"), "LRSTUDY_RUNS_DIR": str(tmp_path)}
     proc = run_cli("run", "--study", study, "--tracking-uri", store, "--quiet", "--seeds", "1",
@@ -205,3 +204,50 @@ jit_compile = false
         steps = client.get_metric_history(run.info.run_id, "step_loss")
         assert [m.step for m in steps] == list(range(4 * 50))  # 800 images / 16 x 4 epochs
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 4
+
+
+def test_killing_a_kernel_fails_its_scenario_only_and_resume_finishes(tmp_path, store):
+    study = tmp_path / "small.toml"
+    study.write_text(SMALL)
+    proc = _start_run(study, store, tmp_path, "--workers", "1")
+    running = []
+
+    def a_trial_runs():
+        running[:] = [r for r in all_runs(store, "small") if r.info.status == "RUNNING"]
+        return bool(running) or proc.poll() is not None
+
+    assert _wait_for(a_trial_runs)
+    victim = running[0]
+    os.kill(int(victim.data.tags["lrstudy.pid"]), signal.SIGKILL)  # the notebook's kernel
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1  # the study went on, then named the failure
+    killed_scenario = victim.data.tags["lrstudy.scenario"]
+    assert f"failed: {killed_scenario}" in err
+    from lrstudy import tracking
+
+    assert tracking.client(store).get_run(victim.info.run_id).info.status == "KILLED"
+    others = {r.data.tags["lrstudy.scenario"] for r in finished_trials(store, "small")}
+    assert others >= {"fixed-baseline", "fixed-sgd", "warmup-piecewise"} - {killed_scenario}
+    rerun = _start_run(study, store, tmp_path)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-2000:]
+    by_key = statuses_by_key(store, "small")
+    assert len(by_key) == 6 and all(s.count("FINISHED") == 1 for s in by_key.values())
+
+
+def test_the_summary_report_of_the_smoke_study(smoke_store, tmp_path):
+    proc = run_cli("report", "--study", "smoke", "--tracking-uri", smoke_store["uri"],
+                   "--out", tmp_path, check=True)
+    html = Path(proc.stdout.strip().splitlines()[-1].split("report: ", 1)[1])
+    assert html.exists() and html.parent == tmp_path
+    text = html.read_text()
+    assert text.count("<img") >= 5  # curves, LR per step, sensitivity, range tests, accuracy
+    for scenario in ("fixed-baseline", "fixed-too-large", "warmup-cosine"):
+        assert scenario in text
+    from lrstudy import tracking
+
+    client = tracking.client(smoke_store["uri"])
+    exp = client.get_experiment_by_name("smoke")
+    (summary,) = client.search_runs([exp.experiment_id], "tags.`lrstudy.kind` = 'summary'")
+    names = {a.path for a in client.list_artifacts(summary.info.run_id)}
+    assert any(n.endswith(".html") for n in names) and any(n.endswith(".ipynb") for n in names)
