@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import os
+import signal
 import sys
 import threading
 import time
@@ -76,7 +77,7 @@ def plan(study: scenarios.Study, selected: list[scenarios.Scenario], seeds: int,
     return todo, skipped
 
 
-def execute_job(job: Job, km=None) -> JobResult:
+def execute_job(job: Job) -> JobResult:
     """Execute one scenario's notebook with papermill; record it under a scenario run.
 
     The executed notebook (or the error notebook, when a cell raised) is kept at
@@ -100,8 +101,7 @@ def execute_job(job: Job, km=None) -> JobResult:
     try:
         papermill.execute_notebook(
             str(notebooks_dir() / NOTEBOOK), job.output, parameters=parameters,
-            kernel_name="python3", progress_bar=False, cwd=str(notebooks_dir()),
-            **({"km": km} if km is not None else {}))
+            kernel_name="python3", progress_bar=False, cwd=str(notebooks_dir()))
         status = "FINISHED"
     except papermill.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
@@ -128,39 +128,27 @@ def execute_job(job: Job, km=None) -> JobResult:
 # ---- executors -------------------------------------------------------------------------------
 
 class LocalExecutor:
-    """N notebook executions at once on this machine (threads driving kernels)."""
+    """N notebook executions at once on this machine (threads driving papermill kernels).
+
+    papermill makes each kernel itself (nbclient then notices a kernel that dies and raises
+    DeadKernelError). To stop a study, :meth:`interrupt` sends SIGINT to this process's
+    kernels, so their trials end KILLED.
+    """
 
     def __init__(self, workers: int):
         self.pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lrstudy")
-        self.kernels: dict[int, object] = {}  # thread id -> its kernel manager
-        self.lock = threading.Lock()
 
     def submit(self, job: Job) -> cf.Future:
-        return self.pool.submit(self._run, job)
-
-    def _run(self, job: Job) -> JobResult:
-        from jupyter_client.manager import KernelManager
-
-        km = KernelManager(kernel_name="python3")
-        with self.lock:
-            self.kernels[threading.get_ident()] = km
-        try:
-            return execute_job(job, km=km)
-        finally:
-            with self.lock:
-                self.kernels.pop(threading.get_ident(), None)
-            if km.has_kernel:
-                km.shutdown_kernel(now=False)
+        return self.pool.submit(execute_job, job)
 
     def interrupt(self) -> None:
-        """Ctrl-C/SIGTERM: interrupt every running kernel so its trial ends KILLED."""
-        with self.lock:
-            kms = list(self.kernels.values())
-        for km in kms:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
             try:
-                if km.has_kernel:
-                    km.interrupt_kernel()
-            except Exception:
+                if "ipykernel" in " ".join(child.cmdline()):
+                    child.send_signal(signal.SIGINT)
+            except psutil.Error:
                 pass
 
     def shutdown(self, cancel: bool = False) -> None:
@@ -188,27 +176,85 @@ class RayExecutor:
     def __init__(self, address: str | None, workers: int):
         import logging
 
+        if address:
+            self.check_reachable(address)  # before Ray's import: seconds saved on bad input
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never prompt, never report
         import ray
 
         self.ray = ray
         self.owned = not ray.is_initialized()  # started here: shut down here
-        if self.owned:
-            kwargs = {"address": address} if address else {"num_cpus": max(1, workers)}
-            try:
-                ray.init(include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.WARNING, **kwargs)
-            except ConnectionError as exc:
-                raise ValueError(f"Argument `ray_address` names no reachable Ray cluster: "
-                                 f"{str(exc).splitlines()[0]} Received: "
-                                 f"ray_address={address!r}") from None
+        options = {"include_dashboard": False, "log_to_driver": False,
+                   "logging_level": logging.WARNING}
+        restore_sigterm = self.keep_sigterm()
+        try:
+            if self.owned and address:
+                ray.init(address=address, **options)
+            elif self.owned:
+                self.start_local(ray, max(1, workers), options)
+        finally:
+            restore_sigterm()
+        # A cluster started here inherited this environment already; sending it again would
+        # make Ray start fresh workers instead of the ones it prestarted (seconds per task).
+        inherited = self.owned and not address
         env = {k: os.environ[k] for k in self.ENV_VARS if os.environ.get(k)}
         gpus = ray.cluster_resources().get("GPU", 0)
         self.remote = ray.remote(execute_job).options(
             num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0,
-            runtime_env={"env_vars": env})
+            **({} if inherited else {"runtime_env": {"env_vars": env}}))
         self.lock = threading.Lock()
         self.pending: dict = {}  # ObjectRef -> the future handed out for it
+
+    @staticmethod
+    def keep_sigterm():
+        """The function that puts this process's SIGTERM handler back after ``ray.init``.
+
+        Ray installs a C++ failure handler that aborts on SIGTERM; the study would die with
+        its runs RUNNING and its kernels orphaned instead of stopping like on Ctrl-C.
+        """
+        import signal
+
+        handler = (signal.getsignal(signal.SIGTERM)
+                   if threading.current_thread() is threading.main_thread() else None)
+        if handler is None:
+            return lambda: None
+        return lambda: signal.signal(signal.SIGTERM, handler)
+
+    @staticmethod
+    def start_local(ray, num_cpus: int, options: dict, attempts: int = 2) -> None:
+        """``ray.init`` of a private cluster, tried once more when it did not start in time.
+
+        Ray 2.60's raylet gives its agents 15 s to start (ray-project/ray#65983); on a busy
+        small machine their Python start-up can miss that, and a second attempt usually makes
+        it. Any other failure is raised at once.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(num_cpus=num_cpus, **options)
+                return
+            except Exception as exc:
+                if attempt == attempts or "timed out during startup" not in str(exc):
+                    raise
+                if ray.is_initialized():
+                    ray.shutdown()
+                print("lrstudy: the local Ray cluster did not start in time (busy machine?); "
+                      "trying once more", file=sys.stderr)
+
+    @staticmethod
+    def check_reachable(address: str, timeout: float = 10.0) -> None:
+        """Fail in seconds, not after Ray's minutes of retries, when ``HOST:PORT`` does not
+        answer (``auto`` and ``ray://`` addresses are left to Ray)."""
+        import socket
+
+        host, sep, port = address.rpartition(":")
+        if not sep or "://" in address or not port.isdigit():
+            return
+        try:
+            socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)),
+                                     timeout=timeout).close()
+        except OSError as exc:
+            raise ValueError(f"Argument `ray_address` names no reachable Ray cluster "
+                             f"({exc.strerror or exc}). Received: ray_address={address!r}"
+                             ) from None
 
     def submit(self, job: Job) -> cf.Future:
         ref = self.remote.remote(job)
