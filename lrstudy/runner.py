@@ -156,16 +156,18 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Each scenario as a Ray task running :func:`execute_job`; one GPU per task where the
-    cluster has GPUs, else one CPU.
+    """Each scenario as a Ray task running :func:`execute_job` (through :meth:`run_job`); one
+    GPU per task where the cluster has GPUs, else one CPU.
 
     Without ``address`` a local Ray cluster of ``workers`` CPUs is started here (no dashboard,
-    no usage stats) and stopped by :meth:`shutdown`; with one (``auto``, ``HOST:PORT``) the
-    tasks go to that cluster, whose nodes must have this package importable (the same checkout,
-    ``pip install -e .``) and the study's data. The variables of :attr:`ENV_VARS` set in this
-    process travel with every task (``runtime_env``), so workers of a cluster started elsewhere
-    use the runner's thread counts and paths; the tracking URI travels in the :class:`Job`.
-    Every returned future resolves to a :class:`JobResult`, also when the task itself died.
+    no usage stats), inheriting this process's environment, and stopped by :meth:`shutdown`.
+    With one (``auto``, ``HOST:PORT``) the tasks go to that cluster, whose nodes must have this
+    package importable (the same checkout, ``pip install -e .``) and the study's data; the
+    variables of :attr:`ENV_VARS` set in this process travel with every task (a Ray
+    ``runtime_env``), so its workers use the runner's thread counts and paths. The tracking
+    URI travels in the :class:`Job`. Every returned future resolves to a :class:`JobResult`,
+    also when the task itself died. :meth:`interrupt` cancels the tasks: a running one is
+    interrupted like a Ctrl-C, so its runs end KILLED.
     """
 
     ENV_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
@@ -188,7 +190,15 @@ class RayExecutor:
         restore_sigterm = self.keep_sigterm()
         try:
             if self.owned and address:
-                ray.init(address=address, **options)
+                try:
+                    ray.init(address=address, **options)
+                except ConnectionError as exc:  # e.g. a cluster that wants a token
+                    raise ValueError(
+                        f"Argument `ray_address` names a Ray cluster this driver could not "
+                        f"join ({str(exc).splitlines()[0]}); a cluster with token "
+                        f"authentication needs RAY_AUTH_MODE=token and its token "
+                        f"(RAY_AUTH_TOKEN or ~/.ray/auth_token). Received: "
+                        f"ray_address={address!r}") from None
             elif self.owned:
                 self.start_local(ray, max(1, workers), options)
         finally:
@@ -198,11 +208,24 @@ class RayExecutor:
         inherited = self.owned and not address
         env = {k: os.environ[k] for k in self.ENV_VARS if os.environ.get(k)}
         gpus = ray.cluster_resources().get("GPU", 0)
-        self.remote = ray.remote(execute_job).options(
+        self.remote = ray.remote(self.run_job).options(
             num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0,
             **({} if inherited else {"runtime_env": {"env_vars": env}}))
         self.lock = threading.Lock()
         self.pending: dict = {}  # ObjectRef -> the future handed out for it
+
+    @staticmethod
+    def run_job(job: Job) -> JobResult:
+        """The Ray task, imported by reference on the workers: :func:`execute_job`, made
+        interruptible. ``ray.cancel`` interrupts a running task by raising KeyboardInterrupt
+        through SIGINT; a worker that inherited an ignored SIGINT (a driver or ``ray start``
+        run in the background by a shell) would carry on, so the handler is put back."""
+        import signal
+
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return execute_job(job)
 
     @staticmethod
     def keep_sigterm():
@@ -236,8 +259,32 @@ class RayExecutor:
                     raise
                 if ray.is_initialized():
                     ray.shutdown()
+                RayExecutor.stop_leftovers(ray)
                 print("lrstudy: the local Ray cluster did not start in time (busy machine?); "
                       "trying once more", file=sys.stderr)
+
+    @staticmethod
+    def stop_leftovers(ray, timeout: float = 10.0) -> None:
+        """Stop what a failed ``ray.init`` left running: this process's children that are Ray
+        programs (GCS, dashboard, monitors; Ray would only reap them when this process
+        exits). Nothing else runs under the driver before the first task is submitted."""
+        import psutil
+
+        ray_dir = os.path.dirname(ray.__file__)
+        procs = []
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if any(ray_dir in part for part in child.cmdline()):
+                    child.terminate()
+                    procs.append(child)
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=timeout)
+        for child in alive:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
 
     @staticmethod
     def check_reachable(address: str, timeout: float = 10.0) -> None:
