@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
 TAG = "lrstudy."
@@ -172,7 +171,7 @@ def owner_tags() -> dict[str, str]:
     return {TAG + "host": socket.gethostname(), TAG + "pid": str(os.getpid())}
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -190,7 +189,7 @@ def is_orphan(run) -> bool:
     if tags.get(TAG + "host") != socket.gethostname():
         return False
     try:
-        return not _pid_alive(int(tags.get(TAG + "pid", "0")))
+        return not pid_alive(int(tags.get(TAG + "pid", "0")))
     except ValueError:
         return False
 
@@ -237,12 +236,7 @@ def claim(mlflow_client, exp_id: str, key: str, run_id: str) -> bool:
     (ties broken by run id), wins; dead RUNNING ones are marked KILLED. Two studies started
     at once therefore never both train the same trial.
     """
-    mine = None
-    for run in search(mlflow_client, [exp_id], f"tags.`{TAG}run_key` = '{key}'"):
-        if run.info.run_id == run_id:
-            mine = run
-    if mine is None:  # our own run is not visible yet: be conservative and retry once
-        time.sleep(0.2)
+    mine = (mlflow_client.get_run(run_id).info.start_time, run_id)
     for run in search(mlflow_client, [exp_id], f"tags.`{TAG}run_key` = '{key}'"):
         info = run.info
         if info.run_id == run_id:
@@ -253,7 +247,6 @@ def claim(mlflow_client, exp_id: str, key: str, run_id: str) -> bool:
             if is_orphan(run):
                 mlflow_client.set_terminated(info.run_id, "KILLED")
                 continue
-            mine_start = mine.info.start_time if mine else float("inf")
-            if (info.start_time, info.run_id) < (mine_start, run_id):
+            if (info.start_time, info.run_id) < mine:
                 return False
     return True

@@ -329,13 +329,9 @@ def ray_worker_pids(root: Path) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from lrstudy.tracking import pid_alive
+
+    return pid_alive(pid)
 
 
 def test_smoke_study_as_ray_tasks_on_a_local_cluster(tmp_path, ray_tmp):
