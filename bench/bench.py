@@ -37,27 +37,41 @@ def log(msg: str) -> None:
 
 
 class EpochTimer:
-    """Per-epoch wall times (a tiny Keras callback, same for both sides)."""
+    """Per-epoch wall times: ``first`` goes first in the callback list and ``last`` last, so
+    the time covers every callback of the epoch (our probe and drains included)."""
 
-    def __new__(cls):
+    def __init__(self):
         import keras
 
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.times = []
+        self.times = []
+        timer = self
 
+        class First(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
-                self.t0 = time.perf_counter()
+                timer.t0 = time.perf_counter()
 
+        class Last(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                self.times.append(time.perf_counter() - self.t0)
+                timer.times.append(time.perf_counter() - timer.t0)
 
-        return _Timer()
+        self.first, self.last = First(), Last()
+
+    def around(self, callbacks):
+        return [self.first, *callbacks, self.last]
+
+
+def fit_one_epoch(model, data, epoch: int, **kwargs):
+    """Continue a fit by one epoch (``initial_epoch``): lets two fits take turns."""
+    return model.fit(data, epochs=epoch + 1, initial_epoch=epoch, verbose=0, **kwargs)
 
 
 def bench_training_path(epochs: int, seeds: int) -> dict:
-    """(a) plain model.fit vs ours, per epoch, same model/data/batch/epochs/seeds."""
+    """(a) plain model.fit vs ours, epoch by epoch in turns, same model/data/batch/seeds.
+
+    The two fits take turns one epoch at a time (``initial_epoch``), so that the drift of a
+    shared machine hits both sides alike; the first epoch of each (tracing, XLA compile) is
+    left out of the times.
+    """
     import keras
 
     from lrstudy import models, scenarios, train
@@ -66,30 +80,36 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
     study = scenarios.load_study("seeds", {"epochs": epochs, "batch_size": 32})
     sc = study.scenarios["fixed-baseline"]  # Adam at Keras's default 0.001
     ds = train.load_data("fashion_mnist", 0, sc.budget["val_size"])
-    plain_t, ours_t, plain_acc, ours_acc = [], [], [], []
+    plain_t, ours_t, plain_acc, ours_acc, per_seed = [], [], [], [], []
     for seed in range(seeds):
-        # the tutorials' way
-        keras.utils.set_random_seed(seed)
-        model, logits = models.build("mlp128", ds.input_shape, ds.num_classes)
-        model.compile(optimizer="adam",
+        sink = MetricSink()
+        ours = train.prepare_fit(sc, seed, sink)  # every recording callback on (MLflow: (b))
+        keras.utils.set_random_seed(seed)  # the tutorials' way
+        plain, logits = models.build("mlp128", ds.input_shape, ds.num_classes)
+        plain.compile(optimizer="adam",
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
                       metrics=["accuracy"])
-        timer = EpochTimer()
-        hist = model.fit(ds.x_train, ds.y_train, batch_size=32, epochs=epochs,
-                         validation_data=(ds.x_val, ds.y_val), callbacks=[timer], verbose=0)
-        plain_t += timer.times[1:]
+        pt, ot = EpochTimer(), EpochTimer()
+        for epoch in range(epochs):
+            hist = fit_one_epoch(plain, ds.x_train, epoch, y=ds.y_train, batch_size=32,
+                                 validation_data=(ds.x_val, ds.y_val),
+                                 callbacks=pt.around([]))
+            kwargs = ours.fit_kwargs()
+            kwargs["callbacks"] = ot.around(kwargs["callbacks"])
+            fit_one_epoch(ours.model, ours.data, epoch, **kwargs)
+        plain_t += pt.times[1:]
+        ours_t += ot.times[1:]
         plain_acc.append(hist.history["val_accuracy"][-1])
-        # ours, with every recording callback on (no MLflow: that is (b))
-        sink = MetricSink()
-        train.fit_scenario(sc, seed, sink)
-        ours_t += [v for step, v in sink.points["epoch_time_s"]][1:]
         ours_acc.append(sink.last("val_accuracy"))
-        log(f"  (a) seed {seed}: plain {statistics.median(timer.times[1:]):.2f} s/epoch "
-            f"acc {plain_acc[-1]:.4f} | ours {statistics.median(ours_t[-(epochs - 1):]):.2f} "
-            f"s/epoch acc {ours_acc[-1]:.4f}")
+        per_seed.append(statistics.median(pt.times[1:]) / statistics.median(ot.times[1:]))
+        log(f"  (a) seed {seed}: plain {statistics.median(pt.times[1:]):.2f} s/epoch "
+            f"acc {plain_acc[-1]:.4f} | ours {statistics.median(ot.times[1:]):.2f} "
+            f"s/epoch acc {ours_acc[-1]:.4f} | {per_seed[-1]:.2f}x")
     plain, ours = statistics.median(plain_t), statistics.median(ours_t)
     return {
         "plain_epoch_s": plain, "ours_epoch_s": ours, "speedup": plain / ours,
+        "speedup_per_seed": per_seed,
+        "plain_epoch_times_s": plain_t, "ours_epoch_times_s": ours_t,
         "plain_val_accuracy": statistics.mean(plain_acc),
         "ours_val_accuracy": statistics.mean(ours_acc),
         "accuracy_difference_points": 100 * (statistics.mean(ours_acc)
@@ -101,72 +121,91 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
 
 
 def bench_tracking(epochs: int, repeats: int) -> dict:
-    """(b) our callbacks into MLflow vs no callbacks; MLflow's own callback likewise."""
+    """(b) our callbacks into MLflow vs no callbacks; MLflow's own callback likewise.
+
+    Ours: each repeat trains two identical trials (same seed) on the default study's budget,
+    one with every recording callback logging every step into a real sqlite store, one with
+    none, taking turns epoch by epoch; each side's time is the sum of its fit calls, ours
+    plus the final flush of the per-step series. The ratio of the two is the overhead; the
+    figure is the median over the repeats. MLflow's callback only sees the steps Keras returns
+    to Python after, so it and its own untracked baseline run at one step per execution, as
+    whole fits in turns.
+    """
     import keras
     import mlflow
 
     from lrstudy import callbacks as cb
     from lrstudy import models, scenarios, tracking, train
 
-    study = scenarios.load_study("seeds", {"epochs": epochs})
+    study = scenarios.load_study("seeds", {"epochs": epochs} if epochs else {})
     sc = study.scenarios["warmup-cosine"]  # a per-step schedule: the LR curve matters
     budget = sc.budget
     ds = train.load_data(budget["dataset"], budget["train_size"], budget["val_size"])
-    spe = train.steps_per_execution(sc)
     tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = tracking.client(uri)
     exp = tracking.experiment_id("bench-tracking", uri, client)
 
-    def fit(mode: str) -> float:
+    def ours_vs_none() -> tuple[float, float]:
+        run_id = client.create_run(exp).info.run_id
+        sink = cb.MetricSink(client, run_id, series_writer=tracking.series_writer(uri))
+        tracked = train.prepare_fit(sc, 0, sink)
+        untracked = train.prepare_fit(sc, 0, None)
+        spent = {"ours": 0.0, "none": 0.0}
+        for epoch in range(budget["epochs"]):
+            for side, fit in (("none", untracked), ("ours", tracked)):
+                t0 = time.perf_counter()
+                fit_one_epoch(fit.model, fit.data, epoch, **fit.fit_kwargs())
+                spent[side] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sink.flush()
+        spent["ours"] += time.perf_counter() - t0
+        client.set_terminated(run_id)
+        steps = len(client.get_metric_history(run_id, "step_learning_rate"))
+        assert steps == sc.steps_per_epoch * budget["epochs"], steps  # every step is there
+        return spent["ours"], spent["none"]
+
+    def mlflow_or_none(mode: str) -> float:
         train.seed_everything(0, deterministic_ops=not budget["jit_compile"])
-        schedule = scenarios.build_schedule(sc)
         model, logits = models.build(budget["model"], ds.input_shape, ds.num_classes)
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
-        # MLflow's callback sees only the steps Keras returns to Python after: give it (and
-        # its own untracked baseline) one step per execution so that it logs every step
-        per_step = mode in ("mlflow", "none_spe1")
-        model.compile(optimizer=train.build_optimizer(sc, schedule), loss=loss,
-                      metrics=["accuracy"], steps_per_execution=1 if per_step else spe,
+        model.compile(optimizer=train.build_optimizer(sc, scenarios.build_schedule(sc)),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
+                      metrics=["accuracy"], steps_per_execution=1,
                       jit_compile=budget["jit_compile"])
-        data = train.train_dataset(ds, budget["batch_size"], 0)
-        callbacks, sink, run_id = [], None, None
-        if mode == "ours":
-            run_id = client.create_run(exp).info.run_id
-            sink = cb.MetricSink(client, run_id, series_writer=tracking.series_writer(uri))
-            logger = cb.EpochLogger(sink, target=sc.target, loss_fn=loss,
-                                    probe=(ds.x_train[:256], ds.y_train[:256]))
-            callbacks = [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
-        elif mode == "mlflow":
+        callbacks = []
+        if mode == "mlflow":
             mlflow.set_tracking_uri(uri)
             mlflow.start_run(experiment_id=exp)
-            callbacks = [mlflow.keras.MlflowCallback(log_every_epoch=True, log_every_n_steps=1)]
+            callbacks = [mlflow.keras.MlflowCallback(log_every_epoch=False,
+                                                     log_every_n_steps=1)]
         t0 = time.perf_counter()
-        model.fit(data, epochs=budget["epochs"], validation_data=(ds.x_val, ds.y_val),
-                  callbacks=callbacks, verbose=0)
-        if sink is not None:
-            sink.flush()
+        model.fit(train.train_dataset(ds, budget["batch_size"], 0), epochs=budget["epochs"],
+                  validation_data=(ds.x_val, ds.y_val), callbacks=callbacks, verbose=0)
         elapsed = time.perf_counter() - t0
-        if mode == "ours":
-            client.set_terminated(run_id)
-        elif mode == "mlflow":
+        if mode == "mlflow":
             mlflow.end_run()
         return elapsed
 
-    times = {"none": [], "ours": [], "none_spe1": [], "mlflow": []}
-    fit("none")  # warm-up: data pipeline, XLA caches
+    ratios, ours_s, none_s, mlflow_s, none1_s = [], [], [], [], []
     for r in range(repeats):
-        for mode in times:
-            times[mode].append(fit(mode))
-        log(f"  (b) repeat {r}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
-    best = {k: min(v) for k, v in times.items()}
+        ours, none = ours_vs_none()
+        ours_s.append(ours)
+        none_s.append(none)
+        ratios.append(ours / none)
+        none1_s.append(mlflow_or_none("none"))
+        mlflow_s.append(mlflow_or_none("mlflow"))
+        log(f"  (b) repeat {r}: untracked {none:.2f} s, ours {ours:.2f} s ({ratios[-1]:.3f}) | "
+            f"one step per execution: untracked {none1_s[-1]:.2f} s, "
+            f"MlflowCallback {mlflow_s[-1]:.2f} s")
+    mlflow_ratios = [m / n for m, n in zip(mlflow_s, none1_s)]
     return {
-        "untracked_s": best["none"], "ours_s": best["ours"], "mlflow_callback_s": best["mlflow"],
-        "overhead_ours": best["ours"] / best["none"],
-        "untracked_one_step_per_execution_s": best["none_spe1"],
-        "overhead_mlflow_callback_every_step": best["mlflow"] / best["none_spe1"],
-        "epochs": epochs, "steps_per_epoch": sc.steps_per_epoch, "repeats": repeats,
-        "scenario": sc.name, "note": "min over repeats; per-step logging on (every step)",
+        "untracked_s": none_s, "ours_s": ours_s, "overhead_ours": statistics.median(ratios),
+        "overhead_ours_per_repeat": ratios,
+        "untracked_one_step_per_execution_s": none1_s, "mlflow_callback_s": mlflow_s,
+        "overhead_mlflow_callback_every_step": statistics.median(mlflow_ratios),
+        "epochs": budget["epochs"], "steps_per_epoch": sc.steps_per_epoch,
+        "repeats": repeats, "scenario": sc.name,
+        "note": "median over repeats of paired ratios; per-step logging on (every step)",
     }
 
 
@@ -224,7 +263,8 @@ def main(argv=None) -> int:
                                                          seeds=1 if quick else 3)
     if "b" in only:
         log("(b) tracking overhead")
-        results["b_tracking"] = bench_tracking(epochs=2 if quick else 4, repeats=1 if quick else 3)
+        results["b_tracking"] = bench_tracking(epochs=2 if quick else 0,
+                                               repeats=1 if quick else 3)
     if "c" in only:
         log("(c) orchestration overhead")
         names = ["fixed-baseline", "warmup-cosine", "decay-step", "adaptive-rmsprop"]

@@ -168,33 +168,53 @@ class StepRecorder(keras.callbacks.Callback):
         self.drain()
 
 
-def effective_step_sizes(model, loss_fn, x, y) -> np.ndarray:
-    """Per-parameter |update| / |gradient| of one optimizer step on ``(x, y)``, undone after.
+class StepSizeProbe:
+    """Per-parameter |update| / |gradient| of one optimizer step on a fixed batch, undone after.
 
     For plain SGD the ratio is the learning rate; for adaptive optimizers it shows the step
-    size they really take. Weights, optimizer slots and the iteration count are restored.
+    size they really take. The step, the ratios and the restore of the weights, the optimizer's
+    slots and its iteration count run as one compiled ``tf.function`` (traced once per model):
+    about 40 ms an epoch eagerly, a few ms compiled.
     """
-    optimizer = model.optimizer
-    weights = model.trainable_variables
-    saved_weights = [w.numpy() for w in weights]
-    saved_optimizer = [v.numpy() for v in optimizer.variables]
-    try:
+
+    def __init__(self, model, loss_fn, x, y):
+        self.model, self.loss_fn = model, loss_fn
+        self.x, self.y = tf.constant(x), tf.constant(y)
+        self._fn = None
+
+    def _probe(self, x, y):
+        model, optimizer = self.model, self.model.optimizer
+        weights = model.trainable_variables
+        saved_weights = [tf.identity(w) for w in weights]
+        saved_slots = [tf.identity(v) for v in optimizer.variables]
         with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=False))
+            loss = self.loss_fn(y, model(x, training=False))
         grads = tape.gradient(loss, weights)
         optimizer.apply(grads, weights)
         ratios = []
         for w, old, g in zip(weights, saved_weights, grads):
-            update = np.abs(w.numpy().astype(np.float64) - old.astype(np.float64)).ravel()
-            grad = np.abs(keras.ops.convert_to_numpy(g).astype(np.float64)).ravel()
+            update = tf.abs(tf.cast(w.value, tf.float64) - tf.cast(old, tf.float64))
+            grad = tf.abs(tf.cast(tf.convert_to_tensor(g), tf.float64))
             mask = grad > 1e-8
-            ratios.append(update[mask] / grad[mask])
-    finally:
-        for w, old in zip(weights, saved_weights):
-            w.assign(old)
-        for v, old in zip(optimizer.variables, saved_optimizer):
-            v.assign(old)
-    return np.concatenate(ratios) if ratios else np.zeros(0)
+            ratios.append(tf.boolean_mask(update, mask) / tf.boolean_mask(grad, mask))
+        with tf.control_dependencies(ratios):
+            for w, old in zip(weights, saved_weights):
+                w.assign(old)
+            for v, old in zip(optimizer.variables, saved_slots):
+                v.assign(old)
+        return tf.concat(ratios, 0) if ratios else tf.zeros([0], tf.float64)
+
+    def __call__(self) -> np.ndarray:
+        if self._fn is None:
+            if not self.model.optimizer.built:  # no variables may be created while tracing
+                self.model.optimizer.build(self.model.trainable_variables)
+            self._fn = tf.function(self._probe)
+        return self._fn(self.x, self.y).numpy()
+
+
+def effective_step_sizes(model, loss_fn, x, y) -> np.ndarray:
+    """One-off :class:`StepSizeProbe` (the callback keeps one per model)."""
+    return StepSizeProbe(model, loss_fn, x, y)()
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -212,6 +232,7 @@ class EpochLogger(keras.callbacks.Callback):
         super().__init__()
         self.sink, self.target, self.log_every = sink, target, max(1, int(log_every))
         self.loss_fn, self.probe = loss_fn, probe
+        self._probe = None
         self.diverged = False
         self.diverged_step = None
         self.first_loss = None
@@ -242,7 +263,9 @@ class EpochLogger(keras.callbacks.Callback):
         self._epoch_lr = current_lr(self.model.optimizer)
         self._ratios = None
         if self.probe is not None and not self.diverged:
-            self._ratios = effective_step_sizes(self.model, self.loss_fn, *self.probe)
+            if self._probe is None or self._probe.model is not self.model:
+                self._probe = StepSizeProbe(self.model, self.loss_fn, *self.probe)
+            self._ratios = self._probe()
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -9,6 +9,7 @@ epoch boundaries (callbacks at epoch begin/end are unaffected by steps per execu
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -28,7 +29,9 @@ from lrstudy import callbacks as cb
 from lrstudy import data, models, optimizers, scenarios, tracking
 from lrstudy.tracking import TAG
 
-AUTO_STEPS_PER_EXECUTION = 64
+# Keras runs each step as its own XLA launch inside a host loop; more steps per execution
+# cut the returns to Python (and callbacks) per epoch. StepRecorder keeps every step anyway.
+AUTO_STEPS_PER_EXECUTION = 256
 
 
 def configure_threads(threads: int) -> None:
@@ -144,9 +147,40 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
-                 finder_bounds=None, verbose: int = 0) -> dict:
-    """Train and evaluate one trial, feeding ``sink``. Returns the outcome (no MLflow here)."""
+VALIDATION_BATCH = 1024  # evaluation only: the batch changes no metric, only the speed
+
+
+@dataclasses.dataclass
+class PreparedFit:
+    """A compiled model and everything ``model.fit`` needs for one trial (see :func:`prepare_fit`)."""
+
+    scenario: scenarios.Scenario
+    seed: int
+    model: keras.Model
+    data: tf.data.Dataset
+    dataset: data.Dataset
+    schedule: object
+    callbacks: list
+    logger: cb.EpochLogger | None
+    finder_bounds: object = None
+
+    def fit_kwargs(self) -> dict:
+        """Keyword arguments of ``model.fit`` besides the data and epochs."""
+        ds = self.dataset
+        return {"validation_data": (ds.x_val, ds.y_val),
+                "validation_batch_size": max(VALIDATION_BATCH, self.scenario.budget["batch_size"]),
+                "callbacks": self.callbacks}
+
+
+def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | None,
+                finder_bounds=None) -> PreparedFit:
+    """Seed, load the data, build and compile the model, make the callbacks of one trial.
+
+    With ``sink=None`` nothing is recorded (no :class:`~lrstudy.callbacks.StepRecorder`, no
+    :class:`~lrstudy.callbacks.EpochLogger`): only the callbacks that are part of the
+    scenario's semantics (per-epoch schedulers, ReduceLROnPlateau) remain. ``make bench``
+    uses that as the untracked side of its comparisons.
+    """
     budget = scenario.budget
     seed_everything(seed, deterministic_ops=not budget["jit_compile"])
     ds = load_data(budget["dataset"], budget["train_size"], budget["val_size"],
@@ -158,8 +192,6 @@ def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
     spe = steps_per_execution(scenario)
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"],
                   steps_per_execution=spe, jit_compile=budget["jit_compile"])
-    logger = cb.EpochLogger(sink, target=scenario.target, log_every=budget["log_every"],
-                            loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]))
     callbacks = []
     if schedule is not None and schedule.unit == "epoch":
         callbacks.append(schedule.epoch_callback())
@@ -168,19 +200,40 @@ def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
 
         callbacks.append(schedules.plateau_callback(optimizer,
                                                     **scenarios.plateau_args(scenario)))
-    callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
-    model.fit(train_dataset(ds, budget["batch_size"], seed), epochs=budget["epochs"],
-              validation_data=(ds.x_val, ds.y_val), callbacks=callbacks, verbose=verbose)
-    test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, batch_size=1024, verbose=0)
+    logger = None
+    if sink is not None:  # after the schedulers: the logger reads the LR they set
+        logger = cb.EpochLogger(sink, target=scenario.target, log_every=budget["log_every"],
+                                loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]))
+        callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
+    return PreparedFit(scenario, seed, model, train_dataset(ds, budget["batch_size"], seed), ds,
+                       schedule, callbacks, logger, finder_bounds)
+
+
+def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
+                 finder_bounds=None, verbose: int = 0) -> dict:
+    """Train and evaluate one trial, feeding ``sink``. Returns the outcome (no MLflow here)."""
+    prepared = prepare_fit(scenario, seed, sink, finder_bounds)
+    prepared.model.fit(prepared.data, epochs=scenario.budget["epochs"], verbose=verbose,
+                       **prepared.fit_kwargs())
+    return finish_fit(prepared, sink)
+
+
+def finish_fit(prepared: PreparedFit, sink: cb.MetricSink) -> dict:
+    """Evaluate on the test set and add the final metrics of the trial to ``sink``."""
+    scenario, ds, logger, model = (prepared.scenario, prepared.dataset, prepared.logger,
+                                   prepared.model)
+    epochs = scenario.budget["epochs"]
+    test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, batch_size=VALIDATION_BATCH,
+                                         verbose=0)
     for key, value in (("test_loss", test_loss), ("test_accuracy", test_acc),
                        ("train_time_s", logger.train_time)):
-        sink.add(key, value, budget["epochs"])
+        sink.add(key, value, epochs)
     if logger.epochs_to_target is not None:
-        sink.add("epochs_to_target", logger.epochs_to_target, budget["epochs"])
-        sink.add("time_to_target_s", logger.time_to_target, budget["epochs"])
+        sink.add("epochs_to_target", logger.epochs_to_target, epochs)
+        sink.add("time_to_target_s", logger.time_to_target, epochs)
     return {
-        "model": model, "schedule": schedule, "dataset": ds, "logger": logger,
-        "params": trial_params(scenario, schedule, ds, seed),
+        "model": model, "schedule": prepared.schedule, "dataset": ds, "logger": logger,
+        "params": trial_params(scenario, prepared.schedule, ds, prepared.seed),
         "diverged": logger.diverged, "test_accuracy": test_acc, "test_loss": test_loss,
     }
 
