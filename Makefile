@@ -44,7 +44,7 @@ study: data
 	$(PY) -m lrstudy run --study seeds --report
 
 test: data system-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations 15
 
 ui: $(STAMP)
 	$(PY) -m lrstudy ui

@@ -29,6 +29,9 @@ import pytest
 
 from conftest import ROOT, run_cli
 
+# the module fixture runs once: keep the module on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("bad_input")
+
 STUDY = "tiny"
 TIMEOUT_S = 240
 POOL = 3

@@ -20,6 +20,9 @@ from scipy import stats
 from lrstudy import report, tracking
 from lrstudy.tracking import TAG
 
+# the module fixture runs once: keep the module on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("report")
+
 STUDY = "synth"
 EPOCHS = 4
 STEPS_PER_EPOCH = 2

@@ -49,6 +49,7 @@ def statuses_by_key(uri, study):
     return out
 
 
+@pytest.mark.xdist_group("smoke")  # one worker runs the smoke study once for these
 def test_smoke_study_runs_every_trial_once_with_every_point(smoke_store):
     from lrstudy import scenarios, tracking
 
@@ -76,6 +77,7 @@ def test_smoke_study_runs_every_trial_once_with_every_point(smoke_store):
     assert "done        6" in smoke_store["stdout"]
 
 
+@pytest.mark.xdist_group("smoke")  # one worker runs the smoke study once for these
 def test_rerun_skips_finished_trials(smoke_store, tmp_path):
     before = len(all_runs(smoke_store["uri"], "smoke"))
     proc = run_cli("run", "--study", "smoke", "--tracking-uri", smoke_store["uri"], "--quiet",
@@ -235,6 +237,7 @@ def test_killing_a_kernel_fails_its_scenario_only_and_resume_finishes(tmp_path, 
     assert len(by_key) == 6 and all(s.count("FINISHED") == 1 for s in by_key.values())
 
 
+@pytest.mark.xdist_group("smoke")  # one worker runs the smoke study once for these
 def test_the_summary_report_of_the_smoke_study(smoke_store, tmp_path):
     proc = run_cli("report", "--study", "smoke", "--tracking-uri", smoke_store["uri"],
                    "--out", tmp_path, check=True)

@@ -34,7 +34,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scaleout")]  # servers: one worker
 
 STUDY = "smoke"
 LOOPBACK = "127.0.0.1"

@@ -190,6 +190,7 @@ def group_commands(pgid: int) -> list[list[str]]:
 # --- the study in a browser ---------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("smoke")  # one worker runs the smoke study once for these
 def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, start_ui):
     require_chromium()
     from playwright.sync_api import expect, sync_playwright
