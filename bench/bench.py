@@ -247,7 +247,9 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
     log(f"  (c) in-process fits: {inprocess_s:.1f} s")
     return {"runner_s": runner_s, "in_process_s": inprocess_s,
             "overhead": runner_s / inprocess_s, "scenarios": scenario_names, "seeds": seeds,
-            "epochs": epochs or study.scenarios[scenario_names[0]].budget["epochs"]}
+            "epochs": epochs or study.scenarios[scenario_names[0]].budget["epochs"],
+            "note": "lrstudy run with its defaults (2 kernels at once, 1 TF thread each) "
+                    "against the fits one after another in this process (TF's own threads)"}
 
 
 def bench_summary(n_trials: int) -> dict:
