@@ -160,8 +160,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_find_lr(args) -> int:
-    import papermill
-
     from lrstudy import data, finder, models, optimizers, runner, tracking
 
     models.check(args.model)
@@ -174,9 +172,8 @@ def cmd_find_lr(args) -> int:
     uri = tracking.check_store(args.tracking_uri)
     out = runner.runs_dir(args.study) / f"lr_range_test-{args.model}-{args.optimizer}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
-    nb = papermill.execute_notebook(
-        str(runner.notebooks_dir() / "lr_range_test.ipynb"), str(out), kernel_name="python3",
-        progress_bar=False, cwd=str(runner.notebooks_dir()),
+    runner.execute_notebook(
+        runner.notebooks_dir() / "lr_range_test.ipynb", out, cwd=runner.notebooks_dir(),
         parameters={"study": args.study, "model": args.model, "optimizer": args.optimizer,
                     "dataset": args.dataset, "train_size": args.train_size or 0,
                     "val_size": args.val_size, "batch_size": args.batch_size,
@@ -193,7 +190,6 @@ def cmd_find_lr(args) -> int:
           f"bounds {m.get('finder_base_lr', float('nan')):.3g} .. "
           f"{m.get('finder_max_lr', float('nan')):.3g}")
     print(f"notebook: {out}\nrun: {run.info.run_id}")
-    del nb
     return 0
 
 

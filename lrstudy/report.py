@@ -830,12 +830,10 @@ def _require_trials(study: str, uri: str):
 
 
 def _execute(study: str, uri: str, output: Path) -> Path:
-    import papermill
+    from lrstudy import runner
 
-    papermill.execute_notebook(
-        str(NOTEBOOK), str(output), parameters={"study": study, "tracking_uri": uri},
-        kernel_name="python3", cwd=str(NOTEBOOK.parent.parent), progress_bar=False,
-    )
+    runner.execute_notebook(NOTEBOOK, output, {"study": study, "tracking_uri": uri},
+                            NOTEBOOK.parent.parent)
     return output
 
 

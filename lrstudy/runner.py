@@ -31,6 +31,27 @@ def notebooks_dir() -> Path:
     return tracking.project_root() / "notebooks"
 
 
+def execute_notebook(notebook: Path | str, output: Path | str, parameters: dict,
+                     cwd: Path | str) -> object:
+    """papermill-execute ``notebook`` into ``output`` on a python3 kernel, quietly.
+
+    The kernel talks to us over IPC sockets in a private temporary directory (mode 0700, one
+    per execution, so kernels side by side never share a socket), not over unencrypted
+    loopback TCP ports that any local user could reach; ipykernel warns about those once per
+    kernel, which would break into the progress bar on every scenario.
+    """
+    import tempfile
+
+    import papermill
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="lrstudy-kernel-") as sockets:
+        config = Config(KernelManager={"transport": "ipc", "ip": os.path.join(sockets, "k")})
+        return papermill.execute_notebook(
+            str(notebook), str(output), parameters=parameters, kernel_name="python3",
+            progress_bar=False, cwd=str(cwd), config=config)
+
+
 def runs_dir(study: str) -> Path:
     """Where executed notebooks are kept: ``$LRSTUDY_RUNS_DIR`` or ``<project>/runs``."""
     root = os.environ.get("LRSTUDY_RUNS_DIR") or tracking.project_root() / "runs"
@@ -99,9 +120,7 @@ def execute_job(job: Job) -> JobResult:
                                              if k in ("epochs", "train_size", "batch_size")}}
     status, error = "FAILED", ""
     try:
-        papermill.execute_notebook(
-            str(notebooks_dir() / NOTEBOOK), job.output, parameters=parameters,
-            kernel_name="python3", progress_bar=False, cwd=str(notebooks_dir()))
+        execute_notebook(notebooks_dir() / NOTEBOOK, job.output, parameters, notebooks_dir())
         status = "FINISHED"
     except papermill.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}".splitlines()[0]

@@ -65,7 +65,7 @@ def smoke_store(tmp_path_factory):
     uri = f"sqlite:///{base / 'mlflow.db'}"
     proc = run_cli("run", "--study", "smoke", "--tracking-uri", uri, "--quiet",
                    env={"LRSTUDY_RUNS_DIR": str(base / "runs")}, check=True)
-    return {"uri": uri, "dir": base, "stdout": proc.stdout}
+    return {"uri": uri, "dir": base, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 def finished_trials(uri: str, study: str):
