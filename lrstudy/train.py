@@ -32,6 +32,7 @@ from lrstudy.tracking import TAG
 # Keras runs each step as its own XLA launch inside a host loop; more steps per execution
 # cut the returns to Python (and callbacks) per epoch. StepRecorder keeps every step anyway.
 AUTO_STEPS_PER_EXECUTION = 256
+VALIDATION_BATCH = 1024  # evaluation only: the batch changes no metric, only the speed
 
 
 def configure_threads(threads: int) -> None:
@@ -147,12 +148,9 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-VALIDATION_BATCH = 1024  # evaluation only: the batch changes no metric, only the speed
-
-
 @dataclasses.dataclass
 class PreparedFit:
-    """A compiled model and everything ``model.fit`` needs for one trial (see :func:`prepare_fit`)."""
+    """A compiled model and what ``model.fit`` needs for one trial (see :func:`prepare_fit`)."""
 
     scenario: scenarios.Scenario
     seed: int
@@ -162,13 +160,12 @@ class PreparedFit:
     schedule: object
     callbacks: list
     logger: cb.EpochLogger | None
-    finder_bounds: object = None
 
     def fit_kwargs(self) -> dict:
         """Keyword arguments of ``model.fit`` besides the data and epochs."""
         ds = self.dataset
-        return {"validation_data": (ds.x_val, ds.y_val),
-                "validation_batch_size": max(VALIDATION_BATCH, self.scenario.budget["batch_size"]),
+        batch = max(VALIDATION_BATCH, self.scenario.budget["batch_size"])
+        return {"validation_data": (ds.x_val, ds.y_val), "validation_batch_size": batch,
                 "callbacks": self.callbacks}
 
 
@@ -206,7 +203,7 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
                                 loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]))
         callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
     return PreparedFit(scenario, seed, model, train_dataset(ds, budget["batch_size"], seed), ds,
-                       schedule, callbacks, logger, finder_bounds)
+                       schedule, callbacks, logger)
 
 
 def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
