@@ -1,0 +1,63 @@
+"""The summary of a study, read from MLflow: tidy frames, the benchmark table, the figures, and
+the report that executes ``notebooks/summary.ipynb``.
+
+One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
+:mod:`~lrstudy.report.stats` (means, t-intervals, Welch's test),
+:mod:`~lrstudy.report.tables` (the benchmark table), :mod:`~lrstudy.report.figures`
+(``plot_*``), :mod:`~lrstudy.report.export` (:func:`make_report`). This package re-exports
+what the notebook and the command line use, so ``report.load_trials(...)`` works as is.
+"""
+
+from lrstudy.report.export import make_report
+from lrstudy.report.figures import (
+    plot_family_curves,
+    plot_lr_curves,
+    plot_lr_sensitivity,
+    plot_range_tests,
+    plot_test_accuracy,
+)
+from lrstudy.report.frames import (
+    EPOCH_KEYS,
+    FINAL_KEYS,
+    FINDER_KEYS,
+    STEP_KEYS,
+    SUGGESTION_KEYS,
+    NoTrialsError,
+    best_val_loss,
+    budget,
+    load_histories,
+    load_range_tests,
+    load_trials,
+    one_seed_per_scenario,
+    sensitivity_trials,
+)
+from lrstudy.report.stats import aggregate, mean_ci, t_interval, welch_p
+from lrstudy.report.tables import benchmark_table, format_table
+
+__all__ = [
+    "EPOCH_KEYS",
+    "FINAL_KEYS",
+    "FINDER_KEYS",
+    "STEP_KEYS",
+    "SUGGESTION_KEYS",
+    "NoTrialsError",
+    "aggregate",
+    "benchmark_table",
+    "best_val_loss",
+    "budget",
+    "format_table",
+    "load_histories",
+    "load_range_tests",
+    "load_trials",
+    "make_report",
+    "mean_ci",
+    "one_seed_per_scenario",
+    "plot_family_curves",
+    "plot_lr_curves",
+    "plot_lr_sensitivity",
+    "plot_range_tests",
+    "plot_test_accuracy",
+    "sensitivity_trials",
+    "t_interval",
+    "welch_p",
+]

@@ -1,0 +1,226 @@
+"""The summary's figures. Each ``plot_*`` returns one :class:`matplotlib.figure.Figure` drawn
+with seaborn; figures are not registered with pyplot, so a notebook shows each one once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from lrstudy.report.frames import SUGGESTION_KEYS
+from lrstudy.report.stats import aggregate, t_interval
+from lrstudy.scenarios import FAMILIES
+
+
+def _families(trials: pd.DataFrame) -> list[str]:
+    present = set(trials["family"].dropna())
+    known = [f for f in FAMILIES if f in present]
+    return known + sorted(present - set(known))
+
+
+def _palette(names) -> dict:
+    names = list(names)
+    colors = sns.color_palette("deep" if len(names) <= 10 else "husl", n_colors=max(1, len(names)))
+    return dict(zip(names, colors))
+
+
+def _diverged_label(scenario: str, diverged: int, seeds: int) -> str:
+    return scenario if not diverged else f"{scenario} ({diverged}/{seeds} diverged)"
+
+
+def _scenario_counts(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials.groupby("scenario").agg(seeds=("run_id", "size"), diverged=("diverged", "sum"))
+
+
+def _grid(n: int, ncols: int, width: float, height: float):
+    """A figure of ``n`` axes in rows of ``ncols``; space for titles, labels and legends."""
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig = Figure(figsize=(width * ncols, height * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False,
+                        gridspec_kw={"hspace": 0.5, "wspace": 0.3}).ravel()
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_family_curves(trials: pd.DataFrame, histories: pd.DataFrame,
+                       keys=("val_loss", "val_accuracy")) -> Figure:
+    """Per family (rows) and metric (columns): each scenario's curve over the 1-based epoch.
+
+    Solid line: the mean across non-diverged seeds, with the 95% t-interval as a band
+    (:func:`aggregate`). Dotted lines with crosses: diverged trials, one line each, up to their
+    last finite value.
+    """
+    keys = list(keys)
+    info = trials[["run_id", "scenario", "family", "diverged"]]
+    data = histories[histories["key"].isin(keys)].merge(info, on="run_id")
+    data = data.assign(epoch=data["step"] + 1)
+    bands = aggregate(data[~data["diverged"]], ["family", "key", "scenario", "epoch"])
+    counts = _scenario_counts(trials)
+    families = _families(trials)
+    fig = Figure(figsize=(5.5 * len(keys), 3.3 * len(families)))
+    axes = fig.subplots(len(families), len(keys), squeeze=False,
+                        gridspec_kw={"hspace": 0.5, "wspace": 0.25})
+    for row, family in enumerate(families):
+        scenarios = sorted(trials.loc[trials["family"] == family, "scenario"].unique())
+        palette = _palette(scenarios)
+        for col, key in enumerate(keys):
+            ax = axes[row, col]
+            band = bands[(bands["family"] == family) & (bands["key"] == key)]
+            bad = data[(data["family"] == family) & (data["key"] == key) & data["diverged"]]
+            if not band.empty:
+                sns.lineplot(data=band, x="epoch", y="mean", hue="scenario", palette=palette,
+                             estimator=None, legend=False, ax=ax)
+                for scenario, part in band.groupby("scenario"):
+                    ax.fill_between(part["epoch"], part["lo"], part["hi"],
+                                    color=palette[scenario], alpha=0.2, linewidth=0)
+            if not bad.empty:
+                sns.lineplot(data=bad, x="epoch", y="value", hue="scenario", units="run_id",
+                             estimator=None, palette=palette, legend=False, ax=ax,
+                             linestyle=":", linewidth=1, marker="x")
+            if band.empty and bad.empty:
+                _empty(ax, f"no {key} logged")
+            ax.set(title=f"{family}: {key}", xlabel="epoch", ylabel=key)
+        handles = [Line2D([], [], color=palette[s],
+                          linestyle=":" if counts.loc[s, "diverged"] == counts.loc[s, "seeds"]
+                          else "-",
+                          label=_diverged_label(s, counts.loc[s, "diverged"],
+                                                counts.loc[s, "seeds"]))
+                   for s in scenarios]
+        axes[row, -1].legend(handles=handles, fontsize="small", loc="center left",
+                             bbox_to_anchor=(1.02, 0.5))
+    return fig
+
+
+def _thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
+    """Every k-th point of each run (and its last), at most about ``max_points`` per run."""
+    size = frame.groupby("run_id")["step"].transform("size")
+    position = frame.groupby("run_id").cumcount()
+    stride = np.ceil(size / max_points).clip(lower=1)
+    return frame[(position % stride == 0) | (position == size - 1)]
+
+
+def plot_lr_curves(trials: pd.DataFrame, step_histories: pd.DataFrame,
+                   key: str = "step_learning_rate", max_points: int = 2000) -> Figure:
+    """The learning rate per optimizer step of each scenario (one seed each), log y, one
+    panel per family. Long series are thinned to about ``max_points`` points per run."""
+    info = trials[["run_id", "scenario", "family"]]
+    data = step_histories[step_histories["key"] == key].merge(info, on="run_id")
+    data = _thin(data.sort_values(["run_id", "step"]), max_points)
+    families = _families(trials)
+    fig, axes = _grid(len(families), 1, 8.0, 3.0)
+    for ax, family in zip(axes, families):
+        sub = data[data["family"] == family]
+        if sub.empty:
+            _empty(ax, f"no {key} logged")
+        else:
+            palette = _palette(sorted(sub["scenario"].unique()))
+            sns.lineplot(data=sub, x="step", y="value", hue="scenario", estimator=None,
+                         units="run_id", palette=palette, legend=False, ax=ax)
+            ax.set_yscale("log")
+            ax.legend(handles=[Line2D([], [], color=c, label=s) for s, c in palette.items()],
+                      fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+        ax.set(title=family, xlabel="optimizer step", ylabel="learning rate")
+    return fig
+
+
+def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
+    """Final test accuracy against the initial learning rate (log x), per optimizer.
+
+    Line and band: mean and 95% t-interval across non-diverged seeds; dots: single seeds;
+    red crosses along the bottom: diverged trials at their learning rate.
+    """
+    data = trials[trials["learning_rate"].notna()] if "learning_rate" in trials else trials[:0]
+    ok = data[~data["diverged"] & data["test_accuracy"].notna()]
+    bad = data[data["diverged"]]
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.add_subplot()
+    if data.empty:
+        _empty(ax, "no fixed-LR trials")
+        return fig
+    hue = "optimizer" if "optimizer" in data else None
+    if not ok.empty:
+        sns.lineplot(data=ok, x="learning_rate", y="test_accuracy", hue=hue,
+                     errorbar=t_interval, marker="o", ax=ax)
+        sns.scatterplot(data=ok, x="learning_rate", y="test_accuracy", hue=hue, alpha=0.4,
+                        legend=False, ax=ax)
+    if not bad.empty:
+        ax.scatter(bad["learning_rate"], np.full(len(bad), 0.03), marker="x", color="red",
+                   transform=ax.get_xaxis_transform(), label=f"diverged ({len(bad)})")
+        ax.legend()
+    ax.set_xscale("log")
+    low, high = data["learning_rate"].min(), data["learning_rate"].max()
+    ax.set_xlim(low / 1.5, high * 1.5)  # the crosses are not in data coordinates
+    studies = ", ".join(sorted(set(data["study"].dropna()))) if "study" in data else ""
+    ax.set(title=f"LR sensitivity ({studies})", xlabel="initial learning rate",
+           ylabel="test accuracy")
+    return fig
+
+
+def plot_range_tests(range_tests: pd.DataFrame, histories: pd.DataFrame) -> Figure:
+    """Each LR range test: loss (faint) and smoothed loss against the LR (log x), with a
+    dashed vertical line per suggestion rule and a solid black one at ``suggested_lr``."""
+    n = len(range_tests)
+    fig, axes = _grid(max(n, 1), 3, 5.0, 3.6)
+    if n == 0:
+        _empty(axes[0], "no LR range test in this study")
+        return fig
+    colors = dict(zip(SUGGESTION_KEYS, sns.color_palette("colorblind", len(SUGGESTION_KEYS))))
+    for ax, test in zip(axes, range_tests.itertuples(index=False)):
+        test = test._asdict()
+        h = histories[histories["run_id"] == test["run_id"]]
+        wide = h.pivot_table(index="step", columns="key", values="value").sort_index()
+        if "finder_lr" not in wide:
+            _empty(ax, "no finder_lr logged")
+            continue
+        for key, alpha, label in (("finder_loss", 0.35, "loss"),
+                                  ("finder_loss_smoothed", 1.0, "smoothed loss")):
+            if key in wide:
+                sns.lineplot(x=wide["finder_lr"], y=wide[key], estimator=None, sort=False,
+                             alpha=alpha, label=label, ax=ax)
+        for key in SUGGESTION_KEYS:
+            value = test.get(key, np.nan)
+            if pd.notna(value):
+                ax.axvline(value, linestyle="--", color=colors[key],
+                           label=f"{key.removeprefix('suggestion_')}: {value:.2g}")
+        if pd.notna(test.get("suggested_lr", np.nan)):
+            ax.axvline(test["suggested_lr"], color="black", linewidth=1.5,
+                       label=f"suggested: {test['suggested_lr']:.2g}")
+        ax.set_xscale("log")
+        name = " / ".join(str(test[k]) for k in ("model", "optimizer") if pd.notna(test.get(k)))
+        ax.set(title=f"{test['scenario']} {name}".strip(), xlabel="learning rate", ylabel="loss")
+        ax.legend(fontsize="x-small", loc="upper left")
+    return fig
+
+
+def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
+    """Mean test accuracy per scenario (rows in rank order) with its 95% t-interval across
+    non-diverged seeds, coloured by family; diverged counts in the labels."""
+    order = table["scenario"].tolist()
+    ok = trials[~trials["diverged"] & trials["test_accuracy"].notna()]
+    fig = Figure(figsize=(8.0, 1.5 + 0.3 * len(order)))
+    ax = fig.add_subplot()
+    if not ok.empty:
+        families = _families(ok)
+        sns.pointplot(data=ok, x="test_accuracy", y="scenario", order=order, hue="family",
+                      hue_order=families, palette=_palette(families), errorbar=t_interval,
+                      linestyle="none", orient="h", ax=ax)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title="family")
+    labels = [_diverged_label(s, d, n)
+              for s, d, n in zip(table["scenario"], table["diverged"], table["seeds"])]
+    ax.set_yticks(range(len(order)), labels)
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.set(xlabel="test accuracy (mean, 95% t-interval)", ylabel="")
+    return fig

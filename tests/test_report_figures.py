@@ -1,0 +1,88 @@
+"""The figures (:mod:`lrstudy.report.figures`) drawn from the synthetic store: what each axis
+holds, read back from matplotlib."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from report_store import STUDY, T975_2, store  # noqa: F401 (fixture)
+
+from lrstudy import report
+
+# the module fixture runs once: keep the module on one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("report")
+
+
+def test_plot_family_curves(store):
+    trials = store["trials"]
+    histories = report.load_histories(trials["run_id"], ["val_loss", "val_accuracy"], store["uri"])
+    fig = report.plot_family_curves(trials, histories)
+    axes = fig.get_axes()
+    assert len(axes) == 4  # families fixed, warmup x (val_loss, val_accuracy)
+    fixed_loss = axes[0]
+    assert fixed_loss.get_title() == "fixed: val_loss"
+    # two means (baseline, large) + three diverged trials drawn one by one
+    assert len(fixed_loss.get_lines()) == 5
+    assert len(fixed_loss.collections) == 2  # the two bands
+    means = {tuple(line.get_xdata()): line.get_ydata() for line in fixed_loss.get_lines()}
+    assert any(np.allclose(y, [1.0, 0.6, 0.51, 0.7]) for y in means.values())
+    labels = [t.get_text() for t in axes[1].get_legend().get_texts()]
+    assert labels == ["fixed-baseline", "fixed-large (1/4 diverged)",
+                      "fixed-too-large (2/2 diverged)"]
+
+
+def test_plot_lr_curves(store):
+    trials = store["trials"]
+    steps = report.load_histories(report.one_seed_per_scenario(trials), report.STEP_KEYS,
+                                  store["uri"])
+    fig = report.plot_lr_curves(trials, steps)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["fixed", "warmup"]
+    assert len(axes[0].get_lines()) == 3 and len(axes[1].get_lines()) == 1
+    assert axes[0].get_yscale() == "log"
+    assert np.allclose(axes[1].get_lines()[0].get_ydata(), 5e-3 * np.arange(1, 9))
+
+
+def test_plot_lr_sensitivity_falls_back_to_fixed_scenarios(store):
+    sens = report.sensitivity_trials(store["trials"], store["uri"])
+    assert set(sens["scenario"]) == {"fixed-baseline", "fixed-large", "fixed-too-large"}
+    fig = report.plot_lr_sensitivity(sens)
+    (ax,) = fig.get_axes()
+    assert ax.get_xscale() == "log"
+    assert sorted(ax.get_lines()[0].get_xdata()) == pytest.approx([1e-3, 1e-2])
+    crosses = [c for c in ax.collections if len(c.get_offsets()) == 3]
+    assert crosses, "the three diverged trials are marked"
+    assert sorted(crosses[0].get_offsets()[:, 0]) == pytest.approx([1e-2, 0.5, 0.5])
+    low, high = ax.get_xlim()
+    assert low < 1e-3 and high > 0.5
+
+
+def test_plot_range_tests(store):
+    tests = report.load_range_tests(STUDY, store["uri"])
+    histories = report.load_histories(tests["run_id"], report.FINDER_KEYS, store["uri"])
+    fig = report.plot_range_tests(tests, histories)
+    (ax,) = fig.get_axes()
+    assert ax.get_xscale() == "log"
+    # loss, smoothed loss, steepest, valley, suggested
+    assert len(ax.get_lines()) == 5
+    assert [t.get_text() for t in ax.get_legend().get_texts()][2:] == [
+        "steepest: 0.001", "valley: 0.01", "suggested: 0.01"]
+    empty = report.plot_range_tests(tests[:0], histories[:0])
+    assert len(empty.get_axes()) == 1
+
+
+def test_plot_test_accuracy(store):
+    fig = report.plot_test_accuracy(store["trials"], store["table"])
+    (ax,) = fig.get_axes()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["warmup-linear", "fixed-baseline", "fixed-large (1/4 diverged)",
+                      "fixed-too-large (2/2 diverged)"]
+    means = np.concatenate([line.get_xdata() for line in ax.get_lines()
+                            if line.get_marker() == "o"])
+    assert sorted(means[np.isfinite(means)]) == pytest.approx(
+        [np.mean([0.70, 0.71, 0.75]), 0.82, 0.90])
+    half = T975_2 * 0.02 / math.sqrt(3)
+    bars = [tuple(line.get_xdata()) for line in ax.get_lines() if line.get_marker() != "o"]
+    assert any(np.allclose(bar, [0.82 - half, 0.82 + half]) for bar in bars)
