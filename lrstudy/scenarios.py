@@ -15,8 +15,12 @@ Study file keys::
                         dataset_fallback)
     [budgets.NAME]      named budgets, each merged over [budget]
     [families]          family = "NAME": the named budget of every scenario of that family
-    [scenario.NAME]     overrides of a catalogue scenario, or a new scenario
+    [scenario.NAME]     overrides of a catalogue scenario, or a new scenario; also written
+                        as an array of tables, [[scenario]] with name = "NAME"
     [sweep]             optimizer, min, max, points: a log grid of fixed learning rates
+
+Any other shape (a scalar where a table belongs, a string where a number belongs, ``nan``,
+an epoch count of 10^12) is a :class:`SpecError` of one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import math
 import tomllib
 from pathlib import Path
 
-from lrstudy.tracking import FAMILIES
+from lrstudy import resolve
 
+FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "finder")
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 CATALOGUE = STUDIES_DIR / "_catalogue.toml"
 
@@ -55,8 +60,9 @@ SCENARIO_KEYS = {
 STUDY_KEYS = {"description", "seeds", "scenarios", "budget", "budgets", "families",
               "scenario", "sweep", "name"}
 SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
-FROM_FINDER = "from_finder"
-FINDER_KEYS = {"rule", "start_lr", "end_lr", "num_it"}
+#: Upper bounds of what a study may ask for: beyond them it is a typo, not a study.
+LIMITS = {"seeds": 1000, "epochs": 100_000, "batch_size": 1_000_000, "log_every": 1_000_000,
+          "steps_per_execution": 1_000_000, "points": 1000}
 
 
 class SpecError(ValueError):
@@ -95,6 +101,13 @@ class Scenario:
     def config(self) -> dict:
         """The canonical, JSON-able config of this scenario (what the run key hashes)."""
         return dataclasses.asdict(self)
+
+    @property
+    def budget_label(self) -> str:
+        """The budget in words: scenarios are comparable only where it is the same."""
+        b = self.budget
+        return (f"{b['model']} on {b['dataset']} ({self.train_size} train / {b['val_size']} "
+                f"val), batch {b['batch_size']}, {b['epochs']} epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,33 +167,80 @@ def _unknown(where: str, keys, allowed) -> None:
         raise SpecError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
 
 
+def _table(where: str, value, what: str = "a table") -> dict:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: must be {what}, got {_show(value)}")
+    return value
+
+
+def _string(where: str, key: str, value) -> str:
+    if not isinstance(value, str):
+        raise SpecError(f"{where}: key {key!r} must be a string, got {_show(value)}")
+    return value
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _count(where: str, key: str, value, low: int = 1) -> int:
+    """An integer in [low, LIMITS[key]]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}: {key} must be an integer, got {_show(value)}")
+    high = LIMITS.get(key)
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" + (f" and <= {high:,}" if high is not None else "")
+        raise SpecError(f"{where}: {key} must be {bound}, got {value:,}")
+    return value
+
+
+def _scenario_tables(where: str, value) -> dict[str, dict]:
+    """``[scenario.NAME]`` tables, or ``[[scenario]]`` tables each with ``name = "NAME"``."""
+    if isinstance(value, list):
+        tables = {}
+        for i, table in enumerate(value):
+            table = dict(_table(f"{where} [[scenario]] #{i + 1}", table))
+            name = table.pop("name", None)
+            if not isinstance(name, str) or not name:
+                raise SpecError(f"{where} [[scenario]] #{i + 1}: needs name = \"...\"")
+            if name in tables:
+                raise SpecError(f"{where} [[scenario]]: scenario {name!r} is defined twice")
+            tables[name] = table
+        return tables
+    return {name: _table(f"{where} [scenario.{name}]", table)
+            for name, table in _table(f"{where} [scenario]", value).items()}
+
+
 def _check_budget(where: str, budget: dict) -> dict:
+    _table(where, budget)
     _unknown(where, budget, BUDGET_DEFAULTS)
     out = dict(budget)
     for key, value in budget.items():
         default = BUDGET_DEFAULTS[key]
         if isinstance(default, bool):
             if not isinstance(value, bool):
-                raise SpecError(f"{where}: key {key!r} must be true or false, got {value!r}")
+                raise SpecError(f"{where}: key {key!r} must be true or false, "
+                                f"got {_show(value)}")
         elif isinstance(default, int):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise SpecError(f"{where}: key {key!r} must be an integer, got {value!r}")
+                raise SpecError(f"{where}: key {key!r} must be an integer, got {_show(value)}")
         elif isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SpecError(f"{where}: key {key!r} must be a number, got {value!r}")
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value)):
+                raise SpecError(f"{where}: key {key!r} must be a finite number, "
+                                f"got {_show(value)}")
             out[key] = float(value)
-        elif not isinstance(value, str):
-            raise SpecError(f"{where}: key {key!r} must be a string, got {value!r}")
+        else:
+            _string(where, key, value)
     return out
 
 
 def _validate_budget_values(where: str, budget: dict) -> None:
     for key in ("epochs", "batch_size", "val_size", "log_every"):
-        if budget[key] <= 0:
-            raise SpecError(f"{where}: {key} must be > 0, got {budget[key]}")
+        _count(where, key, budget[key], low=1)
     for key in ("train_size", "steps_per_execution"):
-        if budget[key] < 0:
-            raise SpecError(f"{where}: {key} must be >= 0, got {budget[key]}")
+        _count(where, key, budget[key], low=0)
     if not 0 <= budget["target"] <= 1:
         raise SpecError(f"{where}: target must be a validation accuracy in [0, 1], "
                         f"got {budget['target']}")
@@ -202,24 +262,16 @@ def _validate_budget_values(where: str, budget: dict) -> None:
                         f"training set ({train} images)")
 
 
-def _check_learning_rate(where: str, lr) -> None:
-    """A fixed learning rate is a finite number > 0 (TOML's ``nan``/``inf`` included)."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-        raise SpecError(f"{where}: Argument `learning_rate` must be a number. "
-                        f"Received: learning_rate={lr!r}")
-    if not math.isfinite(lr) or lr <= 0:
-        raise SpecError(f"{where}: Argument `learning_rate` must be finite and > 0. "
-                        f"Received: learning_rate={lr!r}")
-
-
 def _sweep_scenarios(where: str, sweep: dict) -> dict[str, dict]:
-    _unknown(where, sweep, SWEEP_KEYS)
-    lo, hi, points = sweep.get("min", 1e-4), sweep.get("max", 1e-1), sweep.get("points", 4)
-    if not (isinstance(points, int) and points >= 1):
-        raise SpecError(f"{where}: points must be an integer >= 1, got {points!r}")
-    if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo <= hi
-            and math.isfinite(hi)):
-        raise SpecError(f"{where}: need 0 < min <= max, got min={lo!r} max={hi!r}")
+    _unknown(where, _table(where, sweep), SWEEP_KEYS)
+    lo, hi = sweep.get("min", 1e-4), sweep.get("max", 1e-1)
+    points = _count(where, "points", sweep.get("points", 4))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+    if not (numbers and 0 < lo <= hi and math.isfinite(hi)):
+        raise SpecError(f"{where}: need 0 < min <= max, finite, got min={_show(lo)} "
+                        f"max={_show(hi)}")
+    _string(where, "optimizer", sweep.get("optimizer", "adam"))
+    _table(f"{where} optimizer_args", sweep.get("optimizer_args", {}))
     out = {}
     for i in range(points):
         lr = lo if points == 1 else lo * (hi / lo) ** (i / (points - 1))
@@ -239,43 +291,42 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     budget of every scenario."""
     path = study_path(name_or_path)
     raw = _load_toml(path)
-    name = raw.get("name", path.stem)
     where = str(path)
     _unknown(where, raw, STUDY_KEYS)
-    seeds = raw.get("seeds", 3)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise SpecError(f"{where}: seeds must be an integer >= 1, got {seeds!r}")
+    name = _string(where, "name", raw.get("name", path.stem))
+    description = _string(where, "description", raw.get("description", ""))
+    seeds = _count(where, "seeds", raw.get("seeds", 3))
     base = dict(BUDGET_DEFAULTS)
     base.update(_check_budget(f"{where} [budget]", raw.get("budget", {})))
     named = {
         key: {**base, **_check_budget(f"{where} [budgets.{key}]", table)}
-        for key, table in raw.get("budgets", {}).items()
+        for key, table in _table(f"{where} [budgets]", raw.get("budgets", {})).items()
     }
-    families = raw.get("families", {})
+    families = _table(f"{where} [families]", raw.get("families", {}))
     for family, budget_name in families.items():
         if family not in FAMILIES:
             raise SpecError(f"{where} [families]: unknown family {family!r}")
-        if budget_name not in named:
-            raise SpecError(f"{where} [families]: {family} = {budget_name!r} is not a "
+        if not isinstance(budget_name, str) or budget_name not in named:
+            raise SpecError(f"{where} [families]: {family} = {_show(budget_name)} is not a "
                             f"[budgets.*] table")
+    tables = _scenario_tables(where, raw.get("scenario", {}))
 
     cat = catalogue()
     definitions = copy.deepcopy(cat)
     if "sweep" in raw:
         definitions = _sweep_scenarios(f"{where} [sweep]", raw["sweep"])
-    for sname, table in raw.get("scenario", {}).items():
-        if not isinstance(table, dict):
-            raise SpecError(f"{where} [scenario.{sname}]: must be a table")
+    for sname, table in tables.items():
         definitions[sname] = {**definitions.get(sname, {}), **table}
     selection = raw.get("scenarios", "all" if "sweep" not in raw else "sweep")
     if selection == "all":
-        names = list(cat) + [n for n in raw.get("scenario", {}) if n not in cat]
+        names = list(cat) + [n for n in tables if n not in cat]
     elif selection == "sweep":
         names = list(definitions)
     elif isinstance(selection, list) and all(isinstance(n, str) for n in selection):
         names = selection
     else:
-        raise SpecError(f"{where}: scenarios must be \"all\" or a list of names, got {selection!r}")
+        raise SpecError(f"{where}: scenarios must be \"all\" or a list of names, "
+                        f"got {_show(selection)}")
     unknown = [n for n in names if n not in definitions]
     if unknown:
         raise SpecError(f"{where}: unknown scenario {unknown[0]!r}; known: "
@@ -287,18 +338,22 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
         swhere = f"{where} scenario {sname!r}"
         _unknown(swhere, spec, SCENARIO_KEYS)
         family = spec.get("family", "")
-        if family not in FAMILIES:
+        if not isinstance(family, str) or family not in FAMILIES:
             raise SpecError(f"{swhere}: family must be one of {', '.join(FAMILIES)}, "
-                            f"got {family!r}")
+                            f"got {_show(family)}")
+        for key in ("description", "optimizer", "baseline"):
+            if key in spec:
+                _string(swhere, key, spec[key])
+        _table(f"{swhere} optimizer_args", spec.get("optimizer_args", {}))
         budget_spec = spec.get("budget", families.get(family))
         if isinstance(budget_spec, str):
             if budget_spec not in named:
                 raise SpecError(f"{swhere}: budget {budget_spec!r} is not a [budgets.*] table")
             budget = dict(named[budget_spec])
-        elif isinstance(budget_spec, dict):
-            budget = {**base, **_check_budget(f"{swhere} budget", budget_spec)}
-        else:
+        elif budget_spec is None:
             budget = dict(base)
+        else:
+            budget = {**base, **_check_budget(f"{swhere} budget", budget_spec)}
         if overrides:
             budget.update(_check_budget("command line", overrides))
         _validate_budget_values(swhere, budget)
@@ -318,55 +373,17 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             baseline=spec.get("baseline", ""),
             budget=budget,
         )
-    return Study(name=name, description=raw.get("description", ""), seeds=seeds,
-                 scenarios=scenarios, path=path)
-
-
-def resolve_per_total(args: dict, total: int) -> dict:
-    """Turn ``<x>_per_total = c`` into ``<x> = c / total`` (e.g. decay = 0.5 / epochs)."""
-    out = {}
-    for key, value in args.items():
-        if key.endswith("_per_total"):
-            out[key[: -len("_per_total")]] = value / total
-        else:
-            out[key] = value
-    return out
-
-
-def schedule_total(scenario: Scenario) -> int:
-    unit = (scenario.schedule or {}).get("unit", "step")
-    return scenario.budget["epochs"] if unit == "epoch" else (
-        scenario.steps_per_epoch * scenario.budget["epochs"])
-
-
-def build_schedule(scenario: Scenario, finder_bounds: tuple[float, float] | None = None):
-    """The scenario's :class:`lrstudy.schedules.Built`, or None for a constant LR.
-
-    Arguments written ``"from_finder"`` take the LR range test's bounds: ``base`` the lower,
-    every other argument (``max_lr``) the upper.
-    """
-    from lrstudy import schedules
-
-    if scenario.schedule is None:
-        return None
-    spec = resolve_per_total(dict(scenario.schedule), schedule_total(scenario))
-    for key, value in spec.items():
-        if value == FROM_FINDER:
-            if finder_bounds is None:
-                finder_bounds = (1e-3, 1e-2)  # placeholder while validating
-            spec[key] = finder_bounds[0] if key == "base" else finder_bounds[1]
-    return schedules.build(spec, steps_per_epoch=scenario.steps_per_epoch,
-                           epochs=scenario.budget["epochs"])
+    return Study(name=name, description=description, seeds=seeds, scenarios=scenarios,
+                 path=path)
 
 
 def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
-    """Deep checks that need Keras: models, optimizers, schedules, plateau rules, data sizes.
+    """Deep checks: the data can be had, models, optimizers, schedules, plateau rules.
 
+    All from data, without TensorFlow (a user's model module is located and parsed, not run).
     Raises :class:`SpecError` with one line naming the study, the scenario and the problem.
-    The data and the learning rate are checked first: they need no TensorFlow, so such
-    mistakes are reported at once.
     """
-    from lrstudy import data
+    from lrstudy import data, models, optimizers
 
     checked_data = set()
     for sc in scenarios or study.scenarios.values():
@@ -383,55 +400,11 @@ def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
                            val_size=b["val_size"])
             checked_data.add(setup)
         where = f"{study.path} scenario {sc.name!r}"
-        if sc.learning_rate is not None:
-            _check_learning_rate(where, sc.learning_rate)
-        # Keras takes seconds to import: only now, after the checks that do without it.
-        from lrstudy import models, optimizers
-
         try:
+            resolve.check(sc)  # learning rate, schedule, plateau and finder arguments
             models.check(sc.budget["model"])
             optimizers.check(sc.optimizer, sc.optimizer_args)
-            if sc.learning_rate is not None:
-                optimizers.check_learning_rate(sc.learning_rate)
-            built = build_schedule(sc)
-            if sc.plateau is not None:
-                if built is not None and built.unit == "step":
-                    raise ValueError("ReduceLROnPlateau needs a plain learning rate, but the "
-                                     "scenario has a per-step schedule")
-                plateau_args(sc)
-            if sc.finder is not None:
-                from lrstudy import finder
-
-                unknown = set(sc.finder) - FINDER_KEYS
-                if unknown:
-                    raise ValueError(f"finder has no argument {sorted(unknown)[0]!r}")
-                if sc.finder.get("rule", "valley") not in finder.RULES:
-                    raise ValueError(f"unknown finder rule {sc.finder['rule']!r}; known: "
-                                     f"{', '.join(finder.RULES)}")
         except SpecError:
             raise
-        except (ValueError, TypeError) as exc:
-            raise SpecError(f"{where}: {exc}") from None
-
-
-PLATEAU_KEYS = {"monitor", "factor", "patience", "patience_frac", "min_lr", "min_delta",
-                "cooldown", "mode"}
-
-
-def plateau_args(scenario: Scenario) -> dict:
-    """ReduceLROnPlateau's keyword arguments, with ``patience_frac`` turned into epochs."""
-    args = dict(scenario.plateau)
-    extra = set(args) - PLATEAU_KEYS
-    if extra:
-        raise ValueError(f"plateau has no argument {sorted(extra)[0]!r}; allowed: "
-                         f"{', '.join(sorted(PLATEAU_KEYS))}")
-    if "patience_frac" in args:
-        frac = args.pop("patience_frac")
-        if not 0 < frac <= 1:
-            raise ValueError(f"plateau patience_frac must be in (0, 1], got {frac}")
-        args["patience"] = max(1, round(frac * scenario.budget["epochs"]))
-    factor = args.get("factor", 0.1)
-    if not 0 < factor < 1:
-        raise ValueError(f"plateau factor must be in (0, 1), got {factor}")
-    return args
-
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise SpecError(f"{where}: {' '.join(str(exc).split())}") from None
