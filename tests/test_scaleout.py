@@ -1,7 +1,8 @@
 """Past one machine, for real on this one: the smoke study through an ``mlflow server`` on
 127.0.0.1 backed by a PostgreSQL server (artifacts proxied by the server), and as Ray tasks,
-on a cluster the runner starts itself and on one started by ``ray start`` (token
-authentication, interrupted by SIGTERM). See docs/cluster.md.
+on a cluster the runner starts itself (listening on loopback only) and on one started by
+``ray start`` (token authentication, interrupted by SIGTERM). Passwords and tokens travel in
+files and environments, never on a command line. See docs/cluster.md.
 
 PostgreSQL comes from Debian's packages (``/usr/lib/postgresql/<version>/bin``); without them
 the PostgreSQL test is skipped, except under CI, where it fails. A server that does not start
@@ -14,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import glob
+import ipaddress
 import json
 import os
 import pwd
@@ -136,6 +138,28 @@ def cli_report(proc) -> str:
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 (never readable by others, not even for a moment)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(text)
+
+
+def command_lines_with(secret: str, procs=None) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes, of ``procs`` or else of the whole machine, whose
+    command line contains ``secret`` (any local user can read command lines, with ``ps``)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter() if procs is None else procs:
+        try:
+            line = " ".join(proc.cmdline())
+        except psutil.Error:  # exited meanwhile
+            continue
+        if secret in line:
+            found.append((proc.pid, line))
+    return found
+
+
 # ---- PostgreSQL + mlflow server ------------------------------------------------------------
 
 def postgres_bindir() -> Path | None:
@@ -152,7 +176,9 @@ def postgres():
     """A throwaway PostgreSQL cluster on 127.0.0.1 with a database ``mlflow``, password auth.
 
     Postgres refuses to run as root: as root, the cluster belongs to the ``postgres`` user of
-    Debian's package (``runuser``); otherwise to whoever runs the tests.
+    Debian's package (``runuser``); otherwise to whoever runs the tests. Clients get the
+    password from a libpq password file of mode 0600 (``PGPASSFILE``, or ``passfile`` of a
+    connection), so that no URI or command line holds it.
     """
     bindir = postgres_bindir()
     if bindir is None:
@@ -170,10 +196,12 @@ def postgres():
             pytest.fail("running as root and there is no `postgres` user to own the cluster")
         as_user = ["runuser", "-u", "postgres", "--"]
     base = Path(tempfile.mkdtemp(prefix="lrstudy-pg-"))  # short, outside root-only tmp dirs
-    data, sock, log, pwfile = base / "data", base / "sock", base / "postgres.log", base / "pw"
+    data, sock, log = base / "data", base / "sock", base / "postgres.log"
+    pwfile, pgpass = base / "pw", base / "pgpass"
     password, port = secrets.token_hex(12), free_port()
     sock.mkdir()
-    pwfile.write_text(password + "\n")
+    write_private(pwfile, password + "\n")  # for initdb, removed once it has run
+    write_private(pgpass, f"{LOOPBACK}:{port}:*:lrstudy:{password}\n")  # for the clients
     if owner is not None:
         for path in (base, sock, pwfile):
             os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -184,6 +212,7 @@ def postgres():
             [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "lrstudy", "-E", "UTF8",
              "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-sync", "--no-instructions"],
             capture_output=True, text=True, timeout=120)
+        pwfile.unlink()
         assert init.returncode == 0, f"initdb failed:\n{init.stdout}\n{init.stderr}"
         opts = f"-c listen_addresses={LOOPBACK} -p {port} -k {sock} -c fsync=off"
         start = subprocess.run(
@@ -191,15 +220,16 @@ def postgres():
              "-w", "-t", "60", "start"], capture_output=True, text=True, timeout=90)
         started = start.returncode == 0
         assert started, f"pg_ctl start failed:\n{start.stdout}\n{start.stderr}\n{tail(log)}"
-        env = {**os.environ, "PGPASSWORD": password}
+        env = {**os.environ, "PGPASSFILE": str(pgpass)}
         made = subprocess.run(
             [str(bindir / "createdb"), "-h", LOOPBACK, "-p", str(port), "-U", "lrstudy",
              "mlflow"], capture_output=True, text=True, timeout=60, env=env)
         assert made.returncode == 0, f"createdb failed:\n{made.stderr}\n{tail(log)}"
         # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; we install psycopg2
-        yield {"url": f"postgresql+psycopg2://lrstudy:{password}@{LOOPBACK}:{port}/mlflow",
+        yield {"url": f"postgresql+psycopg2://lrstudy@{LOOPBACK}:{port}/mlflow",
+               "pgpass": pgpass, "password": password,
                "connect": {"host": LOOPBACK, "port": port, "user": "lrstudy",
-                           "password": password, "dbname": "mlflow"}}
+                           "dbname": "mlflow", "passfile": str(pgpass)}}
     finally:
         if started:
             subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
@@ -209,14 +239,16 @@ def postgres():
 
 @pytest.fixture
 def mlflow_server(postgres, tmp_path_factory):
-    """``mlflow server`` on 127.0.0.1 backed by ``postgres``, serving artifacts itself."""
+    """``mlflow server`` on 127.0.0.1 backed by ``postgres``, serving artifacts itself; the
+    database password reaches it through ``PGPASSFILE``."""
     base = tmp_path_factory.mktemp("mlflow-server")
     artifacts, log, port = base / "artifacts", base / "server.log", free_port()
     cmd = [sys.executable, "-m", "mlflow", "server",
            "--backend-store-uri", postgres["url"],
            "--serve-artifacts", "--artifacts-destination", str(artifacts),
            "--host", LOOPBACK, "--port", str(port), "--workers", "1"]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "PGPASSFILE": str(postgres["pgpass"])}
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -225,12 +257,13 @@ def mlflow_server(postgres, tmp_path_factory):
     try:
         wait_for(lambda: http_ok(uri + "/health"), timeout=240, what="mlflow server",
                  proc=proc, log=log)
-        yield {"uri": uri, "artifacts": artifacts, "log": log}
+        yield {"uri": uri, "artifacts": artifacts, "log": log, "pid": proc.pid}
     finally:
         stop_group(proc)
 
 
 def test_smoke_study_through_mlflow_server_on_postgresql(mlflow_server, postgres, tmp_path):
+    import psutil
     import psycopg2
 
     from lrstudy import scenarios, tracking
@@ -241,6 +274,14 @@ def test_smoke_study_through_mlflow_server_on_postgresql(mlflow_server, postgres
                    "--tracking-uri", uri, "--quiet",
                    env={"LRSTUDY_RUNS_DIR": str(tmp_path / "runs")}, timeout=600)
     assert proc.returncode == 0, cli_report(proc) + "\n--- server\n" + tail(mlflow_server["log"])
+
+    # the database password is on no command line: not the server's, not its workers'
+    server = psutil.Process(mlflow_server["pid"])
+    tree = [server, *server.children(recursive=True)]
+    assert "mlflow" in " ".join(server.cmdline()) and len(tree) >= 2, tree
+    assert postgres["url"] in " ".join(server.cmdline())  # the URI, without a password
+    assert command_lines_with(postgres["password"], tree) == []
+    assert command_lines_with(postgres["password"]) == []
 
     client = tracking.client(uri)
     keys = expected_keys(names, seeds=1)
@@ -273,7 +314,10 @@ def test_smoke_study_through_mlflow_server_on_postgresql(mlflow_server, postgres
     assert len(stored) == 1 and json.loads(stored[0].read_text()) == config
     for parent in runs_of(client, "scenario"):
         name = parent.data.tags["lrstudy.scenario"]
-        assert [a.path for a in client.list_artifacts(parent.info.run_id)] == [f"{name}.ipynb"]
+        paths = {a.path for a in client.list_artifacts(parent.info.run_id)}
+        # the executed notebook, and the log of its kernel's stdout and stderr if it wrote any
+        assert f"{name}.ipynb" in paths, paths
+        assert paths <= {f"{name}.ipynb", f"{name}.ipynb.log"}, paths
 
     # the runs are rows of the PostgreSQL database behind the server
     with contextlib.closing(psycopg2.connect(**postgres["connect"])) as conn, \
@@ -334,6 +378,69 @@ def alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
+LISTENING = """
+import json, os, urllib.error, urllib.request
+import psutil
+from lrstudy.executors import RayExecutor
+
+def task_pid(job):
+    return os.getpid()
+
+def http_status(ip, port):
+    host = f"[{ip}]" if ":" in ip else ip
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+executor = RayExecutor(task_pid, None, 1)
+try:
+    ran_in = executor.submit(None).result(timeout=120)
+    driver = psutil.Process()
+    procs, listening = [driver, *driver.children(recursive=True)], []
+    for proc in procs:
+        try:
+            listening += [(proc.pid, " ".join(proc.cmdline()), c.laddr.ip, c.laddr.port)
+                          for c in proc.net_connections(kind="inet")
+                          if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            pass
+    agent = [http_status(ip, port) for _, cmd, ip, port in listening
+             if cmd.startswith("ray::RuntimeEnvAgent")]
+    print(json.dumps({"driver": driver.pid, "pids": [p.pid for p in procs], "ran_in": ran_in,
+                      "listening": listening, "agent_without_token": agent}))
+finally:
+    executor.shutdown()
+"""
+
+
+def on_loopback(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    mapped = getattr(addr, "ipv4_mapped", None)  # ::ffff:127.0.0.1, an IPv6 socket's view
+    return addr.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def test_local_cluster_listens_on_loopback_only(ray_tmp):
+    """The cluster ``RayExecutor`` starts for itself is reachable from this machine only:
+    every TCP socket its processes (the driver included) listen on is a loopback one; it runs
+    a task; and it still wants Ray's token (its runtime-env agent refuses a request without
+    one)."""
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    proc = subprocess.run([sys.executable, "-c", LISTENING], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, cli_report(proc) + "\n" + ray_failure(ray_tmp)
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    listening = seen["listening"]
+    shown = "\n".join(f"{pid} {ip}:{port} {cmd[:100]}" for pid, cmd, ip, port in listening)
+    assert [s for s in listening if not on_loopback(s[2])] == [], shown
+    # the cluster's own servers were among those seen, not only the driver's socket
+    listeners = " ".join(cmd for _, cmd, _, _ in listening)
+    assert all(name in listeners for name in ("gcs_server", "raylet", "RuntimeEnvAgent")), shown
+    assert seen["ran_in"] in seen["pids"] and seen["ran_in"] != seen["driver"]
+    assert seen["agent_without_token"] == [401], shown
+
+
 def test_smoke_study_as_ray_tasks_on_a_local_cluster(tmp_path, ray_tmp):
     from lrstudy import tracking
 
@@ -374,27 +481,25 @@ def ray_cluster(ray_tmp):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth,
            # the cluster's own view of the cache: the runner must send its own
            "LRSTUDY_CACHE_DIR": str(ray_tmp / "cluster-cache")}
-    # as the runner does for its own cluster: once more when the raylet's agents were late
-    for attempt in (1, 2):
-        port, log = free_port(), ray_tmp / f"ray-start-{attempt}.log"
-        cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
-               "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
-               "--disable-usage-stats", "--temp-dir", str(ray_tmp)]
-        with open(log, "w") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
-        deadline = time.monotonic() + 240
-        while (proc.poll() is None and time.monotonic() < deadline
-               and "Ray runtime started" not in log.read_text(errors="replace")):
-            time.sleep(0.5)
-        if proc.poll() is None and "Ray runtime started" in log.read_text(errors="replace"):
-            break
-        stop_group(proc)
-        late = "timed out during startup" in log.read_text(errors="replace")
-        if attempt == 2 or not late:
-            pytest.fail(f"ray start failed (exit {proc.returncode}):\n{tail(log, 15)}\n"
-                        f"{ray_failure(ray_tmp)}")
+    port, log = free_port(), ray_tmp / "ray-start.log"
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+           "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
+           "--disable-usage-stats", "--temp-dir", str(ray_tmp)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
     try:
+        def started() -> bool:
+            return "Ray runtime started" in log.read_text(errors="replace")
+
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline and not started():
+            time.sleep(0.5)
+        if proc.poll() is not None or not started():
+            pytest.fail(f"ray start failed (exit {proc.poll()}):\n{tail(log, 15)}\n"
+                        f"{ray_failure(ray_tmp)}")
+        # the token travels in the environment only
+        assert command_lines_with(auth["RAY_AUTH_TOKEN"]) == []
         yield {"address": f"{LOOPBACK}:{port}", "tmp": ray_tmp, "log": log, "auth": auth}
     finally:
         stop_group(proc)
