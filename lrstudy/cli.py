@@ -2,7 +2,9 @@
 
 Bad input (unknown names, invalid numbers, malformed study files, missing data, a store that
 cannot be written or reached) ends with one line on stderr and exit status 2, before any
-training and before anything is recorded.
+training and before anything is recorded, and before TensorFlow is imported: every check
+reads names and numbers from data. A tracking store lost mid-study ends with one line and
+exit status 3; Ctrl-C or SIGTERM with 130.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import math
 import os
 import sys
 
-EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_STORE_LOST = 3
+EXIT_INTERRUPTED = 130
+MAX_WORKERS = 256
 
 
 class BadInput(Exception):
@@ -40,6 +45,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WORKERS}, got {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's own status for usage errors)
         sys.stderr.write(f"lrstudy: error: {message}\n")
@@ -47,6 +59,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lrstudy.resolve import FINDER_DEFAULTS
+
     parser = _Parser(prog="lrstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -57,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=_positive_int)
     run.add_argument("--train-size", type=_positive_int)
     run.add_argument("--batch-size", type=_positive_int)
-    run.add_argument("--workers", type=_positive_int, default=2,
+    run.add_argument("--workers", type=_workers, default=2,
                      help="notebook executions at once (default 2)")
     run.add_argument("--executor", choices=("local", "ray"), default="local")
     run.add_argument("--ray-address", default=None, help="an existing Ray cluster")
@@ -77,14 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--train-size", type=_positive_int, default=None)
     find.add_argument("--val-size", type=_positive_int, default=10000)
     find.add_argument("--batch-size", type=_positive_int, default=128)
-    find.add_argument("--start-lr", type=_positive_float, default=1e-7)
-    find.add_argument("--end-lr", type=_positive_float, default=10.0)
-    find.add_argument("--num-it", type=_positive_int, default=100)
-    find.add_argument("--rule", default="valley")
+    find.add_argument("--start-lr", type=_positive_float, default=FINDER_DEFAULTS["start_lr"])
+    find.add_argument("--end-lr", type=_positive_float, default=FINDER_DEFAULTS["end_lr"])
+    find.add_argument("--num-it", type=_positive_int, default=FINDER_DEFAULTS["num_it"])
+    find.add_argument("--rule", default=FINDER_DEFAULTS["rule"])
     find.add_argument("--study", default="lr-range-test", help="the experiment to record in")
     find.add_argument("--tracking-uri", default=None)
 
     sub.add_parser("list", help="the studies and scenarios there are")
+
+    check = sub.add_parser("check", help="check a study (file) without running it")
+    check.add_argument("--study", default="seeds", help="a study name or a .toml file")
+    check.add_argument("--scenarios", default="", help="comma-separated scenario names")
 
     ui = sub.add_parser("ui", help="the MLflow UI on the default store")
     ui.add_argument("--host", default="127.0.0.1")
@@ -117,36 +135,43 @@ def _overrides(args) -> dict:
                               ("batch_size", args.batch_size)) if v}
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM stops a study like Ctrl-C: running trials end KILLED, nothing is left RUNNING."""
-    import signal
+def _names(text: str) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] or None
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, handler)
+def cmd_check(args) -> int:
+    from lrstudy import scenarios
+
+    study = scenarios.load_study(args.study)
+    selected = study.select(_names(args.scenarios))
+    scenarios.validate(study, selected)
+    budgets = {sc.budget_label for sc in selected}
+    print(f"study {study.name}: {len(selected)} scenarios x {study.seeds} seeds = "
+          f"{len(selected) * study.seeds} trials on {len(budgets)} budget(s)")
+    for label in sorted(budgets):
+        print(f"  {label}")
+    return 0
 
 
 def cmd_run(args) -> int:
-    from lrstudy import runner, tracking
+    from lrstudy import runner
 
-    _sigterm_as_interrupt()
-    tracking.check_store(args.tracking_uri)  # cheap, so first: no TensorFlow import to wait for
-    names = [n.strip() for n in args.scenarios.split(",") if n.strip()] or None
     outcome = runner.run_study(
-        args.study, scenario_names=names, seeds=args.seeds, overrides=_overrides(args),
-        workers=args.workers, executor=args.executor, tracking_uri=args.tracking_uri,
-        ray_address=args.ray_address, progress=not args.quiet)
+        args.study, scenario_names=_names(args.scenarios), seeds=args.seeds,
+        overrides=_overrides(args), workers=args.workers, executor=args.executor,
+        tracking_uri=args.tracking_uri, ray_address=args.ray_address, progress=not args.quiet)
     print(runner.format_outcome(outcome))
     if args.report and outcome.finished + outcome.skipped:
         from lrstudy import report
 
         print(f"report: {report.make_report(outcome.study, tracking_uri=args.tracking_uri)}")
-    if outcome.failed:
+    if outcome.disk_full:
+        print("lrstudy: error: the disk of the tracking store is full; what finished is kept: "
+              "free some space and rerun the same command to finish the study", file=sys.stderr)
+    elif outcome.failed:
         names = ", ".join(r.scenario for r in outcome.failed)
         print(f"lrstudy: {len(outcome.failed)} scenario(s) failed: {names}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
+    return EXIT_FAILED if outcome.failed else 0
 
 
 def cmd_report(args) -> int:
@@ -160,7 +185,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_find_lr(args) -> int:
-    from lrstudy import data, finder, models, optimizers, runner, tracking
+    from lrstudy import data, finder, kernels, models, optimizers, runner, tracking
 
     models.check(args.model)
     optimizers.check(args.optimizer)
@@ -171,9 +196,9 @@ def cmd_find_lr(args) -> int:
     data.check(args.dataset, train_size=args.train_size, val_size=args.val_size)
     uri = tracking.check_store(args.tracking_uri)
     out = runner.runs_dir(args.study) / f"lr_range_test-{args.model}-{args.optimizer}.ipynb"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    runner.execute_notebook(
-        runner.notebooks_dir() / "lr_range_test.ipynb", out, cwd=runner.notebooks_dir(),
+    runner.absolute_paths()
+    kernels.execute(
+        kernels.notebooks_dir() / "lr_range_test.ipynb", out,
         parameters={"study": args.study, "model": args.model, "optimizer": args.optimizer,
                     "dataset": args.dataset, "train_size": args.train_size or 0,
                     "val_size": args.val_size, "batch_size": args.batch_size,
@@ -194,11 +219,11 @@ def cmd_find_lr(args) -> int:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: MLflow 3's UI opens an experiment on its GenAI page unless a link asks for training runs
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def cmd_ui(args) -> int:
-    from pathlib import Path
-
     from lrstudy import tracking
 
     if args.host not in LOOPBACK and not args.allow_remote:
@@ -212,11 +237,10 @@ def cmd_ui(args) -> int:
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     if tracking.is_local(uri):  # artifacts beside the database, as tracking.experiment_id does
-        artifacts = Path(uri[len("sqlite:///"):]).parent / "artifacts"
-        cmd += ["--default-artifact-root", artifacts.as_uri()]
+        cmd += ["--default-artifact-root", tracking.artifact_root(uri).as_uri()]
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"MLflow UI on http://{shown}:{args.port} (store {uri}); runs are under "
-          "'Model training' (top left)", file=sys.stderr)
+    print(f"MLflow UI on http://{shown}:{args.port}/#/experiments?{TRAINING_VIEW} "
+          f"(store {uri})", file=sys.stderr)
     # MLflow's job runner (GenAI judges, trace rollups) starts eight more Python processes;
     # browsing training runs needs none of them. Set the variable to "true" to have them.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -225,30 +249,29 @@ def cmd_ui(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "find-lr": cmd_find_lr, "list": cmd_list,
-            "ui": cmd_ui}
-
-
-def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ start-up logging (absl pre-init warning, CPU feature notes) off
-    stderr, so that bad input still ends with exactly one line there. Set before anything
-    imports TensorFlow; kernels started by papermill inherit it. A value already set wins."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            "check": cmd_check, "ui": cmd_ui}
 
 
 def main(argv=None) -> int:
-    _quiet_tensorflow()
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines in the progress
     args = build_parser().parse_args(argv)
-    from lrstudy import data, params, scenarios, tracking
+    from lrstudy import data, interrupts, params, runner, scenarios, tracking
 
+    runner.absolute_paths()
     try:
-        return COMMANDS[args.command](args)
+        with interrupts.stop_on_signals():
+            return COMMANDS[args.command](args)
     except (BadInput, scenarios.SpecError, data.DataError, tracking.StoreError,
-            params.ParameterError) as exc:
-        print(f"lrstudy: error: {exc}", file=sys.stderr)
+            params.ParameterError, ValueError) as exc:  # ValueError: a name or number
+        print(f"lrstudy: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ValueError as exc:  # validation of a name or number deeper down
+    except runner.StoreLost as exc:
         print(f"lrstudy: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_STORE_LOST
     except KeyboardInterrupt:
         print("lrstudy: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

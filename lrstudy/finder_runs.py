@@ -16,9 +16,8 @@ import tempfile
 from pathlib import Path
 
 from lrstudy import tracking
+from lrstudy.resolve import FINDER_DEFAULTS, finder_args
 from lrstudy.tracking import TAG
-
-FINDER_DEFAULTS = {"start_lr": 1e-7, "end_lr": 10.0, "num_it": 100, "rule": "valley"}
 
 
 def finder_key(setup: dict) -> str:
@@ -34,29 +33,27 @@ def setup_of(scenario) -> dict:
             "batch_size": b["batch_size"]}
 
 
-def run_finder(study: str, setup: dict, *, start_lr=1e-7, end_lr=10.0, num_it=100,
-               rule="valley", seed=0, scenario="", tracking_uri=None, parent_run_id=None,
-               mlflow_client=None):
+def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
+               end_lr=FINDER_DEFAULTS["end_lr"], num_it=FINDER_DEFAULTS["num_it"],
+               rule=FINDER_DEFAULTS["rule"], seed=0, scenario="", tracking_uri=None,
+               parent_run_id=None, mlflow_client=None):
     """Run an LR range test for ``setup`` and record it; returns ``(FinderResult, run_id)``."""
-    import keras
     from matplotlib.figure import Figure
     from mlflow.entities import Metric, Param
 
-    from lrstudy import finder, models, optimizers, train
+    from lrstudy import data, finder, models, optimizers, tfquiet
 
+    keras = tfquiet.import_tensorflow("keras")
     mlflow_client = mlflow_client or tracking.client(tracking_uri)
     exp_id = tracking.experiment_id(study, tracking_uri, mlflow_client)
-    tags = {TAG + "study": study, TAG + "scenario": scenario or "lr-range-test",
-            TAG + "family": "finder", TAG + "kind": "lr_range_test",
-            TAG + "finder_key": finder_key(setup), "mlflow.runName": f"lr-range-test-{setup['model']}-{setup['optimizer']}",
-            **tracking.owner_tags()}
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    run_id = mlflow_client.create_run(exp_id, tags=tags, run_name=tags["mlflow.runName"]).info.run_id
-    status = "FAILED"
-    try:
-        train.seed_everything(seed)
-        ds = train.load_data(setup["dataset"], setup["train_size"], setup["val_size"])
+    tags = tracking.run_tags(
+        "lr_range_test", study, scenario or "lr-range-test", parent=parent_run_id,
+        name=f"lr-range-test-{setup['model']}-{setup['optimizer']}", family="finder",
+        finder_key=finder_key(setup))
+    with tracking.open_run(mlflow_client, exp_id, tags) as run, data.op_determinism():
+        run_id = run.id
+        data.seed_everything(seed)
+        ds = data.load_cached(setup["dataset"], setup["train_size"], setup["val_size"])
         model, from_logits = models.build(setup["model"], ds.input_shape, ds.num_classes)
         model.compile(optimizer=optimizers.make(setup["optimizer"], start_lr,
                                                 **setup["optimizer_args"]),
@@ -86,12 +83,6 @@ def run_finder(study: str, setup: dict, *, start_lr=1e-7, end_lr=10.0, num_it=10
             result.plot(ax=fig.subplots())
             fig.savefig(Path(tmp) / "lr_range_test.png", dpi=80)
             mlflow_client.log_artifacts(run_id, tmp)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        mlflow_client.set_terminated(run_id, status)
     return result, run_id
 
 
@@ -150,7 +141,7 @@ def bounds_for(study: str, scenario, *, tracking_uri=None, parent_run_id=None,
     found = latest_bounds(study, setup, mlflow_client)
     if found is not None:
         return found[0]
-    args = {**FINDER_DEFAULTS, **(scenario.finder or {})}
+    args = finder_args(scenario)
     print(f"{scenario.name}: no LR range test for this set-up yet, running one",
           file=sys.stderr)
     result, _ = run_finder(study, setup, scenario=scenario.name, tracking_uri=tracking_uri,

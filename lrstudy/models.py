@@ -1,26 +1,37 @@
-"""The tutorials' models, by name (../shared/scenarios.md, "Budgets").
+"""The tutorials' models, by name.
 
 Each builder takes the input shape and the number of classes and returns an uncompiled Keras
 model. Whether the model ends in logits or in a softmax is part of the model, so the loss is
 chosen to match (``from_logits``). A user model is named ``"package.module:function"``; the
 function gets the same two arguments; its output counts as probabilities when its last layer
 has a softmax activation, else as logits.
+
+A user model is code that runs: naming it in a study runs its module in every kernel.
+:func:`check` finds it *without* running it (the module's file is located and parsed), so a
+misspelt name is refused in a fraction of a second and before Keras is imported;
+:func:`locate` says which directory a kernel needs on its path to import it.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
+from pathlib import Path
 
-import keras
-from keras import layers
 
 
 def _flat_input(input_shape):
-    return [keras.Input(shape=input_shape), layers.Flatten()]
+    import keras
+
+    return [keras.Input(shape=input_shape), keras.layers.Flatten()]
 
 
 def mlp128(input_shape, num_classes):
     """Flatten, Dense(128, relu), Dense(classes) logits (the warm-up tutorial)."""
+    import keras
+    from keras import layers
+
     return keras.Sequential(
         _flat_input(input_shape)
         + [layers.Dense(128, activation="relu"), layers.Dense(num_classes)],
@@ -30,6 +41,9 @@ def mlp128(input_shape, num_classes):
 
 def mlp512_200(input_shape, num_classes):
     """Flatten, Dense(512, relu), Dense(200, relu), Dense(classes, softmax) (decay tutorial)."""
+    import keras
+    from keras import layers
+
     return keras.Sequential(
         _flat_input(input_shape)
         + [
@@ -43,6 +57,9 @@ def mlp512_200(input_shape, num_classes):
 
 def mlp_dropout(input_shape, num_classes):
     """Dense(128, relu), Dropout .2, Dense(64, relu), Dropout .2, Dense(classes) logits (TF)."""
+    import keras
+    from keras import layers
+
     return keras.Sequential(
         _flat_input(input_shape)
         + [
@@ -58,6 +75,9 @@ def mlp_dropout(input_shape, num_classes):
 
 def cnn(input_shape, num_classes):
     """Conv32-Pool-Drop-Conv64-Pool-Drop-Dense256-Dense(classes, softmax) (fixed-LR tutorial)."""
+    import keras
+    from keras import layers
+
     if len(input_shape) != 2 and len(input_shape) != 3:
         raise ValueError(f"model `cnn` needs image inputs. Received: input_shape={input_shape}")
     reshape = [layers.Reshape((*input_shape, 1))] if len(input_shape) == 2 else []
@@ -82,23 +102,80 @@ def cnn(input_shape, num_classes):
 MODELS = {f.__name__: f for f in (mlp128, mlp512_200, mlp_dropout, cnn)}
 
 
+def _split(name) -> tuple[str, str]:
+    if not isinstance(name, str):
+        raise ValueError(f"model must be a name, got {name!r}")
+    module, sep, attr = name.partition(":")
+    if name in MODELS:
+        return "", name
+    if not sep or not module or not attr.isidentifier():
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)} or "
+                         "'package.module:function'")
+    return module, attr
+
+
+def locate(name: str) -> Path | None:
+    """The directory that holds a user model's top-level package (None for a built-in).
+
+    The module is found by ``importlib.util.find_spec`` from this process's path (the
+    caller's directory first) and its source is parsed, not run: the function must be
+    defined, assigned or imported at the top level of the module.
+    """
+    module, attr = _split(name)
+    if not module:
+        return None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"model {name!r} cannot be imported: {exc}") from None
+    if spec is None or not spec.origin or not spec.has_location:
+        raise ValueError(f"model {name!r} cannot be imported: no module named {module!r} on "
+                         "the path (the current directory and $PYTHONPATH)")
+    origin = Path(spec.origin).resolve()
+    names = _top_level_names(origin) if origin.suffix == ".py" else None
+    if names is not None and attr not in names:
+        raise ValueError(f"model {name!r} cannot be imported: {origin} defines no {attr!r}")
+    root = origin.parent
+    for _ in range(module.count(".") + (origin.name == "__init__.py")):
+        root = root.parent
+    return root
+
+
+def _top_level_names(path: Path) -> set[str] | None:
+    """Names a module binds at its top level (functions, classes, assignments, imports);
+    None when that cannot be told without running it (a ``from x import *``)."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"{path} cannot be parsed: {exc}") from None
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(alias.name == "*" for alias in node.names):
+                return None
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
 def resolve(name: str):
     """The builder named ``name``: a built-in name or ``"package.module:function"``."""
-    if name in MODELS:
-        return MODELS[name]
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"model {name!r} cannot be imported: {exc}") from None
-    raise ValueError(
-        f"unknown model {name!r}; known: {', '.join(MODELS)} or 'package.module:function'"
-    )
+    module, attr = _split(name)
+    if not module:
+        return MODELS[attr]
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"model {name!r} cannot be imported: {exc}") from None
 
 
 def check(name: str) -> None:
-    resolve(name)
+    """Refuse an unknown model name, without importing Keras or the user's module."""
+    locate(name)
 
 
 def outputs_logits(model) -> bool:

@@ -1,27 +1,50 @@
-"""Where runs are stored, how they are named and keyed, and the queries the runner needs.
+"""The one owner of MLflow runs: where they are stored, how they are tagged and keyed, how
+they open and close, and how a dead one is told from a live one.
 
-The tracking contract (../shared/design.md): one experiment per study; runs tagged
-``lrstudy.study``, ``lrstudy.scenario``, ``lrstudy.family``, ``lrstudy.kind`` and, on trials,
-``lrstudy.seed``, ``lrstudy.run_key`` and ``lrstudy.diverged``. The default store is a sqlite
-database under the project's ``mlruns/`` with artifacts beside it, always as absolute paths.
+- Store: the default is a sqlite database under the project's ``mlruns/`` with artifacts
+  beside it, always as absolute paths (:func:`tracking_uri`, :func:`sqlite_path`).
+- One experiment per study (:func:`experiment_id`).
+- Tags: ``lrstudy.study``, ``.scenario``, ``.family``, ``.kind`` and, on trials, ``.seed``,
+  ``.run_key`` and ``.diverged``, built by :func:`run_tags`.
+- :func:`open_run` opens a run as a context manager that ends it FINISHED, FAILED or KILLED
+  (KILLED whenever a stop signal arrived, see :mod:`lrstudy.interrupts`) and keeps a heartbeat
+  tag fresh while it is RUNNING.
+- A RUNNING run is dead when its heartbeat is older than the grace period, on any host, or
+  when its process is gone on this host (:func:`is_dead`); :func:`reap` marks such runs KILLED
+  and :func:`claim` lets exactly one live process own a trial.
+
+Nothing here imports TensorFlow; MLflow is imported when a client is made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
+from lrstudy import interrupts
+
 TAG = "lrstudy."
-KINDS = ("scenario", "trial", "lr_range_test", "summary")
-FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "finder")
+HEARTBEAT = TAG + "heartbeat"
+HEARTBEAT_INTERVAL_S = 30.0
+HEARTBEAT_GRACE_S = 120.0
+HEARTBEAT_INTERVAL_ENV = "LRSTUDY_HEARTBEAT_INTERVAL_S"
+HEARTBEAT_GRACE_ENV = "LRSTUDY_HEARTBEAT_GRACE_S"
+SQLITE = "sqlite:///"
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
     """The tracking store cannot be used (unwritable directory, unreachable server)."""
 
+
+# ---- where runs are stored ---------------------------------------------------------------------
 
 def project_root() -> Path:
     """The project directory: ``$LRSTUDY_HOME``, else the checkout this package lives in."""
@@ -34,11 +57,7 @@ def project_root() -> Path:
 
 
 def default_tracking_uri() -> str:
-    return f"sqlite:///{project_root() / 'mlruns' / 'mlflow.db'}"
-
-
-def default_artifact_root() -> Path:
-    return project_root() / "mlruns" / "artifacts"
+    return f"{SQLITE}{project_root() / 'mlruns' / 'mlflow.db'}"
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -48,15 +67,27 @@ def tracking_uri(uri: str | None = None) -> str:
     directories, and a relative URI there would silently create a second database.
     """
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
-    elif "://" not in uri:  # a bare path: a sqlite file
-        uri = f"sqlite:///{Path(uri).resolve()}"
+    if uri.startswith(SQLITE):
+        return f"{SQLITE}{Path(uri[len(SQLITE):]).resolve()}"
+    if "://" not in uri:  # a bare path: a sqlite file
+        return f"{SQLITE}{Path(uri).resolve()}"
     return uri
 
 
-def is_local(uri: str) -> bool:
-    return uri.startswith("sqlite:")
+def sqlite_path(uri: str | None = None) -> Path | None:
+    """The database file of a local sqlite store, else None (a server or another database)."""
+    uri = tracking_uri(uri)
+    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
+
+
+def is_local(uri: str | None = None) -> bool:
+    return sqlite_path(uri) is not None
+
+
+def artifact_root(uri: str | None = None) -> Path | None:
+    """Where a local store keeps its artifacts: ``artifacts/`` beside the database."""
+    db = sqlite_path(uri)
+    return db.parent / "artifacts" if db is not None else None
 
 
 def client(uri: str | None = None):
@@ -68,74 +99,35 @@ def client(uri: str | None = None):
 def check_store(uri: str | None = None, timeout: float = 10.0) -> str:
     """Fail early, with one clear line, when the store cannot be written or reached."""
     uri = tracking_uri(uri)
-    if is_local(uri):
-        db = Path(uri[len("sqlite:///"):])
-        parent = db.parent
+    db = sqlite_path(uri)
+    if db is not None:
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"tracking store {uri} cannot be created: {exc.strerror}") from None
-        if not os.access(parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise StoreError(f"tracking store {uri} is not writable")
-        artifacts = default_artifact_root() if db == Path(default_tracking_uri()[10:]) else None
-        if artifacts is not None and artifacts.exists() and not os.access(artifacts, os.W_OK):
+        artifacts = artifact_root(uri)
+        if artifacts.exists() and not os.access(artifacts, os.W_OK):
             raise StoreError(f"artifact directory {artifacts} is not writable")
         return uri
     if uri.startswith(("http://", "https://")):
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
-                if resp.status != 200:
-                    raise StoreError(f"tracking server {uri} answered {resp.status} on /health")
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise StoreError(f"tracking server {uri} is unreachable: {reason}") from None
+        reason = server_unreachable(uri, timeout)
+        if reason:
+            raise StoreError(f"tracking server {uri} is unreachable: {reason}")
     return uri
 
 
-def series_writer(uri: str | None = None):
-    """A fast writer for long per-step series on a local sqlite store, else None.
+def server_unreachable(uri: str, timeout: float = 10.0) -> str | None:
+    """Why the tracking server at ``uri`` does not answer ``/health``, or None when it does."""
+    import urllib.error
+    import urllib.request
 
-    MLflow's ``log_batch`` costs about 0.3-0.8 s per 1000 points on this machine (ORM objects,
-    latest-metric bookkeeping), which alone would make per-step logging cost far more than
-    the 5% the study allows. On a sqlite store the series go in with one ``executemany`` into
-    MLflow's own ``metrics`` table (and ``latest_metrics`` kept as MLflow keeps it), in one
-    transaction; servers get MLflow's asynchronous ``log_batch``.
-    """
-    uri = tracking_uri(uri)
-    if not is_local(uri):
-        return None
-    path = uri[len("sqlite:///"):]
-
-    def write(run_id: str, points: list[tuple[str, float, int, int]]) -> None:
-        """``points``: (key, value, timestamp_ms, step), all finite."""
-        import sqlite3
-
-        if not points:
-            return
-        latest: dict[str, tuple] = {}
-        for key, value, ts, step in points:
-            if key not in latest or step >= latest[key][3]:
-                latest[key] = (key, value, ts, step)
-        con = sqlite3.connect(path, timeout=60)
-        try:
-            with con:
-                con.executemany(
-                    "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan)"
-                    " VALUES (?, ?, ?, ?, ?, 0)",
-                    [(k, v, ts, run_id, st) for k, v, ts, st in points])
-                con.executemany(
-                    "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
-                    " VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT(key, run_uuid) DO UPDATE SET"
-                    " value = excluded.value, timestamp = excluded.timestamp,"
-                    " step = excluded.step, is_nan = 0 WHERE excluded.step >= latest_metrics.step",
-                    [(k, v, ts, st, run_id) for k, v, ts, st in latest.values()])
-        finally:
-            con.close()
-
-    return write
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            return None if resp.status == 200 else f"it answered {resp.status} on /health"
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
 
 
 def experiment_id(study: str, uri: str | None = None, mlflow_client=None) -> str:
@@ -146,11 +138,8 @@ def experiment_id(study: str, uri: str | None = None, mlflow_client=None) -> str
         if exp.lifecycle_stage == "deleted":
             mlflow_client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
-    uri = tracking_uri(uri)
-    location = None
-    if is_local(uri):
-        db = Path(uri[len("sqlite:///"):])
-        location = (db.parent / "artifacts" / study).as_uri()
+    artifacts = artifact_root(uri)
+    location = (artifacts / study).as_uri() if artifacts is not None else None
     try:
         return mlflow_client.create_experiment(study, artifact_location=location)
     except Exception:  # another process created it between our two calls
@@ -160,6 +149,8 @@ def experiment_id(study: str, uri: str | None = None, mlflow_client=None) -> str
         return exp.experiment_id
 
 
+# ---- names, keys and tags ----------------------------------------------------------------------
+
 def run_key(config: dict, seed: int) -> str:
     """The idempotency key of one trial: a hash of the canonical config plus the seed."""
     canonical = json.dumps({"config": config, "seed": int(seed)}, sort_keys=True, default=str)
@@ -168,8 +159,139 @@ def run_key(config: dict, seed: int) -> str:
 
 def owner_tags() -> dict[str, str]:
     """Who is running a run: lets a later process tell a live run from a dead one."""
-    return {TAG + "host": socket.gethostname(), TAG + "pid": str(os.getpid())}
+    return {TAG + "host": socket.gethostname(), TAG + "pid": str(os.getpid()),
+            HEARTBEAT: f"{time.time():.3f}"}
 
+
+def run_tags(kind: str, study: str, scenario=None, *, name: str | None = None,
+             parent: str | None = None, **extra) -> dict[str, str]:
+    """The tags of a run of ``kind`` (scenario, trial, lr_range_test, summary).
+
+    ``scenario`` (a :class:`lrstudy.scenarios.Scenario`) adds its name, family and baseline,
+    a string only the name; ``extra`` adds ``lrstudy.<key>`` tags (``seed=0`` gives
+    ``lrstudy.seed``).
+    """
+    tags = {TAG + "kind": kind, TAG + "study": study}
+    if isinstance(scenario, str):
+        tags[TAG + "scenario"] = scenario
+    elif scenario is not None:
+        tags[TAG + "scenario"] = scenario.name
+        tags[TAG + "family"] = scenario.family
+        if scenario.baseline:
+            tags[TAG + "baseline"] = scenario.baseline
+    tags.update({TAG + key: str(value) for key, value in extra.items()})
+    if name:
+        tags["mlflow.runName"] = name
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return {**tags, **owner_tags()}
+
+
+# ---- opening and closing a run -----------------------------------------------------------------
+
+def heartbeat_interval() -> float:
+    return float(os.environ.get(HEARTBEAT_INTERVAL_ENV, HEARTBEAT_INTERVAL_S))
+
+
+def heartbeat_grace() -> float:
+    return float(os.environ.get(HEARTBEAT_GRACE_ENV, HEARTBEAT_GRACE_S))
+
+
+class Heartbeat:
+    """A daemon thread that refreshes a run's heartbeat tag every ``interval`` seconds.
+
+    A failed refresh (a server that went away for a moment) is retried at the next beat; the
+    grace period is several beats long, so a short outage does not make the run look dead.
+    """
+
+    def __init__(self, mlflow_client, run_id: str, interval: float | None = None):
+        self.client, self.run_id = mlflow_client, run_id
+        self.interval = heartbeat_interval() if interval is None else interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id[:8]}",
+                                        daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.client.set_tag(self.run_id, HEARTBEAT, f"{time.time():.3f}")
+            except Exception:  # the next beat tries again
+                pass
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+class Run:
+    """An open run (see :func:`open_run`): its id, and the status it will end with."""
+
+    def __init__(self, mlflow_client, run_id: str):
+        self.client, self.id = mlflow_client, run_id
+        self.status: str | None = None  # set to end with another status than the default
+        self.signals_before = interrupts.received()
+        self.discarded = False
+
+    def end_as(self, status: str) -> None:
+        self.status = status
+
+    def discard(self) -> None:
+        """Delete the run on exit instead of ending it (a claim another process won)."""
+        self.discarded = True
+
+
+def end_status(exc: BaseException | None, signals_before: int) -> str:
+    """FINISHED without an exception; KILLED for a Ctrl-C, a SIGTERM or any exception that
+    arrived together with a stop signal; FAILED otherwise."""
+    if exc is None:
+        return "FINISHED"
+    if isinstance(exc, KeyboardInterrupt) or interrupts.received() != signals_before:
+        return "KILLED"
+    return "FAILED"
+
+
+@contextlib.contextmanager
+def open_run(mlflow_client, exp_id: str, tags: dict, *, heartbeat: bool = True):
+    """Create a run with ``tags`` and yield a :class:`Run`; end it on exit.
+
+    The run ends FINISHED, FAILED or KILLED as :func:`end_status` says, or as the body chose
+    with :meth:`Run.end_as`. Its heartbeat stays fresh while the body runs.
+    """
+    created = mlflow_client.create_run(exp_id, tags=tags, run_name=tags.get("mlflow.runName"))
+    run = Run(mlflow_client, created.info.run_id)
+    beat = Heartbeat(mlflow_client, run.id) if heartbeat else contextlib.nullcontext()
+    try:
+        with beat:
+            yield run
+    except BaseException as exc:
+        close(run, run.status or end_status(exc, run.signals_before))
+        raise
+    close(run, run.status or end_status(None, run.signals_before))
+
+
+def close(run: Run, status: str) -> None:
+    """End ``run`` with ``status`` (or delete it, when discarded). A store that fails here
+    (gone, full) leaves the run RUNNING with a heartbeat that stops: :func:`reap` marks it
+    KILLED later, so nothing is lost and no error is added to the one being raised."""
+    try:
+        if run.discarded:
+            run.client.delete_run(run.id)
+        else:
+            run.client.set_terminated(run.id, status)
+    except Exception as exc:
+        log.warning("could not end run %s as %s: %s", run.id, status, one_line(exc))
+
+
+def one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
+
+
+# ---- live and dead runs ------------------------------------------------------------------------
 
 def pid_alive(pid: int) -> bool:
     try:
@@ -181,11 +303,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def is_orphan(run) -> bool:
-    """A RUNNING run whose owning process is gone (checked on this host only)."""
-    tags = run.data.tags
+def heartbeat_age(run, now: float | None = None) -> float:
+    """Seconds since the run's last heartbeat (its start, for runs that have none)."""
+    now = time.time() if now is None else now
+    try:
+        last = float(run.data.tags[HEARTBEAT])
+    except (KeyError, ValueError):
+        last = (run.info.start_time or 0) / 1000.0
+    return now - last
+
+
+def is_dead(run, now: float | None = None) -> bool:
+    """A RUNNING run is dead when its heartbeat is older than the grace period (any host),
+    or when it belongs to this host and its process is gone."""
     if run.info.status != "RUNNING":
         return False
+    if heartbeat_age(run, now) > heartbeat_grace():
+        return True
+    tags = run.data.tags
     if tags.get(TAG + "host") != socket.gethostname():
         return False
     try:
@@ -208,14 +343,23 @@ def search(mlflow_client, experiment_ids, filter_string: str = "", max_results: 
             return runs
 
 
-def mark_orphans_killed(mlflow_client, exp_id: str) -> int:
-    """Mark RUNNING runs of dead processes KILLED, so that no summary ever counts them."""
-    killed = 0
-    for run in search(mlflow_client, [exp_id], "attributes.status = 'RUNNING'"):
-        if is_orphan(run):
-            mlflow_client.set_terminated(run.info.run_id, "KILLED")
-            killed += 1
-    return killed
+def reap(mlflow_client, exp_id: str) -> list:
+    """Mark the dead RUNNING runs of an experiment KILLED; returns them."""
+    dead = [run for run in search(mlflow_client, [exp_id], "attributes.status = 'RUNNING'")
+            if is_dead(run)]
+    for run in dead:
+        mlflow_client.set_terminated(run.info.run_id, "KILLED")
+    return dead
+
+
+def running_elsewhere(mlflow_client, exp_id: str, keys) -> dict[str, object]:
+    """Trials with these keys that a live process (by its heartbeat) is running now."""
+    out = {}
+    for key, runs in trials_by_key(mlflow_client, exp_id, keys).items():
+        live = [r for r in runs if r.info.status == "RUNNING" and not is_dead(r)]
+        if live and not any(r.info.status == "FINISHED" for r in runs):
+            out[key] = live[0]
+    return out
 
 
 def trials_by_key(mlflow_client, exp_id: str, keys=None) -> dict[str, list]:
@@ -244,7 +388,7 @@ def claim(mlflow_client, exp_id: str, key: str, run_id: str) -> bool:
         if info.status == "FINISHED":
             return False
         if info.status == "RUNNING":
-            if is_orphan(run):
+            if is_dead(run):
                 mlflow_client.set_terminated(info.run_id, "KILLED")
                 continue
             if (info.start_time, info.run_id) < mine:

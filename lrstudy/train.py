@@ -1,38 +1,46 @@
 """One scenario x seed: build data, model, optimizer; fit; evaluate on test; log to MLflow.
 
-The fast path (issue "Fast training path"): data as tensors built once per process, a
-seeded ``tf.data`` shuffle, many steps per execution under XLA. The semantics stay exact:
-per-step schedules run inside the graph, per-epoch schedulers and ReduceLROnPlateau fire at
-epoch boundaries (callbacks at epoch begin/end are unaffected by steps per execution), and
+The fast path: data as tensors built once per process, a seeded ``tf.data`` shuffle, many
+steps per execution under XLA. The semantics stay exact: per-step schedules run inside the
+graph, per-epoch schedulers and ReduceLROnPlateau fire at epoch boundaries (callbacks at
+epoch begin/end are unaffected by steps per execution), and
 :class:`lrstudy.callbacks.StepRecorder` keeps the loss and LR of every step inside the graph.
+
+A trial is an MLflow run opened with :func:`lrstudy.tracking.open_run`: it ends FINISHED,
+FAILED, or KILLED when a signal stops it at any moment of its life (the named moments of
+:data:`PHASES` are where the tests send one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import io
 import json
-import os
-import signal
 import sys
 import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
+from lrstudy import tfquiet
 
-from lrstudy import callbacks as cb
-from lrstudy import data, models, optimizers, scenarios, tracking
-from lrstudy.tracking import TAG
+tf = tfquiet.import_tensorflow()
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lrstudy import callbacks as cb  # noqa: E402
+from lrstudy import data, interrupts, models, optimizers, scenarios, sqlstore, tracking  # noqa: E402
+from lrstudy import resolve  # noqa: E402
+from lrstudy.tracking import TAG  # noqa: E402
+
+interrupts.raise_at("import")
 
 # Keras runs each step as its own XLA launch inside a host loop; more steps per execution
 # cut the returns to Python (and callbacks) per epoch. StepRecorder keeps every step anyway.
 AUTO_STEPS_PER_EXECUTION = 256
 VALIDATION_BATCH = 1024  # evaluation only: the batch changes no metric, only the speed
+#: The moments of a trial's life, in order (see :func:`lrstudy.interrupts.raise_at`).
+PHASES = ("import", "claim", "seed", "data", "model", "compile", "trace", "epoch", "evaluate",
+          "params", "artifacts", "flush")
 
 
 def configure_threads(threads: int) -> None:
@@ -43,29 +51,6 @@ def configure_threads(threads: int) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:  # TensorFlow is already initialized: the setting is fixed
             pass
-
-
-def seed_everything(seed: int, deterministic_ops: bool = True) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras, and turn on op determinism.
-
-    Keras refuses XLA (``jit_compile``) when op determinism is on, so an XLA budget seeds
-    everything but leaves that switch alone; on this CPU the compiled MLP steps are
-    deterministic anyway (the same seed twice gives identical metrics: tested).
-    """
-    keras.utils.set_random_seed(int(seed))
-    if deterministic_ops:
-        tf.config.experimental.enable_op_determinism()
-
-
-@functools.lru_cache(maxsize=4)
-def load_data(dataset: str, train_size: int, val_size: int, fallback: str = "") -> data.Dataset:
-    """The scenario's data (cached per process: the seeds of a scenario share it)."""
-    try:
-        return data.load(dataset, train_size=train_size or None, val_size=val_size)
-    except data.DataError:
-        if not fallback:
-            raise
-        return data.load(fallback, train_size=train_size or None, val_size=val_size)
 
 
 def steps_per_execution(scenario: scenarios.Scenario) -> int:
@@ -126,26 +111,9 @@ def trial_params(scenario, schedule, ds, seed) -> dict:
         for key, value in schedule.args.items():
             params[f"schedule.{key}"] = value
     if scenario.plateau is not None:
-        for key, value in scenarios.plateau_args(scenario).items():
+        for key, value in resolve.plateau_args(scenario).items():
             params[f"plateau.{key}"] = value
     return params
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM ends the trial like Ctrl-C: the run is marked KILLED, not left RUNNING."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclasses.dataclass
@@ -179,24 +147,25 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     uses that as the untracked side of its comparisons.
     """
     budget = scenario.budget
-    seed_everything(seed, deterministic_ops=not budget["jit_compile"])
-    ds = load_data(budget["dataset"], budget["train_size"], budget["val_size"],
-                   budget["dataset_fallback"])
-    schedule = scenarios.build_schedule(scenario, finder_bounds)
+    interrupts.raise_at("seed")
+    data.seed_everything(seed)
+    interrupts.raise_at("data")
+    ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
+                          budget["dataset_fallback"])
+    interrupts.raise_at("model")
+    schedule = resolve.build_schedule(scenario, finder_bounds)
     model, from_logits = models.build(budget["model"], ds.input_shape, ds.num_classes)
     optimizer = build_optimizer(scenario, schedule)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     spe = steps_per_execution(scenario)
+    interrupts.raise_at("compile")
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"],
                   steps_per_execution=spe, jit_compile=budget["jit_compile"])
     callbacks = []
     if schedule is not None and schedule.unit == "epoch":
         callbacks.append(schedule.epoch_callback())
     if scenario.plateau is not None:
-        from lrstudy import schedules
-
-        callbacks.append(schedules.plateau_callback(optimizer,
-                                                    **scenarios.plateau_args(scenario)))
+        callbacks.append(resolve.plateau_callback(optimizer, **resolve.plateau_args(scenario)))
     logger = None
     if sink is not None:  # after the schedulers: the logger reads the LR they set
         logger = cb.EpochLogger(sink, target=scenario.target, log_every=budget["log_every"],
@@ -209,10 +178,11 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
 def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
                  finder_bounds=None, verbose: int = 0) -> dict:
     """Train and evaluate one trial, feeding ``sink``. Returns the outcome (no MLflow here)."""
-    prepared = prepare_fit(scenario, seed, sink, finder_bounds)
-    prepared.model.fit(prepared.data, epochs=scenario.budget["epochs"], verbose=verbose,
-                       **prepared.fit_kwargs())
-    return finish_fit(prepared, sink)
+    with data.op_determinism(enabled=not scenario.budget["jit_compile"]):
+        prepared = prepare_fit(scenario, seed, sink, finder_bounds)
+        prepared.model.fit(prepared.data, epochs=scenario.budget["epochs"], verbose=verbose,
+                           **prepared.fit_kwargs())
+        return finish_fit(prepared, sink)
 
 
 def finish_fit(prepared: PreparedFit, sink: cb.MetricSink) -> dict:
@@ -220,6 +190,7 @@ def finish_fit(prepared: PreparedFit, sink: cb.MetricSink) -> dict:
     scenario, ds, logger, model = (prepared.scenario, prepared.dataset, prepared.logger,
                                    prepared.model)
     epochs = scenario.budget["epochs"]
+    interrupts.raise_at("evaluate")
     test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, batch_size=VALIDATION_BATCH,
                                          verbose=0)
     for key, value in (("test_loss", test_loss), ("test_accuracy", test_acc),
@@ -263,25 +234,10 @@ def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
     fig.savefig(run_dir / "curves.png", dpi=80)
 
 
-def trial_tags(study: str, scenario: scenarios.Scenario, seed: int, key: str) -> dict:
-    tags = {
-        TAG + "study": study,
-        TAG + "scenario": scenario.name,
-        TAG + "family": scenario.family,
-        TAG + "kind": "trial",
-        TAG + "seed": str(seed),
-        TAG + "run_key": key,
-        TAG + "diverged": "false",
-        "mlflow.runName": f"{scenario.name}-s{seed}",
-    }
-    if scenario.baseline:
-        tags[TAG + "baseline"] = scenario.baseline
-    return {**tags, **tracking.owner_tags()}
-
-
 def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, tracking_uri=None,
               parent_run_id: str | None = None, finder_bounds=None, mlflow_client=None) -> dict:
-    """Run one trial into MLflow, idempotently: a FINISHED trial with the same key is skipped.
+    """Run one trial into MLflow, idempotently: a FINISHED trial with the same key is skipped,
+    and so is one that a live process (another kernel, another host) owns already.
 
     Returns a dict with ``status`` ("finished", "skipped", "diverged") and ``run_id``.
     """
@@ -294,52 +250,35 @@ def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, tracking_u
     done = [r for r in existing if r.info.status == "FINISHED"]
     if done:
         return {"status": "skipped", "run_id": done[0].info.run_id, "seed": seed}
-    tags = trial_tags(study, scenario, seed, key)
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    run = mlflow_client.create_run(exp_id, tags=tags, run_name=tags["mlflow.runName"])
-    run_id = run.info.run_id
-    if not tracking.claim(mlflow_client, exp_id, key, run_id):
-        mlflow_client.delete_run(run_id)
-        return {"status": "skipped", "run_id": None, "seed": seed}
-    sink = cb.MetricSink(mlflow_client, run_id,
-                         series_writer=tracking.series_writer(tracking_uri))
-    status = "FAILED"
-    try:
-        with _sigterm_as_interrupt():
+    tags = tracking.run_tags("trial", study, scenario, name=f"{scenario.name}-s{seed}",
+                             parent=parent_run_id, seed=seed, run_key=key, diverged="false")
+    with interrupts.stop_on_signals(), tracking.open_run(mlflow_client, exp_id, tags) as run:
+        interrupts.raise_at("claim")
+        if not tracking.claim(mlflow_client, exp_id, key, run.id):
+            run.discard()
+            return {"status": "skipped", "run_id": None, "seed": seed}
+        sink = cb.MetricSink(mlflow_client, run.id,
+                             series_writer=sqlstore.series_writer(tracking_uri))
+        try:
             if finder_bounds is not None:
-                mlflow_client.log_batch(run_id, params=[
+                mlflow_client.log_batch(run.id, params=[
                     Param("finder.base_lr", repr(finder_bounds[0])),
                     Param("finder.max_lr", repr(finder_bounds[1]))])
             outcome = fit_scenario(scenario, seed, sink, finder_bounds=finder_bounds)
-            sink.flush()
+            interrupts.raise_at("params")
             params = [Param(k, str(v)[:6000]) for k, v in outcome["params"].items()]
-            mlflow_client.log_batch(run_id, params=params, tags=[
+            mlflow_client.log_batch(run.id, params=params, tags=[
                 RunTag(TAG + "diverged", str(outcome["diverged"]).lower())])
+            interrupts.raise_at("artifacts")
             with tempfile.TemporaryDirectory() as tmp:
                 _artifacts(Path(tmp), scenario, seed, outcome, sink)
-                mlflow_client.log_artifacts(run_id, tmp)
-            status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        try:
-            sink.flush()
+                mlflow_client.log_artifacts(run.id, tmp)
+            interrupts.raise_at("flush")
         finally:
-            mlflow_client.set_terminated(run_id, status)
-    return {"status": "diverged" if outcome["diverged"] else "finished", "run_id": run_id,
+            sink.flush()
+    return {"status": "diverged" if outcome["diverged"] else "finished", "run_id": run.id,
             "seed": seed, "points": sink.points, "test_accuracy": outcome["test_accuracy"],
             "scenario": scenario.name}
-
-
-def finder_bounds_for(study: str, scenario: scenarios.Scenario, *, tracking_uri=None,
-                      parent_run_id=None, mlflow_client=None):
-    """Bounds from the latest LR range test of the same model, optimizer and data."""
-    from lrstudy import finder_runs
-
-    return finder_runs.bounds_for(study, scenario, tracking_uri=tracking_uri,
-                                  parent_run_id=parent_run_id, mlflow_client=mlflow_client)
 
 
 def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: int = 1,
@@ -352,6 +291,8 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     on its own through its run key. Without ``parent_run_id`` (a person running the notebook
     by hand) a scenario run is opened here to group the trials.
     """
+    from lrstudy import finder_runs
+
     configure_threads(threads)
     overrides = {k: v for k, v in (("epochs", epochs), ("train_size", train_size),
                                    ("batch_size", batch_size)) if v}
@@ -362,38 +303,23 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     scenarios.validate(spec, [sc])
     uri = tracking.check_store(tracking_uri or None)
     mlflow_client = tracking.client(uri)
-    own_parent = not parent_run_id
-    if own_parent:
-        parent_run_id = open_scenario_run(spec.name, sc, uri, mlflow_client)
-    results, status = [], "FAILED"
-    try:
+    exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
+    if parent_run_id:
+        parent = contextlib.nullcontext(tracking.Run(mlflow_client, parent_run_id))
+    else:
+        parent = tracking.open_run(mlflow_client, exp_id, tracking.run_tags(
+            "scenario", spec.name, sc, name=sc.name))
+    results = []
+    with interrupts.stop_on_signals(), parent as run:
         bounds = None
         if sc.finder is not None:
-            bounds = finder_bounds_for(spec.name, sc, tracking_uri=uri,
-                                       parent_run_id=parent_run_id, mlflow_client=mlflow_client)
+            bounds = finder_runs.bounds_for(spec.name, sc, tracking_uri=uri,
+                                            parent_run_id=run.id, mlflow_client=mlflow_client)
         for seed in range(seeds):
-            results.append(run_trial(spec.name, sc, seed, tracking_uri=uri,
-                                     parent_run_id=parent_run_id, finder_bounds=bounds,
-                                     mlflow_client=mlflow_client))
+            results.append(run_trial(spec.name, sc, seed, tracking_uri=uri, parent_run_id=run.id,
+                                     finder_bounds=bounds, mlflow_client=mlflow_client))
             print(f"{sc.name} seed {seed}: {results[-1]['status']}", file=sys.stderr)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        if own_parent:
-            mlflow_client.set_terminated(parent_run_id, status)
     return results
-
-
-def open_scenario_run(study: str, sc: scenarios.Scenario, uri: str, mlflow_client) -> str:
-    """The parent run that groups a scenario's trials and keeps its executed notebook."""
-    exp_id = tracking.experiment_id(study, uri, mlflow_client)
-    tags = {TAG + "study": study, TAG + "scenario": sc.name, TAG + "family": sc.family,
-            TAG + "kind": "scenario", "mlflow.runName": sc.name, **tracking.owner_tags()}
-    if sc.baseline:
-        tags[TAG + "baseline"] = sc.baseline
-    return mlflow_client.create_run(exp_id, tags=tags, run_name=sc.name).info.run_id
 
 
 def results_table(results: list[dict]):

@@ -4,7 +4,9 @@ Every case runs the real command line in a subprocess against its own copy of a 
 store that already holds one FINISHED run (made with MlflowClient, no training). All cases
 are launched once, concurrently on a small pool, by a module fixture; each test then asserts
 on its own case: the exit status, stderr is exactly one non-empty line naming the offending
-value, the pre-existing run is still there and FINISHED, and no other FINISHED run exists.
+value, the pre-existing run is still there and FINISHED, and no other FINISHED run exists;
+and the refusing process imported neither TensorFlow, Keras, Ray, MLflow's server nor
+papermill (it runs under a small wrapper that writes what it imported to a file at exit).
 
 The two papermill cases run ``python -m papermill notebooks/scenario.ipynb`` by hand: there
 the check is the notebook's second cell (:func:`lrstudy.params.check`), papermill's own exit
@@ -27,14 +29,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 
 # the module fixture runs once: keep the module on one pytest-xdist worker
 pytestmark = pytest.mark.xdist_group("bad_input")
 
 STUDY = "tiny"
 TIMEOUT_S = 240
-POOL = 3
+POOL = 4
 
 # A tiny study on the synthetic data: were a case to train by mistake, it would do so quickly.
 BASE_STUDY = """
@@ -110,16 +112,16 @@ def _corrupted_data(case_dir: Path) -> dict:
     With an empty ``LRSTUDY_CACHE_DIR`` the machine's array cache is not used, so the files
     are verified; the corrupted copy is reported, never stepped over to the Debian copy.
     """
-    from lrstudy import data
+    from lrstudy.fashion_mnist import DEBIAN_DIR, FASHION_MNIST_SHA256
 
-    if not all((data.DEBIAN_DIR / name).is_file() for name in data.FASHION_MNIST_SHA256):
-        pytest.skip(f"needs Debian's dataset-fashion-mnist in {data.DEBIAN_DIR}")
+    if not all((DEBIAN_DIR / name).is_file() for name in FASHION_MNIST_SHA256):
+        pytest.skip(f"needs Debian's dataset-fashion-mnist in {DEBIAN_DIR}")
     _empty_dirs(case_dir)
-    for name in data.FASHION_MNIST_SHA256:
+    for name in FASHION_MNIST_SHA256:
         if name == CORRUPTED:
             (case_dir / "data" / name).write_bytes(b"\x1f\x8b not the real bytes " * 100)
         else:
-            (case_dir / "data" / name).symlink_to(data.DEBIAN_DIR / name)
+            (case_dir / "data" / name).symlink_to(DEBIAN_DIR / name)
     return {}
 
 
@@ -145,9 +147,9 @@ CASES = [
          ["{nb}", "{tmp}/out.ipynb", "-p", "nosuch", "1", "-p", "tracking_uri", "{store}",
           "-p", "study", "{study}", "-p", "scenario", "x"],
          ["ParameterError", "'nosuch'"], study=study_text(scenario=VALID_X), papermill=True),
-    # ---- names: checked by scenarios.validate (imports Keras) ----------------------------------
-    # Run without TF_CPP_MIN_LOG_LEVEL: TensorFlow's import would print three lines of C++
-    # logging on stderr unless cli.main sets it first.
+    # ---- names: checked by scenarios.validate, from data (no Keras) -----------------------------
+    # Run without TF_CPP_MIN_LOG_LEVEL: were TensorFlow imported, its C++ logging would print
+    # lines of its own on stderr.
     Case("unknown-optimizer", _run_args(), ["'nosuchopt'", "tiny.toml"],
          study=study_text(scenario='optimizer = "nosuchopt"\nlearning_rate = 0.01'),
          no_tf_env=True),
@@ -267,6 +269,15 @@ def _fill(value: str, subs: dict) -> str:
     return value
 
 
+HEAVY = ("tensorflow", "keras", "ray", "mlflow.server", "papermill")
+# ``python -m lrstudy ARGS``, then the heavy modules it imported, written to a file at exit
+WRAPPER = ("import runpy, sys\n"
+           "report, sys.argv = sys.argv[1], ['lrstudy'] + sys.argv[2:]\n"
+           "try:\n    runpy.run_module('lrstudy', run_name='__main__')\n"
+           "finally:\n    open(report, 'w').write(' '.join(m for m in %r if m in sys.modules))\n"
+           % (HEAVY,))
+
+
 def _launch(case: Case, case_dir: Path, template_db: str, port: int) -> Result:
     case_dir.mkdir(parents=True)
     store_db = case_dir / "store" / "mlflow.db"
@@ -282,16 +293,13 @@ def _launch(case: Case, case_dir: Path, template_db: str, port: int) -> Result:
         env.update(case.setup(case_dir))
     args = [_fill(a, subs) for a in case.args]
     t0 = time.perf_counter()
-    if case.papermill or case.no_tf_env:
-        full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
-        if case.no_tf_env:
-            full_env.pop("TF_CPP_MIN_LOG_LEVEL")
-        cmd = ([sys.executable, "-m", "papermill", "--cwd", str(case_dir), *args]
-               if case.papermill else [sys.executable, "-m", "lrstudy", *args])
-        proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True,
-                              timeout=TIMEOUT_S)
-    else:
-        proc = run_cli(*args, env=env, timeout=TIMEOUT_S)
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+    if case.no_tf_env:
+        full_env.pop("TF_CPP_MIN_LOG_LEVEL")
+    cmd = ([sys.executable, "-m", "papermill", "--cwd", str(case_dir), *args] if case.papermill
+           else [sys.executable, "-c", WRAPPER, str(case_dir / "imported"), *args])
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
     return Result(case, proc.returncode, proc.stderr, proc.stdout, time.perf_counter() - t0,
                   subs["store"], [_fill(n, subs) for n in case.names], case_dir)
 
@@ -307,7 +315,7 @@ def results(tmp_path_factory) -> dict[str, object]:
         for cid, fut in futures.items():
             try:
                 out[cid] = fut.result()
-            except Exception as exc:  # noqa: BLE001 - reported by the case's own test
+            except BaseException as exc:  # noqa: BLE001 - reported by the case's own test
                 out[cid] = exc
     return {"cases": out, "run_id": run_id}
 
@@ -355,6 +363,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_trained(results, case_id):
     _assert_store_untouched(res.store, results["run_id"])
 
 
+@pytest.mark.parametrize("case_id", CLI_CASES)
+def test_bad_input_is_refused_before_tensorflow_ray_or_a_server_is_imported(results, case_id):
+    res = _result(results, case_id)
+    imported = (res.dir / "imported").read_text().split()
+    assert imported == [], f"the refusing process imported {imported}\n{_describe(res)}"
+
+
 @pytest.mark.parametrize("case_id", PAPERMILL_CASES)
 def test_papermill_bad_parameter_stops_before_training(results, case_id):
     res = _result(results, case_id)
@@ -370,7 +385,6 @@ def test_papermill_bad_parameter_stops_before_training(results, case_id):
 def test_bad_store_fails_fast(results, case_id):
     res = _result(results, case_id)
     assert res.returncode == 2, _describe(res)
-    # The store is checked first, before TensorFlow is imported for the other checks, and a
-    # closed port refuses at once: a few seconds of Python start-up even on a busy machine,
+    # A closed port refuses at once: a few seconds of Python start-up even on a busy machine,
     # never a connection time-out.
     assert res.seconds < 20, _describe(res)

@@ -71,7 +71,8 @@ def test_smoke_study_runs_every_trial_once_with_every_point(smoke_store):
     for parent in parents:
         assert parent.info.status == "FINISHED"
         names = [a.path for a in client.list_artifacts(parent.info.run_id)]
-        assert names == [f"{parent.data.tags['lrstudy.scenario']}.ipynb"]
+        name = parent.data.tags["lrstudy.scenario"]
+        assert names == [f"{name}.ipynb", f"{name}.ipynb.log"]  # the notebook, its kernel's log
     for sc in study.scenarios:
         assert (smoke_store["dir"] / "runs" / "smoke" / f"{sc}.ipynb").exists()
     assert "done        6" in smoke_store["stdout"]
@@ -114,7 +115,7 @@ budget = { model = "broken_models:explodes", dataset = "synthetic", val_size = 2
     from lrstudy import tracking
 
     arts = [a.path for a in tracking.client(store).list_artifacts(parent.info.run_id)]
-    assert arts == ["broken.ipynb"]
+    assert arts == ["broken.ipynb", "broken.ipynb.log"]
     assert "FAILED broken" in proc.stdout
 
 
@@ -256,3 +257,49 @@ def test_the_summary_report_of_the_smoke_study(smoke_store, tmp_path):
     (summary,) = client.search_runs([exp.experiment_id], "tags.`lrstudy.kind` = 'summary'")
     names = {a.path for a in client.list_artifacts(summary.info.run_id)}
     assert any(n.endswith(".html") for n in names) and any(n.endswith(".ipynb") for n in names)
+
+
+USER_MODEL = '''
+import keras
+
+
+def tiny(input_shape, num_classes):
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
+                             keras.layers.Dense(num_classes)])
+'''
+
+
+def test_paths_and_user_models_are_resolved_from_the_callers_directory(tmp_path, store):
+    """Kernels run in notebooks/: a relative LRSTUDY_DATA_DIR or LRSTUDY_CACHE_DIR, and a
+    model module importable only from where the command was typed, must still work there."""
+    from lrstudy import fashion_mnist
+
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    source = fashion_mnist.fashion_mnist_dir(download=False)
+    for name in fashion_mnist.FASHION_MNIST_SHA256:
+        (work / "data" / name).symlink_to(source / name)
+    (work / "my_models.py").write_text(USER_MODEL)
+    (work / "study.toml").write_text(
+        'seeds = 1\nscenarios = ["fixed-baseline"]\n[budget]\nmodel = "my_models:tiny"\n'
+        'dataset = "fashion_mnist"\ntrain_size = 1000\nval_size = 1000\nbatch_size = 100\n'
+        'epochs = 1\n')
+    env = {**os.environ, "LRSTUDY_DATA_DIR": "data", "LRSTUDY_CACHE_DIR": "cache",
+           "LRSTUDY_DATA_CANDIDATES_ONLY": "1", "LRSTUDY_RUNS_DIR": str(tmp_path / "runs")}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([sys.executable, "-m", "lrstudy", "run", "--study", "study.toml",
+                           "--tracking-uri", store, "--quiet"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run,) = finished_trials(store, "study")
+    assert run.data.params["model"] == "my_models:tiny"
+    assert (work / "cache").is_dir()  # the relative cache was made where the command ran
+    assert not (ROOT / "notebooks" / "cache").exists()
+    # a model that cannot be found is refused before any training, naming it
+    (work / "study.toml").write_text((work / "study.toml").read_text().replace(
+        "my_models:tiny", "my_modles:tiny"))
+    proc = subprocess.run([sys.executable, "-m", "lrstudy", "run", "--study", "study.toml",
+                           "--tracking-uri", store, "--quiet"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "my_modles" in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1

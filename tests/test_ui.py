@@ -22,6 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from lrstudy import cli
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -220,11 +222,12 @@ def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, st
             page.set_default_timeout(UI_TIMEOUT_MS)  # actions
             expect.set_options(timeout=UI_TIMEOUT_MS)  # assertions (default 5 s)
 
-            # MLflow 3.17 opens an experiment in its GenAI view; the runs are under
-            # "Model training", which the browser then remembers (local storage).
-            page.goto(f"{base}/#/experiments/{exp_id}")
-            page.get_by_role("button", name="Model training", exact=True).click()
-            expect(page).to_have_url(re.compile(rf"#/experiments/{exp_id}/runs\b"))
+            # MLflow 3.17 opens an experiment in its GenAI view (where a "Detect Issues"
+            # pop-over covers the page) unless the link asks for the training view, as the
+            # links `lrstudy ui` prints do.
+            page.goto(f"{base}/#/experiments/{exp_id}?{cli.TRAINING_VIEW}")
+            expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
+            expect(page.get_by_text("Detect Issues in Your Traces")).to_have_count(0)
             for scenario in scenarios:  # parents first, each expanded to show its trials
                 link = page.get_by_role("link", name=scenario, exact=True)
                 expect(link).to_have_attribute(
@@ -238,7 +241,8 @@ def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, st
             _close_assistant(page)
             page.screenshot(path=str(ARTIFACTS / "mlflow-experiment.png"))
 
-            page.goto(f"{base}/#/experiments/{exp_id}/runs/{trial.info.run_id}")
+            page.goto(f"{base}/#/experiments/{exp_id}/runs/{trial.info.run_id}"
+                      f"?{cli.TRAINING_VIEW}")
             expect(page.get_by_role("heading", name="warmup-cosine-s0", exact=True)).to_be_visible()
             metrics = page.get_by_role("table").filter(
                 has=page.get_by_role("columnheader", name=re.compile(r"^Metric\b")))

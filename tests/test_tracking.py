@@ -1,0 +1,129 @@
+"""The owner of MLflow runs against a real sqlite store: how runs open and close (FINISHED,
+FAILED, KILLED), heartbeats, dead and live runs on this host and on others, store paths."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from lrstudy import interrupts, tracking
+
+
+@pytest.fixture
+def exp(store):
+    client = tracking.client(store)
+    return client, tracking.experiment_id("t", store, client)
+
+
+def test_sqlite_uris_are_parsed_in_one_place_and_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tracking.tracking_uri("sqlite:///rel/mlflow.db") == \
+        f"sqlite:///{tmp_path / 'rel' / 'mlflow.db'}"
+    assert tracking.tracking_uri("x.db") == f"sqlite:///{tmp_path / 'x.db'}"
+    assert tracking.sqlite_path("sqlite:////a/b.db") == tracking.Path("/a/b.db")
+    assert tracking.sqlite_path("http://127.0.0.1:5000") is None
+    assert tracking.artifact_root("sqlite:////a/b.db") == tracking.Path("/a/artifacts")
+
+
+def test_open_run_ends_finished_failed_or_killed(exp):
+    client, exp_id = exp
+    tags = tracking.run_tags("trial", "t", "sc", seed=0)
+    with tracking.open_run(client, exp_id, tags, heartbeat=False) as ok:
+        pass
+    with pytest.raises(RuntimeError), tracking.open_run(client, exp_id, tags) as failed:
+        raise RuntimeError("boom")
+    with pytest.raises(KeyboardInterrupt), tracking.open_run(client, exp_id, tags) as killed:
+        raise KeyboardInterrupt
+    with tracking.open_run(client, exp_id, tags) as chosen:
+        chosen.end_as("KILLED")
+    statuses = [client.get_run(r.id).info.status for r in (ok, failed, killed, chosen)]
+    assert statuses == ["FINISHED", "FAILED", "KILLED", "KILLED"]
+    run = client.get_run(ok.id)
+    assert run.data.tags["lrstudy.kind"] == "trial" and run.data.tags["lrstudy.seed"] == "0"
+    assert run.data.tags["lrstudy.host"] == socket.gethostname()
+
+
+def test_any_exception_that_comes_with_a_stop_signal_ends_killed(exp):
+    """A signal inside TensorFlow's tracing may surface as another exception type: the
+    signal count, not the type, decides."""
+    client, exp_id = exp
+    with pytest.raises(ValueError):
+        with interrupts.stop_on_signals(), tracking.open_run(client, exp_id, {}) as run:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                raise ValueError("what a C++ frame made of the interrupt") from None
+    assert client.get_run(run.id).info.status == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) is not interrupts._handler  # handler put back
+
+
+def test_a_discarded_run_is_deleted(exp):
+    client, exp_id = exp
+    with tracking.open_run(client, exp_id, {}) as run:
+        run.discard()
+    assert client.get_run(run.id).info.lifecycle_stage == "deleted"
+
+
+def test_the_heartbeat_is_refreshed_while_the_run_is_open(exp, monkeypatch):
+    monkeypatch.setenv(tracking.HEARTBEAT_INTERVAL_ENV, "0.2")
+    client, exp_id = exp
+    with tracking.open_run(client, exp_id, tracking.run_tags("trial", "t")) as run:
+        first = float(client.get_run(run.id).data.tags[tracking.HEARTBEAT])
+        time.sleep(1.0)
+        later = float(client.get_run(run.id).data.tags[tracking.HEARTBEAT])
+    assert later - first >= 0.4
+    time.sleep(0.5)  # no beat after the run ended
+    assert float(client.get_run(run.id).data.tags[tracking.HEARTBEAT]) == pytest.approx(
+        later, abs=0.3)
+
+
+def _running(client, exp_id, *, host, age, pid=None):
+    tags = {**tracking.run_tags("trial", "t", "sc", run_key="k"), "lrstudy.host": host,
+            tracking.HEARTBEAT: f"{time.time() - age:.3f}"}
+    if pid is not None:
+        tags["lrstudy.pid"] = str(pid)
+    return client.create_run(exp_id, tags=tags).info.run_id
+
+
+def test_dead_and_live_runs_on_this_host_and_elsewhere(exp):
+    client, exp_id = exp
+    grace = tracking.heartbeat_grace()
+    here = socket.gethostname()
+    runs = {
+        "stale elsewhere": _running(client, exp_id, host="elsewhere", age=grace + 60),
+        "fresh elsewhere": _running(client, exp_id, host="elsewhere", age=1),
+        "stale here, pid alive": _running(client, exp_id, host=here, age=grace + 60,
+                                          pid=os.getpid()),
+        "fresh here, pid gone": _running(client, exp_id, host=here, age=1, pid=999999999),
+        "fresh here, pid alive": _running(client, exp_id, host=here, age=1, pid=os.getpid()),
+    }
+    reaped = {r.info.run_id for r in tracking.reap(client, exp_id)}
+    dead = {name for name, run_id in runs.items() if run_id in reaped}
+    assert dead == {"stale elsewhere", "stale here, pid alive", "fresh here, pid gone"}
+    for name, run_id in runs.items():
+        assert client.get_run(run_id).info.status == ("KILLED" if name in dead else "RUNNING")
+
+
+def test_the_grace_period_is_a_setting(exp, monkeypatch):
+    client, exp_id = exp
+    run_id = _running(client, exp_id, host="elsewhere", age=30)
+    monkeypatch.setenv(tracking.HEARTBEAT_GRACE_ENV, "60")
+    assert not tracking.is_dead(client.get_run(run_id))
+    monkeypatch.setenv(tracking.HEARTBEAT_GRACE_ENV, "10")
+    assert tracking.is_dead(client.get_run(run_id))
+
+
+def test_a_claim_goes_to_the_earliest_live_run_and_never_to_a_dead_one(exp):
+    client, exp_id = exp
+    stale = _running(client, exp_id, host="elsewhere", age=tracking.heartbeat_grace() + 60)
+    tags = tracking.run_tags("trial", "t", "sc", run_key="k")
+    first = client.create_run(exp_id, tags=tags).info.run_id
+    second = client.create_run(exp_id, tags=tags).info.run_id
+    assert tracking.claim(client, exp_id, "k", first)
+    assert not tracking.claim(client, exp_id, "k", second)
+    assert client.get_run(stale).info.status == "KILLED"
