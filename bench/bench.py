@@ -12,9 +12,10 @@
     slice of the default study, against the pure in-process time of the same fits (same data,
     model, epochs; no notebooks, no tracking).
 (d) the summary's query time over a store of 500 synthetic trials.
+(r) the wall time of refusing a bad study file (one line, exit 2, no TensorFlow import).
 
 Each pair runs alternately (A B A B ...) in this one process, so drift hits both sides alike.
-Usage: python bench/bench.py [--quick] [--only a,b,c,d] [--out bench/results.json]
+Usage: python bench/bench.py [--quick] [--only a,b,c,d,r] [--out bench/results.json]
 """
 
 from __future__ import annotations
@@ -75,12 +76,12 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
     """
     import keras
 
-    from lrstudy import models, scenarios, train
+    from lrstudy import data, models, scenarios, train
     from lrstudy.callbacks import MetricSink
 
     study = scenarios.load_study("seeds", {"epochs": epochs, "batch_size": 32})
     sc = study.scenarios["fixed-baseline"]  # Adam at Keras's default 0.001
-    ds = train.load_data("fashion_mnist", 0, sc.budget["val_size"])
+    ds = data.load_cached("fashion_mnist", 0, sc.budget["val_size"])
     plain_t, ours_t, plain_acc, ours_acc, per_seed = [], [], [], [], []
     for seed in range(seeds):
         sink = MetricSink()
@@ -136,12 +137,12 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
     import mlflow
 
     from lrstudy import callbacks as cb
-    from lrstudy import models, scenarios, tracking, train
+    from lrstudy import data, models, resolve, scenarios, sqlstore, tracking, train
 
     study = scenarios.load_study("seeds", {"epochs": epochs} if epochs else {})
     sc = study.scenarios["warmup-cosine"]  # a per-step schedule: the LR curve matters
     budget = sc.budget
-    ds = train.load_data(budget["dataset"], budget["train_size"], budget["val_size"])
+    ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"])
     tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = tracking.client(uri)
@@ -149,7 +150,7 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
 
     def ours_vs_none() -> tuple[list, list, float]:
         run_id = client.create_run(exp).info.run_id
-        sink = cb.MetricSink(client, run_id, series_writer=tracking.series_writer(uri))
+        sink = cb.MetricSink(client, run_id, series_writer=sqlstore.series_writer(uri))
         sides = {"ours": train.prepare_fit(sc, 0, sink), "none": train.prepare_fit(sc, 0, None)}
         timers = {side: EpochTimer() for side in sides}
         for epoch in range(budget["epochs"]):
@@ -167,9 +168,9 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
         return timers["ours"].times, timers["none"].times, flush
 
     def mlflow_or_none(mode: str) -> float:
-        train.seed_everything(0, deterministic_ops=not budget["jit_compile"])
+        data.seed_everything(0)
         model, logits = models.build(budget["model"], ds.input_shape, ds.num_classes)
-        model.compile(optimizer=train.build_optimizer(sc, scenarios.build_schedule(sc)),
+        model.compile(optimizer=train.build_optimizer(sc, resolve.build_schedule(sc)),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
                       metrics=["accuracy"], steps_per_execution=1,
                       jit_compile=budget["jit_compile"])
@@ -255,16 +256,73 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
 
 def bench_summary(n_trials: int) -> dict:
     """(d) the summary over n synthetic trials with full per-epoch histories."""
-    from lrstudy import report
+    import synthetic_store  # beside this file
 
     with tempfile.TemporaryDirectory() as tmp:
-        return report.bench_summary(n_trials=n_trials, tmpdir=tmp)
+        return synthetic_store.bench_summary(n_trials=n_trials, tmpdir=tmp)
+
+
+REFUSALS = {  # a study file each, every one refused with one line and exit status 2
+    "unknown-optimizer": '[scenario.x]\nfamily = "fixed"\noptimizer = "adamm"\nlearning_rate = 0.001\n',
+    "nan-learning-rate": '[scenario.x]\nfamily = "fixed"\nlearning_rate = nan\n',
+    "step-size-zero": '[scenario.x]\nfamily = "cyclical"\noptimizer = "sgd"\n'
+                      'schedule = { name = "triangular", base = 0.001, max_lr = 0.01, '
+                      'step_size = 0 }\n',
+    "array-of-tables": '[[budget]]\nepochs = 2\n',
+}
+
+
+def bench_refusals(repeats: int) -> dict:
+    """(r) the wall time of refusing bad input: one line, exit 2, before any TensorFlow."""
+    head = ('scenarios = ["x"]\n[budget]\nmodel = "mlp128"\ndataset = "synthetic"\n'
+            'val_size = 200\nbatch_size = 32\nepochs = 1\n')
+    times, lines = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, body in REFUSALS.items():
+            path = Path(tmp) / f"{name}.toml"
+            path.write_text(body if body.startswith("[[") else head + body)
+            args = [sys.executable, "-m", "lrstudy", "run", "--study", str(path),
+                    "--tracking-uri", f"sqlite:///{tmp}/s/mlflow.db", "--quiet"]
+            runs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+                runs.append(time.perf_counter() - t0)
+                if proc.returncode != 2 or len(proc.stderr.splitlines()) != 1:
+                    raise RuntimeError(f"{name}: exit {proc.returncode}, stderr:\n{proc.stderr}")
+            times[name] = statistics.median(runs)
+            lines[name] = proc.stderr.strip()
+            log(f"  (r) {name}: {times[name]:.2f} s  {lines[name][:90]}")
+    return {"median_s": statistics.median(times.values()), "per_case_s": times,
+            "messages": lines, "repeats": repeats,
+            "note": "python -m lrstudy run on a bad study file, median wall time"}
+
+
+SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
+    "a_training_path": lambda a: (
+        f"(a) training path speed-up   {a['speedup']:.2f}x  (plain {a['plain_epoch_s']:.2f} "
+        f"s/epoch, ours {a['ours_epoch_s']:.2f} s/epoch; val accuracy "
+        f"{a['plain_val_accuracy']:.4f} vs {a['ours_val_accuracy']:.4f}, "
+        f"{a['accuracy_difference_points']:+.2f} points)   goal >= 3.5x, |diff| <= 0.5"),
+    "b_tracking": lambda b: (
+        f"(b) tracking overhead         {b['overhead_ours']:.3f}   (MlflowCallback every "
+        f"step: {b['overhead_mlflow_callback_every_step']:.2f})   goal <= 1.05"),
+    "c_orchestration": lambda c: (
+        f"(c) orchestration overhead    {c['overhead']:.3f}   ({c['runner_s']:.0f} s "
+        f"lrstudy run vs {c['in_process_s']:.0f} s in-process)   goal <= 1.15"),
+    "d_summary": lambda d: (
+        f"(d) summary over {d.get('n_trials', '?')} trials   {d['summary_s']:.1f} s   "
+        "goal <= 30 s"),
+    "r_refusal": lambda r: (
+        f"(r) refusing bad input        {r['median_s']:.2f} s median over "
+        f"{len(r['per_case_s'])} cases   goal < 1 s"),
+}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs/seeds (a smoke run)")
-    parser.add_argument("--only", default="a,b,c,d")
+    parser.add_argument("--only", default="a,b,c,d,r")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
@@ -286,26 +344,14 @@ def main(argv=None) -> int:
     if "d" in only:
         log("(d) summary over 500 synthetic trials")
         results["d_summary"] = bench_summary(50 if quick else 500)
+    if "r" in only:
+        log("(r) refusing bad input")
+        results["r_refusal"] = bench_refusals(repeats=1 if quick else 3)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"\nlrstudy bench ({'quick' if quick else 'full'}), written to {args.out}")
-    if "a_training_path" in results:
-        a = results["a_training_path"]
-        print(f"(a) training path speed-up   {a['speedup']:.2f}x  (plain {a['plain_epoch_s']:.2f} "
-              f"s/epoch, ours {a['ours_epoch_s']:.2f} s/epoch; val accuracy "
-              f"{a['plain_val_accuracy']:.4f} vs {a['ours_val_accuracy']:.4f}, "
-              f"{a['accuracy_difference_points']:+.2f} points)   goal >= 3.5x, |diff| <= 0.5")
-    if "b_tracking" in results:
-        b = results["b_tracking"]
-        print(f"(b) tracking overhead         {b['overhead_ours']:.3f}   (MlflowCallback every "
-              f"step: {b['overhead_mlflow_callback_every_step']:.2f})   goal <= 1.05")
-    if "c_orchestration" in results:
-        c = results["c_orchestration"]
-        print(f"(c) orchestration overhead    {c['overhead']:.3f}   ({c['runner_s']:.0f} s "
-              f"lrstudy run vs {c['in_process_s']:.0f} s in-process)   goal <= 1.15")
-    if "d_summary" in results:
-        d = results["d_summary"]
-        print(f"(d) summary over {d.get('n_trials', '?')} trials   {d['summary_s']:.1f} s   "
-              f"goal <= 30 s")
+    for key, line in SUMMARY_LINES.items():
+        if key in results:
+            print(line(results[key]))
     return 0
 
 
