@@ -224,12 +224,14 @@ class RayExecutor:
             except Exception:
                 pass
 
-    def shutdown(self, cancel: bool = False) -> None:
+    def shutdown(self, cancel: bool = False, grace: float | None = None) -> None:
+        """Stop the cluster started here; with ``cancel``, first give interrupted tasks
+        ``grace`` seconds (default :attr:`GRACE_S`) to record their runs KILLED."""
         if cancel:
             self.interrupt()
             with self.lock:
                 outs = list(self.pending.values())
-            cf.wait(outs, timeout=self.GRACE_S)
+            cf.wait(outs, timeout=self.GRACE_S if grace is None else grace)
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()
 
