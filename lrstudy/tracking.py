@@ -91,9 +91,39 @@ def artifact_root(uri: str | None = None) -> Path | None:
 
 
 def client(uri: str | None = None):
+    """An ``MlflowClient`` on the store; a new sqlite store is created by one process at a time.
+
+    MLflow creates a missing sqlite database (and migrates an old one) when the first client
+    opens it; two processes doing that at once fail with ``table _alembic_tmp_... already
+    exists``. A lock on the store's directory, held while the client opens the store, makes the
+    first creator finish before anyone else looks.
+    """
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri(uri))
+    uri = tracking_uri(uri)
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(tracking_uri=uri)
+    with store_creation_lock(db):
+        return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def store_creation_lock(db: Path):
+    """An exclusive ``flock`` on the directory of the sqlite file ``db`` (created if missing)."""
+    import fcntl
+
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(db.parent, os.O_RDONLY)
+    except OSError:  # an unwritable place: let MLflow say what is wrong with it
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def check_store(uri: str | None = None, timeout: float = 10.0) -> str:
@@ -379,8 +409,14 @@ def claim(mlflow_client, exp_id: str, key: str, run_id: str) -> bool:
     at all runs with the key. A FINISHED one, or a live RUNNING one that started earlier
     (ties broken by run id), wins; dead RUNNING ones are marked KILLED. Two studies started
     at once therefore never both train the same trial.
+
+    A RUNNING run of the claimant's own process (same host and pid) for the key is a ghost: a
+    ``create_run`` whose answer a network outage lost, which MLflow's client then sent
+    again. Nobody drives it, so it is deleted rather than allowed to win the claim.
     """
-    mine = (mlflow_client.get_run(run_id).info.start_time, run_id)
+    held = mlflow_client.get_run(run_id)
+    mine = (held.info.start_time, run_id)
+    me = {k: held.data.tags.get(k) for k in (TAG + "host", TAG + "pid")}
     for run in search(mlflow_client, [exp_id], f"tags.`{TAG}run_key` = '{key}'"):
         info = run.info
         if info.run_id == run_id:
@@ -388,6 +424,10 @@ def claim(mlflow_client, exp_id: str, key: str, run_id: str) -> bool:
         if info.status == "FINISHED":
             return False
         if info.status == "RUNNING":
+            if all(run.data.tags.get(k) == v for k, v in me.items()):
+                mlflow_client.set_terminated(info.run_id, "KILLED")
+                mlflow_client.delete_run(info.run_id)
+                continue
             if is_dead(run):
                 mlflow_client.set_terminated(info.run_id, "KILLED")
                 continue

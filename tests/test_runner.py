@@ -167,7 +167,9 @@ def test_sigterm_stops_cleanly_and_leaves_nothing_running(tmp_path, store):
     study = tmp_path / "small.toml"
     study.write_text(SMALL)
     proc = _start_run(study, store, tmp_path, "--workers", "1")
-    assert _wait_for(lambda: any(r.info.status == "RUNNING" for r in all_runs(store, "small")))
+    assert _wait_for(lambda: any(r.info.status == "RUNNING" for r in all_runs(store, "small"))
+                     or proc.poll() is not None)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
@@ -222,6 +224,7 @@ def test_killing_a_kernel_fails_its_scenario_only_and_resume_finishes(tmp_path, 
         return bool(running) or proc.poll() is not None
 
     assert _wait_for(a_trial_runs)
+    assert running, proc.communicate()[1][-2000:]  # the runner ended before any trial ran
     victim = running[0]
     os.kill(int(victim.data.tags["lrstudy.pid"]), signal.SIGKILL)  # the notebook's kernel
     out, err = proc.communicate(timeout=600)

@@ -123,7 +123,49 @@ def test_a_claim_goes_to_the_earliest_live_run_and_never_to_a_dead_one(exp):
     stale = _running(client, exp_id, host="elsewhere", age=tracking.heartbeat_grace() + 60)
     tags = tracking.run_tags("trial", "t", "sc", run_key="k")
     first = client.create_run(exp_id, tags=tags).info.run_id
-    second = client.create_run(exp_id, tags=tags).info.run_id
+    other_process = {**tags, "lrstudy.pid": str(os.getppid())}  # alive, on this host
+    second = client.create_run(exp_id, tags=other_process).info.run_id
     assert tracking.claim(client, exp_id, "k", first)
     assert not tracking.claim(client, exp_id, "k", second)
     assert client.get_run(stale).info.status == "KILLED"
+
+
+def test_a_ghost_run_of_this_process_does_not_win_the_claim(exp):
+    """A create_run retried after an outage lost its answer leaves an earlier RUNNING run of
+    this very process for the key: the claim deletes it and goes to the run we hold."""
+    client, exp_id = exp
+    tags = tracking.run_tags("trial", "t", "sc", run_key="g")
+    ghost = client.create_run(exp_id, tags=tags).info.run_id
+    ours = client.create_run(exp_id, tags=tags).info.run_id
+    assert tracking.claim(client, exp_id, "g", ours)
+    assert client.get_run(ghost).info.lifecycle_stage == "deleted"
+    assert [r.info.run_id for r in tracking.trials_by_key(client, exp_id, {"g"})["g"]] == [ours]
+
+
+CREATE = """
+import sys, time
+from lrstudy import tracking
+while time.time() < float(sys.argv[2]):  # start together
+    time.sleep(0.001)
+client = tracking.client(sys.argv[1])
+print(len(client.search_experiments()))
+"""
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
+    """MLflow creates a missing sqlite store on first use; without the lock in
+    ``tracking.client`` two processes doing so at once fail (``_alembic_tmp_... exists``)."""
+    import subprocess
+    import sys
+    import time
+
+    for attempt in range(2):
+        uri = f"sqlite:///{tmp_path / f'store{attempt}' / 'mlflow.db'}"
+        start = time.time() + 6  # past every process's import of mlflow
+        procs = [subprocess.Popen([sys.executable, "-c", CREATE, uri, str(start)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-1500:]
+            assert out.strip() == "1"  # the Default experiment, created once
