@@ -5,7 +5,8 @@
   steps per execution and callbacks fire only every N steps. Keras's batch logs are running
   averages over the epoch; the recorder keeps the per-batch loss.
 - :class:`EpochLogger` records per-epoch metrics at step = epoch, the LR of the epoch,
-  epoch times, time to target, divergence, and the effective step size of the optimizer.
+  epoch times (without the first epoch's tracing and compiling), time to target, divergence
+  (:func:`divergence_reason`), and the effective step size of the optimizer.
 - :class:`MetricSink` sends metrics to MLflow in batches of at most 1000, asynchronously,
   and is flushed at the end.
 
@@ -15,19 +16,34 @@ Callbacks share one ``logs`` dict in list order: put LR schedulers before :class
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 from lrstudy import interrupts, tfquiet
+from lrstudy.finder import smooth
 
 tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 MLFLOW_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
-# A trial has diverged when a step's loss is NaN or infinite, or when it exceeds this many
-# times the loss of the first step: with ReLU networks a blown-up run often escapes float
-# overflow by killing its units, and then wanders at a finite but absurd loss.
+# Divergence (see divergence_reason). Training stops at once when a step's loss is NaN or
+# infinite, or exceeds this many times the loss of the first step: with ReLU networks a
+# blown-up run often escapes float overflow by killing its units, then wanders at a finite
+# but absurd loss.
 DIVERGENCE_FACTOR = 1e4
+# Judged at the end of training, without stopping it: accuracy within this much of 1/classes
+# (train and validation) over the last half of the epochs ...
+CHANCE_TOLERANCE = 0.02
+# ... or the smoothed training loss above this many times the first step's loss over the
+# last half of the steps. A run stuck at chance sits near its initial loss (log(classes)
+# for a net that starts near uniform): that is the chance rule's case. Above 3x the net is
+# confidently wrong for half of training, which no learning run does; the margin covers a
+# first batch's loss that is low by luck and the short spikes of cyclical peaks and warm-ups,
+# which the smoothing and "over the whole last half" absorb as well.
+LOSS_ABOVE_INITIAL_FACTOR = 3.0
+SMOOTHING_BETA = 0.98  # the LR range test's (lrstudy.finder.smooth)
+DIVERGENCE_REASONS = ("nonfinite", "blow_up", "chance", "loss_above_initial")
 
 
 SERIES_PREFIX = "step_"  # the long per-step series
@@ -215,44 +231,213 @@ class StepSizeProbe:
         return self._fn(self.x, self.y).numpy()
 
 
+def _last_half(n: int) -> int:
+    """How many of ``n`` epochs or steps are its last half: ``ceil(n / 2)``, at least 1."""
+    return max(1, math.ceil(n / 2))
+
+
+def stopping_reason(losses, first_loss: float | None) -> tuple[int, str] | None:
+    """The first step (index into ``losses``) that stops training, and why, or None.
+
+    ``"nonfinite"``: its loss is NaN or infinite; ``"blow_up"``: above
+    :data:`DIVERGENCE_FACTOR` times ``first_loss`` (the first step's loss; None: no bound).
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        nonfinite = ~np.isfinite(losses)
+        bad = nonfinite | (losses > DIVERGENCE_FACTOR * (first_loss or np.inf))
+    if not bad.any():
+        return None
+    at = int(np.argmax(bad))
+    return at, "nonfinite" if nonfinite[at] else "blow_up"
+
+
+def at_chance(epoch_logs, num_classes: int | None,
+              tolerance: float = CHANCE_TOLERANCE) -> bool:
+    """Whether ``accuracy`` and ``val_accuracy`` (where logged) of the last half of the epochs
+    all lie within ``tolerance`` of ``1 / num_classes``."""
+    if not epoch_logs or not num_classes or num_classes < 2:
+        return False
+    chance = 1.0 / num_classes
+    for logs in epoch_logs[-_last_half(len(epoch_logs)):]:
+        values = [logs[k] for k in ("accuracy", "val_accuracy") if logs.get(k) is not None]
+        if not values or not all(abs(float(v) - chance) <= tolerance + 1e-9 for v in values):
+            return False  # a NaN accuracy is not "at chance": the non-finite rule's case
+    return True
+
+
+def loss_stays_above_initial(losses, factor: float = LOSS_ABOVE_INITIAL_FACTOR,
+                             beta: float = SMOOTHING_BETA) -> bool:
+    """Whether the smoothed loss stays above ``factor`` times the first step's loss over the
+    last half of the steps.
+
+    Smoothed: the bias-corrected EMA of :func:`lrstudy.finder.smooth`, started afresh at the
+    last half, so that a spike the run recovered from earlier (a first step at a large LR)
+    cannot hold it up there: at beta 0.98 the EMA remembers about 50 steps, as long as the
+    whole of a short trial.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    if not losses.size or not np.isfinite(losses).all() or losses[0] <= 0:
+        return False
+    smoothed = smooth(losses[-_last_half(len(losses)):], beta)
+    return bool((smoothed > factor * losses[0]).all())
+
+
+def divergence_reason(epoch_logs, losses, num_classes: int | None) -> str:
+    """Why a trial has diverged, or "" when it has not.
+
+    ``epoch_logs``: one dict of Keras logs per epoch (``loss``, ``accuracy``, ``val_loss``,
+    ``val_accuracy``); ``losses``: the loss of every step, in order. The first rule that holds
+    names the reason (:data:`DIVERGENCE_REASONS`):
+
+    - ``nonfinite``: a step's loss, or an epoch's ``loss`` or ``val_loss``, is NaN or infinite;
+    - ``blow_up``: a step's loss exceeds :data:`DIVERGENCE_FACTOR` times the first step's
+      (these two stop training at once, see :class:`EpochLogger`);
+    - ``chance``: the accuracies are stuck at chance (:func:`at_chance`);
+    - ``loss_above_initial``: the smoothed loss stays high (:func:`loss_stays_above_initial`).
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    finite = losses[np.isfinite(losses)]
+    stop = stopping_reason(losses, float(finite[0]) if finite.size else None)
+    if stop is not None:
+        return stop[1]
+    if any(not math.isfinite(float(logs.get(k, 0.0))) for logs in epoch_logs
+           for k in ("loss", "val_loss")):
+        return "nonfinite"
+    if at_chance(epoch_logs, num_classes):
+        return "chance"
+    if loss_stays_above_initial(losses):
+        return "loss_above_initial"
+    return ""
+
+
+def first_epoch_extra(calls, tails=()) -> float | None:
+    """The first epoch's one-off cost (tracing, XLA compiles) in seconds, or None.
+
+    ``calls[e]``: the wall times of epoch ``e``'s calls of the train function, in order, each
+    from the end of the call before (the first: from the epoch's start, when Keras makes the
+    epoch's data iterator) to its end. Each runs ``steps_per_execution`` steps; the last one
+    of an epoch may run fewer, on a smaller last batch: a new shape, which XLA compiles once
+    more in the first epoch. Every epoch makes the same calls on batches of the same sizes,
+    so each call of the first epoch is set against the median of the same call in the later
+    epochs, and the differences are summed. ``tails[e]``: the rest of epoch ``e``, from the
+    end of its last call to the epoch's end: the validation, whose first run traces and
+    compiles the test function (twice with a smaller last batch under XLA) and makes the
+    validation data's iterator; it is set against the median of the later tails. The calls
+    and the tail make up the whole epoch, so what is left of the first is a steady epoch.
+
+    A one-epoch trial has no later epoch: its first call is set against the median of its
+    other full calls (not the last: a possibly smaller batch, compiled anew), and neither the
+    last call's nor the validation's compile can be told apart. With fewer than three calls
+    nothing can: None.
+    """
+    first, later = list(calls[0]) if calls else [], [list(c) for c in calls[1:]]
+    if later:
+        train = 0.0
+        for i, t in enumerate(first):
+            same = [c[i] for c in later if len(c) > i]
+            if same:
+                train += t - statistics.median(same)
+    elif len(first) >= 3:
+        train = first[0] - statistics.median(first[1:-1])
+    else:
+        return None
+    extra = max(0.0, train)
+    if len(tails) > 1:
+        extra += max(0.0, tails[0] - statistics.median(tails[1:]))
+    return extra
+
+
 class EpochLogger(keras.callbacks.Callback):
     """Per-epoch metrics at step = epoch, per-step series, divergence and time to target.
 
     ``sink`` receives every point (see :class:`MetricSink`). ``probe`` is a small fixed batch
     ``(x, y)`` used for the effective step size at each epoch's start, where ``learning_rate``
     is read too (None to skip). The probe's step is undone and is not part of the epoch time.
+    ``num_classes`` is chance's denominator (default: the model's output size).
+
+    Times: ``epoch_time_s`` runs from the epoch's start (after the probe) to its end,
+    validation included; the first epoch's also leaves out its one-off tracing and XLA
+    compiles (:func:`first_epoch_extra`), kept as :attr:`compile_time` (None when it cannot be
+    told apart, see there). The first epoch's ``epoch_time_s`` is therefore logged when
+    training ends. :attr:`train_time` is the sum of the epoch times, :attr:`time_to_target`
+    their sum up to the epoch that reached ``target``. One ``fit`` per logger.
+
+    Divergence: a non-finite or blown-up step loss stops training at once (``diverged_step``
+    is that step); the other rules of :func:`divergence_reason` are judged when training
+    ends. :attr:`diverged_reason` says which (or ""), :attr:`diverged` whether any.
     """
 
     EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
     def __init__(self, sink: MetricSink, *, target: float = 0.0, log_every: int = 1,
-                 loss_fn=None, probe=None):
+                 loss_fn=None, probe=None, num_classes: int | None = None):
         super().__init__()
         self.sink, self.target, self.log_every = sink, target, max(1, int(log_every))
-        self.loss_fn, self.probe = loss_fn, probe
+        self.loss_fn, self.probe, self.num_classes = loss_fn, probe, num_classes
         self._probe = None
-        self.diverged = False
+        self.stop_reason = ""  # the rule that stopped training: "nonfinite", "blow_up" or ""
+        self.diverged_reason = ""
         self.diverged_step = None
         self.first_loss = None
         self.epochs_to_target = None
-        self.time_to_target = None
-        self.train_time = 0.0
+        self.compile_time = None
         self.epochs_done = 0
-        self._t0 = 0.0
+        self.epoch_logs: list[dict] = []
+        self._losses: list[np.ndarray] = []
+        self._raw_times: list[float] = []  # per epoch, compile included
+        self._calls: list[list[float]] = []  # per epoch, the train function's calls
+        self._tails: list[float] = []  # per epoch, from the end of its last call to its end
+        self._first_epoch = None  # (index, pending) until the first epoch's time is logged
+        self._t0 = self._t_mark = 0.0  # the epoch's start; the end of its last call
+        self._in_epoch = False
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.diverged_reason)
+
+    @property
+    def epoch_times(self) -> list[float]:
+        """Each epoch's time, the first one's without :attr:`compile_time`."""
+        times = list(self._raw_times)
+        if times and self.compile_time:
+            times[0] -= self.compile_time
+        return times
+
+    @property
+    def train_time(self) -> float:
+        return sum(self.epoch_times)
+
+    @property
+    def time_to_target(self) -> float | None:
+        if self.epochs_to_target is None:
+            return None
+        return sum(self.epoch_times[:self.epochs_to_target - self._epoch_offset])
+
+    @property
+    def _epoch_offset(self) -> int:
+        return self._first_epoch[0] if self._first_epoch else 0
 
     # -- per step (fed by StepRecorder) --------------------------------------------------
     def on_steps(self, its, lrs, losses):
         keep = its % self.log_every == 0
         self.sink.add_series("step_learning_rate", its[keep], lrs[keep])
         self.sink.add_series("step_loss", its[keep], losses[keep])
+        self._losses.append(losses)
         if self.first_loss is None and np.isfinite(losses[0]):
             self.first_loss = float(losses[0])
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(losses) | (losses > DIVERGENCE_FACTOR * (self.first_loss or np.inf))
-        if bad.any() and not self.diverged:
-            self.diverged = True
-            self.diverged_step = int(its[np.argmax(bad)])
+        stop = stopping_reason(losses, self.first_loss)
+        if stop is not None and not self.stop_reason:
+            self.diverged_step, self.stop_reason = int(its[stop[0]]), stop[1]
+            self.diverged_reason = self.stop_reason
             self.model.stop_training = True
+
+    # -- the epoch's time line, cut at the end of each call (see first_epoch_extra) --------
+    def on_train_batch_end(self, batch, logs=None):  # after StepRecorder drained the call
+        if self._in_epoch:
+            now = time.perf_counter()
+            self._calls[-1].append(now - self._t_mark)
+            self._t_mark = now
 
     # -- per epoch ------------------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
@@ -260,26 +445,36 @@ class EpochLogger(keras.callbacks.Callback):
         # scheduler, which comes earlier in the callback list)
         self._epoch_lr = current_lr(self.model.optimizer)
         self._ratios = None
-        if self.probe is not None and not self.diverged:
+        if self.probe is not None and not self.stop_reason:
             if self._probe is None or self._probe.model is not self.model:
                 self._probe = StepSizeProbe(self.model, self.loss_fn, *self.probe)
             self._ratios = self._probe()
-        self._t0 = time.perf_counter()
+        self._calls.append([])
+        self._in_epoch = True
+        self._t0 = self._t_mark = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         interrupts.raise_at("epoch")
-        elapsed = time.perf_counter() - self._t0
-        self.train_time += elapsed
+        now = time.perf_counter()
+        elapsed = now - self._t0
+        self._in_epoch = False
+        self._raw_times.append(elapsed)
+        self._tails.append(now - self._t_mark)
+        if self._first_epoch is None:
+            self._first_epoch = (epoch, True)  # its time is logged at the end of training
+        else:
+            self.sink.add("epoch_time_s", elapsed, epoch)
         self.epochs_done = epoch + 1
         logs = logs or {}
+        self.epoch_logs.append({k: float(logs[k]) for k in self.EPOCH_KEYS if k in logs})
         for key in self.EPOCH_KEYS:
             if key in logs:
                 self.sink.add(key, logs[key], epoch)
         self.sink.add("learning_rate", self._epoch_lr, epoch)
-        self.sink.add("epoch_time_s", elapsed, epoch)
         if any(not math.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss")):
-            if not self.diverged:
-                self.diverged, self.diverged_step = True, int(self.model.optimizer.iterations)
+            if not self.stop_reason:
+                self.diverged_step = int(self.model.optimizer.iterations)
+                self.stop_reason = self.diverged_reason = "nonfinite"
             self.model.stop_training = True
         if self._ratios is not None and self._ratios.size:
             for q in (10, 50, 90):
@@ -287,5 +482,24 @@ class EpochLogger(keras.callbacks.Callback):
         val_acc = logs.get("val_accuracy")
         if (self.epochs_to_target is None and self.target and val_acc is not None
                 and val_acc >= self.target):
-            self.epochs_to_target, self.time_to_target = epoch + 1, self.train_time
+            self.epochs_to_target = epoch + 1
         self.sink.send()
+
+    def on_train_end(self, logs=None):  # after StepRecorder's last drain
+        if self._first_epoch is not None and self._first_epoch[1]:
+            self.compile_time = first_epoch_extra(self._calls, self._tails)
+            self.sink.add("epoch_time_s", self.epoch_times[0], self._first_epoch[0])
+            self._first_epoch = (self._first_epoch[0], False)
+        if not self.stop_reason:
+            losses = np.concatenate(self._losses) if self._losses else np.zeros(0)
+            self.diverged_reason = divergence_reason(self.epoch_logs, losses,
+                                                     self._classes())
+
+    def _classes(self) -> int | None:
+        if self.num_classes:
+            return int(self.num_classes)
+        try:
+            size = int(self.model.outputs[0].shape[-1])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return None
+        return 2 if size == 1 else size

@@ -25,6 +25,17 @@ class BadInput(Exception):
     pass
 
 
+def _margin(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be an accuracy difference in [0, 1) "
+                                         f"(0.003 is 0.3 points), got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -67,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a study (resumable)")
     run.add_argument("--study", default="seeds", help="a study name or a .toml file")
     run.add_argument("--scenarios", default="", help="comma-separated scenario names")
-    run.add_argument("--seeds", type=_positive_int, help="seeds per scenario")
+    run.add_argument("--seeds", type=_positive_int,
+                     help="seeds per scenario (in a competition: final seeds per strategy)")
+    run.add_argument("--grid-points", type=_positive_int, default=0,
+                     help="points of each strategy's LR grid (a competition; default: the study's)")
     run.add_argument("--epochs", type=_positive_int)
     run.add_argument("--train-size", type=_positive_int)
     run.add_argument("--batch-size", type=_positive_int)
@@ -83,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--study", default="seeds")
     rep.add_argument("--tracking-uri", default=None)
     rep.add_argument("--out", default=None, help="output directory")
+    rep.add_argument("--reference", default=None,
+                     help="compare every strategy with this scenario (default: the study's)")
+    rep.add_argument("--margin", type=_margin, default=None,
+                     help="practical-equivalence margin in accuracy, 0.003 = 0.3 points "
+                          "(default: the study's)")
 
     find = sub.add_parser("find-lr", help="LR range test for a model/optimizer/data")
     find.add_argument("--model", default="mlp128")
@@ -140,16 +159,29 @@ def _names(text: str) -> list[str] | None:
 
 
 def cmd_check(args) -> int:
-    from lrstudy import scenarios
+    from lrstudy import runner, scenarios
 
     study = scenarios.load_study(args.study)
-    selected = study.select(_names(args.scenarios))
+    selected, merged = runner.distinct(study.select(_names(args.scenarios)))
     scenarios.validate(study, selected)
     budgets = {sc.budget_label for sc in selected}
-    print(f"study {study.name}: {len(selected)} scenarios x {study.seeds} seeds = "
-          f"{len(selected) * study.seeds} trials on {len(budgets)} budget(s)")
+    comp = study.competition
+    if comp is None:
+        print(f"study {study.name}: {len(selected)} scenarios x {study.seeds} seeds = "
+              f"{len(selected) * study.seeds} trials on {len(budgets)} budget(s)")
+    else:
+        roles = [comp.role(sc) for sc in selected]
+        per = {"demo": comp.demo_seeds, "finder": study.seeds,
+               "tuned": comp.grid_points * comp.tune_seeds + study.seeds}
+        print(f"study {study.name}: a competition of {roles.count('tuned')} tuned strategies "
+              f"({comp.grid_points} grid points x {comp.tune_seeds} tuning seed(s), then "
+              f"{study.seeds} final seeds), {roles.count('finder')} fed by the LR range test, "
+              f"{roles.count('demo')} demonstrations = {sum(per[r] for r in roles)} trials on "
+              f"{len(budgets)} budget(s); reference {study.reference or '(none)'}")
     for label in sorted(budgets):
         print(f"  {label}")
+    for dup, first in sorted(merged.items()):
+        print(f"  {dup}: the same trials as {first}")
     return 0
 
 
@@ -159,7 +191,8 @@ def cmd_run(args) -> int:
     outcome = runner.run_study(
         args.study, scenario_names=_names(args.scenarios), seeds=args.seeds,
         overrides=_overrides(args), workers=args.workers, executor=args.executor,
-        tracking_uri=args.tracking_uri, ray_address=args.ray_address, progress=not args.quiet)
+        tracking_uri=args.tracking_uri, ray_address=args.ray_address, progress=not args.quiet,
+        grid_points=args.grid_points)
     print(runner.format_outcome(outcome))
     if args.report and outcome.finished + outcome.skipped:
         from lrstudy import report
@@ -179,7 +212,8 @@ def cmd_report(args) -> int:
 
     tracking.check_store(args.tracking_uri)
     name = scenarios.load_study(args.study).name if args.study.endswith(".toml") else args.study
-    path = report.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out)
+    path = report.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out,
+                              reference=args.reference, margin=args.margin)
     print(f"report: {path}")
     return 0
 
@@ -219,7 +253,8 @@ def cmd_find_lr(args) -> int:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-#: MLflow 3's UI opens an experiment on its GenAI page unless a link asks for training runs
+#: MLflow 3.17's UI opens an experiment on its GenAI page unless the link asks for training
+#: runs (it ignores the experiment's ``mlflow.experimentKind`` tag, which we set anyway)
 TRAINING_VIEW = "workflowType=machine_learning"
 
 
@@ -239,13 +274,26 @@ def cmd_ui(args) -> int:
     if tracking.is_local(uri):  # artifacts beside the database, as tracking.experiment_id does
         cmd += ["--default-artifact-root", tracking.artifact_root(uri).as_uri()]
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"MLflow UI on http://{shown}:{args.port}/#/experiments?{TRAINING_VIEW} "
-          f"(store {uri})", file=sys.stderr)
+    base = f"http://{shown}:{args.port}/#/experiments"
+    print(f"MLflow UI on {base}?{TRAINING_VIEW} (store {uri})", file=sys.stderr)
+    for name, exp_id in _studies(uri):  # each study opens on its runs, not the GenAI page
+        print(f"  {name}: {base}/{exp_id}?{TRAINING_VIEW}", file=sys.stderr)
     # MLflow's job runner (GenAI judges, trace rollups) starts eight more Python processes;
     # browsing training runs needs none of them. Set the variable to "true" to have them.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(sys.executable, cmd)
     return 0
+
+
+def _studies(uri: str) -> list[tuple[str, str]]:
+    """(name, experiment id) of the studies in the store (none for a store not made yet)."""
+    from lrstudy import tracking
+    from lrstudy.report.frames import missing_sqlite
+
+    if missing_sqlite(uri):
+        return []
+    experiments = tracking.client(uri).search_experiments()
+    return sorted((e.name, e.experiment_id) for e in experiments if e.name != "Default")
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "find-lr": cmd_find_lr, "list": cmd_list,

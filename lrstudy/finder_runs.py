@@ -25,12 +25,21 @@ def finder_key(setup: dict) -> str:
 
 
 def setup_of(scenario) -> dict:
-    """What an LR range test for ``scenario`` depends on."""
+    """What an LR range test for ``scenario`` depends on: it runs with the optimizer and
+    momentum the scenario trains with. A one-cycle policy that cycles its momentum is at its
+    lowest momentum (``momentum_low``, 0.85) when the LR peaks, where the test's suggestion is
+    used: the test runs at that momentum."""
     b = scenario.budget
+    optimizer_args = dict(scenario.optimizer_args)
+    schedule = scenario.schedule or {}
+    if schedule.get("cycle_momentum") and scenario.optimizer == "sgd":
+        optimizer_args["momentum"] = float(schedule.get("momentum_low", 0.85))
+    sweep = finder_args(scenario)
     return {"model": b["model"], "optimizer": scenario.optimizer,
-            "optimizer_args": scenario.optimizer_args, "dataset": b["dataset"],
+            "optimizer_args": optimizer_args, "dataset": b["dataset"],
             "train_size": b["train_size"], "val_size": b["val_size"],
-            "batch_size": b["batch_size"]}
+            "batch_size": b["batch_size"],
+            "sweep": [sweep["start_lr"], sweep["end_lr"], sweep["num_it"]]}
 
 
 def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
@@ -119,31 +128,46 @@ def np_finite(value) -> bool:
     return value is not None and math.isfinite(float(value))
 
 
-def latest_bounds(study: str, setup: dict, mlflow_client) -> tuple[tuple[float, float], str] | None:
-    """Smith's bounds from the latest FINISHED range test of ``setup``, if any."""
+FINDER_SEEDS = 3
+"""Range tests per set-up: a scenario takes the median (in log space) of its rule's suggestions
+over them, and the spread of each rule over seeds is on record (the summary reports it)."""
+
+
+def range_tests(study: str, setup: dict, mlflow_client) -> dict[int, object]:
+    """The latest FINISHED range test of ``setup`` for each seed that has one."""
     exp_id = tracking.experiment_id(study, None, mlflow_client)
-    runs = mlflow_client.search_runs(
-        [exp_id],
-        f"tags.`{TAG}finder_key` = '{finder_key(setup)}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1)
-    for run in runs:
-        m = run.data.metrics
-        if "finder_base_lr" in m and "finder_max_lr" in m:
-            return (m["finder_base_lr"], m["finder_max_lr"]), run.info.run_id
-    return None
+    runs = tracking.search(
+        mlflow_client, [exp_id],
+        f"tags.`{TAG}finder_key` = '{finder_key(setup)}' and attributes.status = 'FINISHED'")
+    out: dict[int, object] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        out[int(run.data.params.get("seed", 0))] = run
+    return out
 
 
 def bounds_for(study: str, scenario, *, tracking_uri=None, parent_run_id=None,
-               mlflow_client=None) -> tuple[float, float]:
-    """The bounds of a *-from-finder scenario: the latest test, else one run now."""
+               mlflow_client=None, seeds: int = FINDER_SEEDS) -> tuple[float, float]:
+    """The bounds of a *-from-finder scenario, ``(max_lr / 10, max_lr)``: ``max_lr`` is the
+    median over the range tests of ``seeds`` seeds of its rule's suggestion (the missing tests
+    are run now). A constant ``learning_rate = "from_finder"`` is that ``max_lr``."""
+    import math
+    import statistics
+
     mlflow_client = mlflow_client or tracking.client(tracking_uri)
     setup = setup_of(scenario)
-    found = latest_bounds(study, setup, mlflow_client)
-    if found is not None:
-        return found[0]
     args = finder_args(scenario)
-    print(f"{scenario.name}: no LR range test for this set-up yet, running one",
-          file=sys.stderr)
-    result, _ = run_finder(study, setup, scenario=scenario.name, tracking_uri=tracking_uri,
-                           parent_run_id=parent_run_id, mlflow_client=mlflow_client, **args)
-    return result.bounds()
+    done = range_tests(study, setup, mlflow_client)
+    for seed in range(seeds):
+        if seed not in done:
+            print(f"{scenario.name}: LR range test of this set-up, seed {seed}", file=sys.stderr)
+            run_finder(study, setup, scenario=scenario.name, tracking_uri=tracking_uri,
+                       parent_run_id=parent_run_id, mlflow_client=mlflow_client,
+                       **{**args, "seed": seed})
+    done = range_tests(study, setup, mlflow_client)
+    found = [done[s].data.metrics.get(f"suggestion_{args['rule']}") for s in range(seeds)]
+    found = [v for v in found if v is not None and v > 0]
+    if not found:
+        raise ValueError(f"scenario {scenario.name!r}: the LR range tests of its set-up gave no "
+                         f"suggestion by rule {args['rule']!r}; choose another rule")
+    top = 10 ** statistics.median(math.log10(v) for v in found)
+    return top / 10.0, top

@@ -12,7 +12,8 @@ import types
 
 NOTEBOOKS = {
     "scenario": {
-        "study": str, "scenario": str, "seeds": int, "epochs": int, "train_size": int,
+        "study": str, "scenario": str, "seeds": int, "phase": str, "grid_points": int,
+        "epochs": int, "train_size": int,
         "batch_size": int, "tracking_uri": str, "parent_run_id": str, "threads": int,
     },
     "lr_range_test": {
@@ -20,7 +21,7 @@ NOTEBOOKS = {
         "train_size": int, "val_size": int, "batch_size": int, "start_lr": float,
         "end_lr": float, "num_it": int, "rule": str, "seed": int, "tracking_uri": str,
     },
-    "summary": {"study": str, "tracking_uri": str},
+    "summary": {"study": str, "tracking_uri": str, "reference": str, "margin": float | None},
     "schedules": {"study": str, "epochs": int, "batch_size": int},
 }
 _IPYTHON = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -44,10 +45,12 @@ def check(namespace: dict, notebook: str) -> dict:
     values = {}
     for name, kind in declared.items():
         value = namespace.get(name)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        if kind in (float, float | None) and isinstance(value, int) \
+                and not isinstance(value, bool):
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, kind):
+            expected = getattr(kind, "__name__", str(kind))
             raise ParameterError(f"{notebook}.ipynb parameter {name!r} must be "
-                                 f"{kind.__name__}, got {value!r} ({type(value).__name__})")
+                                 f"{expected}, got {value!r} ({type(value).__name__})")
         values[name] = value
     return values

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from lrstudy import interrupts, scenarios, tracking
+from lrstudy import competition, interrupts, scenarios, tracking
 from lrstudy.tracking import TAG
 
 NOTEBOOK = "scenario.ipynb"
@@ -64,6 +64,8 @@ class Job:
     tracking_uri: str
     threads: int
     output: str
+    phase: str = ""        # the competition's phase this execution runs ("" outside one)
+    grid_points: int = 0   # 0: the study's own tuning grid
 
 
 @dataclasses.dataclass
@@ -90,12 +92,15 @@ def execute_job(job: Job) -> JobResult:
     sc = scenarios.load_study(job.study, job.overrides).scenarios[job.scenario]
     exp_id = tracking.experiment_id(job.study_name, job.tracking_uri, mlflow_client)
     parameters = {"study": job.study, "scenario": job.scenario, "seeds": job.seeds,
+                  "phase": job.phase, "grid_points": job.grid_points,
                   "tracking_uri": job.tracking_uri, "threads": job.threads,
                   **{k: v for k, v in job.overrides.items()
                      if k in ("epochs", "train_size", "batch_size")}}
     error = ""
-    with tracking.open_run(mlflow_client, exp_id,
-                           tracking.run_tags("scenario", job.study_name, sc, name=sc.name)) as run:
+    name = f"{sc.name}-{job.phase}" if job.phase else sc.name
+    extra = {"phase": job.phase} if job.phase else {}
+    with tracking.open_run(mlflow_client, exp_id, tracking.run_tags(
+            "scenario", job.study_name, sc, name=name, **extra)) as run:
         try:
             kernels.execute(kernels.notebooks_dir() / NOTEBOOK, job.output,
                             {**parameters, "parent_run_id": run.id})
@@ -140,30 +145,55 @@ def _keep_record(mlflow_client, run_id: str, output: str, error: str) -> str:
 
 @dataclasses.dataclass
 class Plan:
-    todo: list          # (scenario, run keys still to train)
-    total: int          # trials in the study
+    todo: list          # (scenario, phase, run keys still to train)
+    waiting: list       # tuned scenarios whose finals wait for their tuning to finish
+    total: int          # trials in the study (finals still to be chosen counted too)
     skipped: int        # FINISHED already
     elsewhere: dict     # run key -> the live RUNNING run another process owns
     reaped: int         # dead RUNNING runs marked KILLED now
 
 
-def plan(selected: list, seeds: int, mlflow_client, exp_id: str) -> Plan:
+def distinct(selected: list) -> tuple[list, dict]:
+    """The scenarios that train different things, and ``{duplicate: first}`` for those whose
+    canonical config equals an earlier one's (one trial, reported under the first name)."""
+    import json
+
+    first, kept, merged = {}, [], {}
+    for sc in selected:
+        canonical = json.dumps(sc.key_config(), sort_keys=True, default=str)
+        if canonical in first:
+            merged[sc.name] = first[canonical]
+        else:
+            first[canonical] = sc.name
+            kept.append(sc)
+    return kept, merged
+
+
+def plan(selected: list, seeds: int, competition_, mlflow_client, exp_id: str) -> Plan:
     """What is left to do: dead runs are marked KILLED first, so their trials run again."""
     reaped = tracking.reap(mlflow_client, exp_id)
-    keys = {sc.name: [tracking.run_key(sc.config(), s) for s in range(seeds)] for sc in selected}
     existing = tracking.trials_by_key(mlflow_client, exp_id)
     finished = {k for k, runs in existing.items()
                 if any(r.info.status == "FINISHED" for r in runs)}
-    elsewhere = {k: live[0] for k, runs in existing.items() if k not in finished
-                 and (live := [r for r in runs if r.info.status == "RUNNING"])}
-    todo = []
+    running = {k: live[0] for k, runs in existing.items() if k not in finished
+               and (live := [r for r in runs if r.info.status == "RUNNING"])}
+    todo, waiting, mine = [], [], set()
     for sc in selected:
-        pending = [k for k in keys[sc.name] if k not in finished and k not in elsewhere]
-        if pending:
-            todo.append((sc, pending))
-    mine = {k for ks in keys.values() for k in ks}
-    return Plan(todo=todo, total=len(mine), skipped=len(mine & finished),
-                elsewhere={k: r for k, r in elsewhere.items() if k in mine},
+        for phase in competition.phases_to_run(competition_, sc, ""):
+            won = None
+            if phase == "final" and competition_.role(sc) == "tuned":
+                won = competition.winner(competition_, sc, mlflow_client, exp_id)
+                if won is None:
+                    waiting.append(sc)
+                    continue
+            keys = [t.key for t in competition.trials(competition_, sc, phase, seeds, won)]
+            mine.update(keys)
+            pending = [k for k in keys if k not in finished and k not in running]
+            if pending:
+                todo.append((sc, phase, pending))
+    return Plan(todo=todo, waiting=waiting, total=len(mine) + len(waiting) * seeds,
+                skipped=len(mine & finished),
+                elsewhere={k: r for k, r in running.items() if k in mine},
                 reaped=len(reaped))
 
 
@@ -179,6 +209,8 @@ class StudyOutcome:
     wall_time_s: float
     elsewhere: dict = dataclasses.field(default_factory=dict)
     reaped: int = 0
+    merged: dict = dataclasses.field(default_factory=dict)  # duplicate -> the scenario run
+    unfinished: list = dataclasses.field(default_factory=list)  # finals never chosen
 
     @property
     def ok(self) -> bool:
@@ -301,7 +333,8 @@ def make_executor(kind: str, workers: int, ray_address: str | None):
 
 def follow(pool, jobs: list[Job], watch: StoreWatch, progress) -> list[JobResult]:
     """Submit the jobs, update ``progress()`` every 2 s until all are done; a Ctrl-C or a lost
-    store stops the running kernels (their runs end KILLED) and is raised again."""
+    store stops the running kernels (their runs end KILLED), shuts ``pool`` down and is raised
+    again."""
     futures = {pool.submit(job): job for job in jobs}
     results, pending = [], set(futures)
     try:
@@ -315,6 +348,7 @@ def follow(pool, jobs: list[Job], watch: StoreWatch, progress) -> list[JobResult
                     results.append(JobResult(job.scenario, False, job.output,
                                              error=tracking.one_line(exc)))
             watch.call(progress)
+        return results
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the running trials (they are recorded KILLED)",
               file=sys.stderr)
@@ -325,8 +359,6 @@ def follow(pool, jobs: list[Job], watch: StoreWatch, progress) -> list[JobResult
         pool.interrupt()
         pool.shutdown(cancel=True, grace=5.0)
         raise
-    pool.shutdown()
-    return results
 
 
 def _reap_if_possible(mlflow_client, exp_id: str) -> None:
@@ -343,40 +375,55 @@ def _reap_if_possible(mlflow_client, exp_id: str) -> None:
 def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int | None = None,
               overrides: dict | None = None, workers: int = 2, executor: str = "local",
               tracking_uri: str | None = None, ray_address: str | None = None,
-              progress: bool = True, threads: int = 0) -> StudyOutcome:
-    """Run a study, resumably (see the module docstring for its steps)."""
+              progress: bool = True, threads: int = 0, grid_points: int = 0) -> StudyOutcome:
+    """Run a study, resumably (see the module docstring for its steps). In a competition the
+    finals of a tuned strategy are a second round, once its tuning has finished."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     spec = scenarios.load_study(study, overrides)
-    selected = spec.select(scenario_names)
+    selected, merged = distinct(spec.select(scenario_names))
     scenarios.validate(spec, selected)
     seeds = seeds or spec.seeds
+    comp = competition.with_grid_points(spec.competition, grid_points)
 
     uri = tracking.check_store(tracking_uri)
     mlflow_client = tracking.client(uri)
     exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
+    for key, value in (("reference", spec.reference), ("margin", spec.margin)):
+        mlflow_client.set_experiment_tag(exp_id, TAG + key, str(value))  # for the report
 
-    todo = plan(selected, seeds, mlflow_client, exp_id)
+    first = plan(selected, seeds, comp, mlflow_client, exp_id)
     threads = kernel_environment(selected, workers, threads)
     study_arg = spec.name if spec.path.parent == scenarios.STUDIES_DIR else str(spec.path)
-    jobs = [Job(study=study_arg, study_name=spec.name, scenario=sc.name, seeds=seeds,
-                overrides=dict(overrides or {}), tracking_uri=uri, threads=threads,
-                output=str(runs_dir(spec.name) / f"{sc.name}.ipynb"))
-            for sc, _ in todo.todo]
-    keys = {k for _, pending in todo.todo for k in pending}
 
-    bar = tqdm(total=len(keys), unit="trial", desc=spec.name, disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    def jobs_of(todo: Plan) -> list[Job]:
+        return [Job(study=study_arg, study_name=spec.name, scenario=sc.name, seeds=seeds,
+                    overrides=dict(overrides or {}), tracking_uri=uri, threads=threads,
+                    output=str(runs_dir(spec.name) / f"{sc.name}{'-' + phase if phase else ''}"
+                               ".ipynb"), phase=phase, grid_points=grid_points)
+                for sc, phase, _ in todo.todo]
+
+    keys = {k for _, _, pending in first.todo for k in pending}
+    bar = tqdm(total=len(keys) + len(first.waiting) * seeds, unit="trial", desc=spec.name,
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
     watch = StoreWatch(uri)
 
     def update() -> None:
         done, _ = count_trials(mlflow_client, exp_id, keys)
         bar.update(done - bar.n)
 
+    pool = make_executor(executor, workers, ray_address)
+    results, waiting = [], []
     try:
         with interrupts.stop_on_signals():
-            results = follow(make_executor(executor, workers, ray_address), jobs, watch, update)
+            results = follow(pool, jobs_of(first), watch, update)
+            if first.waiting:  # the finals of the strategies whose tuning just finished
+                second = watch.call(plan, first.waiting, seeds, comp, mlflow_client, exp_id)
+                keys |= {k for _, _, pending in second.todo for k in pending}
+                results += follow(pool, jobs_of(second), watch, update)
+                waiting = [sc.name for sc in second.waiting]
+        pool.shutdown()
     except KeyboardInterrupt:
         bar.close()
         _reap_if_possible(mlflow_client, exp_id)  # what the stopped kernels left
@@ -388,11 +435,11 @@ def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int
     done, diverged = watch.call(count_trials, mlflow_client, exp_id, keys)
     bar.update(done - bar.n)
     bar.close()
-    return StudyOutcome(study=spec.name, total=todo.total, skipped=todo.skipped,
+    return StudyOutcome(study=spec.name, total=first.total, skipped=first.skipped,
                         finished=done, diverged=diverged,
                         failed=[r for r in results if not r.ok], results=results,
-                        wall_time_s=time.perf_counter() - t0, elsewhere=todo.elsewhere,
-                        reaped=todo.reaped)
+                        wall_time_s=time.perf_counter() - t0, elsewhere=first.elsewhere,
+                        reaped=first.reaped, merged=merged, unfinished=waiting)
 
 
 def format_outcome(outcome: StudyOutcome) -> str:
@@ -405,7 +452,12 @@ def format_outcome(outcome: StudyOutcome) -> str:
         hosts = sorted({r.data.tags.get(TAG + "host", "?") for r in outcome.elsewhere.values()})
         lines.append(f"  elsewhere{len(outcome.elsewhere):4d}   (running now on "
                      f"{', '.join(hosts)}, heartbeat fresh: left to it; rerun once it is done)")
-    lines.append(f"  failed   {len(outcome.failed):4d}   scenarios")
+    lines.append(f"  failed   {len(outcome.failed):4d}   scenario runs")
+    for dup, first in sorted(outcome.merged.items()):
+        lines.append(f"  {dup} trains exactly what {first} trains: one trial, under {first}")
+    if outcome.unfinished:
+        lines.append(f"  no finals yet for {', '.join(outcome.unfinished)}: their tuning did "
+                     "not finish (see the failures); rerun to resume")
     for res in sorted(outcome.results, key=lambda r: r.scenario):
         mark = "ok    " if res.ok else "FAILED"
         lines.append(f"  {mark} {res.scenario:32s} {res.notebook}")

@@ -31,7 +31,7 @@ import math
 import tomllib
 from pathlib import Path
 
-from lrstudy import resolve
+from lrstudy import competition, resolve
 
 FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "finder")
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
@@ -58,7 +58,8 @@ SCENARIO_KEYS = {
     "plateau", "finder", "baseline", "budget",
 }
 STUDY_KEYS = {"description", "seeds", "scenarios", "budget", "budgets", "families",
-              "scenario", "sweep", "name"}
+              "scenario", "sweep", "name", "competition", "reference", "margin"}
+NOT_IN_KEY = ("name", "description", "family", "baseline")
 SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
 #: Upper bounds of what a study may ask for: beyond them it is a typo, not a study.
 LIMITS = {"seeds": 1000, "epochs": 100_000, "batch_size": 1_000_000, "log_every": 1_000_000,
@@ -99,8 +100,13 @@ class Scenario:
         return self.budget["target"] or TARGETS.get(self.budget["dataset"], 0.0)
 
     def config(self) -> dict:
-        """The canonical, JSON-able config of this scenario (what the run key hashes)."""
+        """The canonical, JSON-able config of this scenario."""
         return dataclasses.asdict(self)
+
+    def key_config(self) -> dict:
+        """What the run key hashes: the config without the names and words, so that two
+        scenarios training the same thing are one trial."""
+        return {k: v for k, v in self.config().items() if k not in NOT_IN_KEY}
 
     @property
     def budget_label(self) -> str:
@@ -115,19 +121,25 @@ class Study:
     name: str
     description: str
     seeds: int
-    scenarios: dict[str, Scenario]
+    scenarios: dict[str, Scenario]  # what the study runs by default
     path: Path
+    available: dict[str, Scenario] = dataclasses.field(default_factory=dict)  # --scenarios
+    competition: competition.Competition | None = None
+    reference: str = ""     # what the verdict compares every strategy with
+    margin: float = 0.003   # the practical-equivalence margin, in accuracy (0.3 points)
 
     def select(self, names: list[str] | None) -> list[Scenario]:
+        """The study's own scenarios, or the named ones of any it defines (the catalogue's)."""
         if not names:
             return list(self.scenarios.values())
-        unknown = [n for n in names if n not in self.scenarios]
+        known = self.available or self.scenarios
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise SpecError(
                 f"study {self.name!r} has no scenario {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(self.scenarios)}"
+                f"known: {', '.join(known)}"
             )
-        return [self.scenarios[n] for n in names]
+        return [known[n] for n in names]
 
 
 def _load_toml(path: Path) -> dict:
@@ -332,8 +344,8 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
         raise SpecError(f"{where}: unknown scenario {unknown[0]!r}; known: "
                         f"{', '.join(definitions)}")
 
-    scenarios = {}
-    for sname in names:
+    available = {}
+    for sname in list(definitions):
         spec = definitions[sname]
         swhere = f"{where} scenario {sname!r}"
         _unknown(swhere, spec, SCENARIO_KEYS)
@@ -360,7 +372,7 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
         lr = spec.get("learning_rate")
         if "schedule" not in spec and lr is None:
             raise SpecError(f"{swhere}: needs a learning_rate or a schedule")
-        scenarios[sname] = Scenario(
+        available[sname] = Scenario(
             name=sname,
             family=family,
             description=spec.get("description", ""),
@@ -373,8 +385,26 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             baseline=spec.get("baseline", ""),
             budget=budget,
         )
-    return Study(name=name, description=description, seeds=seeds, scenarios=scenarios,
-                 path=path)
+    comp = None
+    if "competition" in raw:
+        try:
+            comp = competition.parse(f"{where} [competition]", raw["competition"])
+        except competition.CompetitionError as exc:
+            raise SpecError(str(exc)) from None
+        for demo in comp.demos:
+            if demo not in available:
+                raise SpecError(f"{where} [competition]: unknown scenario {demo!r}")
+    reference = _string(where, "reference", raw.get("reference", ""))
+    if reference and reference not in available:
+        raise SpecError(f"{where}: reference {reference!r} is not a scenario of the study")
+    margin = raw.get("margin", Study.margin)
+    if (isinstance(margin, bool) or not isinstance(margin, (int, float))
+            or not math.isfinite(margin) or not 0 <= margin < 1):
+        raise SpecError(f"{where}: margin must be an accuracy difference in [0, 1) "
+                        f"(0.003 is 0.3 points), got {margin!r}"[:300])
+    return Study(name=name, description=description, seeds=seeds,
+                 scenarios={n: available[n] for n in names}, path=path, available=available,
+                 competition=comp, reference=reference, margin=float(margin))
 
 
 def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:

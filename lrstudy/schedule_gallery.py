@@ -25,7 +25,8 @@ def schedule_curves(study: str, overrides: dict | None = None) -> pd.DataFrame:
         total = sc.steps_per_epoch * sc.budget["epochs"]
         built = resolve.build_schedule(sc)
         if built is None:
-            curve = np.full(total, float(sc.learning_rate))
+            placeholder = sc.learning_rate == resolve.FROM_FINDER  # the range test's, later
+            curve = np.full(total, 1e-2 if placeholder else float(sc.learning_rate))
         else:
             curve = np.asarray(built.curve(sc.steps_per_epoch, sc.budget["epochs"]), float)
         rows.append(pd.DataFrame({

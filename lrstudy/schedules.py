@@ -10,8 +10,11 @@ is cast to float32 once; the result is a float32 tensor.
 Ramps and decays between two values are one primitive, :func:`_interpolate`, with a polynomial
 (linear is power 1) or cosine shape; the exponential decays are :func:`exponential`. One
 combinator, :func:`join`, glues schedules end to end; warm-up + cosine and one-cycle are built
-on it. Durations (``steps``, ``decay_steps``, ...) count the schedule's unit;
-:mod:`lrstudy.resolve` turns a study's fractions of training into them. Keras sees a
+on it; :func:`rescale` stretches one in time. Durations (``steps``, ``decay_steps``, ...) count
+the schedule's unit; :mod:`lrstudy.resolve` turns a study's fractions of training into them, or
+keeps a tutorial's own constants and stretches its curve over another budget (``time_scale``
+of :func:`make`). Every schedule is linear in its learning-rate arguments
+(:data:`LR_ARGUMENTS`): multiplying them by ``c`` multiplies the curve by ``c``. Keras sees a
 :class:`KerasSchedule` (a serializable ``LearningRateSchedule``, defined on first access).
 
 >>> float(linear(0.0, 1.0, 4)(2))
@@ -32,10 +35,10 @@ import numpy as np  # the examples' arrays of steps
 from lrstudy import checks
 from lrstudy.tfquiet import LazyModule
 
-__all__ = ["SCHEDULES", "KerasSchedule", "constant", "cosine", "cosine_restarts", "exp_decay",
-           "exp_range", "exponential", "inverse_time", "join", "linear", "make", "one_cycle",
-           "one_cycle_momentum", "piecewise", "polynomial", "step_decay", "time_based",
-           "triangular", "triangular2", "warmup_cosine", "warmup_stable_decay"]
+__all__ = ["LR_ARGUMENTS", "SCHEDULES", "KerasSchedule", "constant", "cosine", "cosine_restarts",
+           "exp_decay", "exp_range", "exponential", "inverse_time", "join", "linear", "make",
+           "one_cycle", "one_cycle_momentum", "piecewise", "polynomial", "rescale", "step_decay",
+           "time_based", "triangular", "triangular2", "warmup_cosine", "warmup_stable_decay"]
 
 Schedule = Callable[[object], object]
 _DTYPE = "float32"
@@ -83,6 +86,22 @@ def join(fns: Sequence[Schedule], boundaries: Sequence[float]) -> Schedule:
         for boundary, fn in zip(boundaries, fns[1:]):
             out = ops.where(t < boundary, out, fn(t - boundary))
         return out
+
+    return schedule
+
+
+def rescale(fn: Schedule, time_scale: float) -> Schedule:
+    """``fn`` evaluated at ``t * time_scale``: the same curve, stretched in time
+    (``time_scale < 1``) or compressed. ``t * time_scale`` is formed in float64 and rounded
+    once to float32.
+
+    >>> [float(v) for v in rescale(linear(0.0, 1.0, 4), 0.5)(np.array([0, 4, 8]))]
+    [0.0, 0.5, 1.0]
+    """
+    time_scale = checks.positive("time_scale", time_scale)
+
+    def schedule(t):
+        return fn(ops.cast(ops.cast(_t(t), "float64") * time_scale, _DTYPE))
 
     return schedule
 
@@ -374,7 +393,11 @@ def piecewise(boundaries: Sequence[float], values: Sequence[float]) -> Schedule:
 def _cyclical(base: float, max_lr: float, step_size: float, scale) -> Schedule:
     """Smith's triangle: ``cycle = floor(1 + t / (2 step_size))``,
     ``x = |t / step_size - 2 cycle + 1|``,
-    ``lr = base + (max_lr - base) * max(0, 1 - x) * scale(cycle, t)``."""
+    ``lr = base + (max_lr - base) * max(0, 1 - x) * scale(cycle, t)``.
+
+    ``step_size`` (the half-cycle) need not be whole: the phase ``t / step_size`` is computed in
+    float64, so that a step at the end of a whole cycle gives ``base`` exactly (resolve's
+    ``cycles`` ends the last cycle on the last step)."""
     base, max_lr = checks.lr("base", base), checks.lr("max_lr", max_lr)
     step_size = checks.positive("step_size", step_size)
     if max_lr < base:
@@ -383,9 +406,10 @@ def _cyclical(base: float, max_lr: float, step_size: float, scale) -> Schedule:
 
     def schedule(t):
         t = _t(t)
-        cycle = ops.floor(1.0 + t / (2.0 * step_size))
-        x = ops.abs(t / step_size - 2.0 * cycle + 1.0)
-        return base + (max_lr - base) * ops.maximum(0.0, 1.0 - x) * scale(cycle, t)
+        phase = ops.cast(t, "float64") / step_size
+        cycle = ops.floor(1.0 + phase / 2.0)
+        up = ops.cast(ops.maximum(0.0, 1.0 - ops.abs(phase - 2.0 * cycle + 1.0)), _DTYPE)
+        return base + (max_lr - base) * up * scale(ops.cast(cycle, _DTYPE), t)
 
     return schedule
 
@@ -470,6 +494,12 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {f.__name__: f for f in (
     exponential, exp_decay, inverse_time, time_based, step_decay, piecewise, triangular,
     triangular2, exp_range, one_cycle, one_cycle_momentum)}
 
+LR_ARGUMENTS = ("value", "start", "end", "initial", "peak", "base", "max_lr", "values")
+"""The arguments that are learning rates, by the same name in every factory (``values`` a list
+of them); ``one_cycle_momentum`` has none (it is a momentum). Durations, fractions and rates
+(``decay_rate``, ``gamma``, ``k``, ``alpha``, ``div_factor`` ...) are not: every schedule is
+linear in these, so scaling them all by ``c`` scales the curve by ``c`` (a test checks each)."""
+
 
 def _factory(name) -> Callable[..., Schedule]:
     if name not in SCHEDULES:
@@ -490,16 +520,20 @@ def _check_arguments(name: str, factory: Callable, kwargs: dict) -> None:
                          f"{', '.join(f'`{m}`' for m in missing)}")
 
 
-def make(name: str, **kwargs) -> Schedule:
+def make(name: str, time_scale: float = 1.0, **kwargs) -> Schedule:
     """The schedule ``SCHEDULES[name](**kwargs)``, with unknown names and unknown or missing
-    arguments reported as ``ValueError``.
+    arguments reported as ``ValueError``; with ``time_scale``, evaluated at ``t * time_scale``
+    (:func:`rescale`: a tutorial's schedule, its constants unchanged, over another budget).
 
     >>> float(make("exp_decay", initial=0.5, k=0.0)(7))
     0.5
+    >>> round(float(make("step_decay", initial=0.5, drop=0.8, every=10, time_scale=12.5)(4)), 4)
+    0.1638
     """
     factory = _factory(name)
     _check_arguments(name, factory, kwargs)
-    return factory(**kwargs)
+    fn = factory(**kwargs)
+    return fn if checks.positive("time_scale", time_scale) == 1.0 else rescale(fn, time_scale)
 
 
 # --------------------------------------------------------------------------------------------

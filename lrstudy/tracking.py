@@ -37,6 +37,10 @@ HEARTBEAT_GRACE_S = 120.0
 HEARTBEAT_INTERVAL_ENV = "LRSTUDY_HEARTBEAT_INTERVAL_S"
 HEARTBEAT_GRACE_ENV = "LRSTUDY_HEARTBEAT_GRACE_S"
 SQLITE = "sqlite:///"
+#: The experiment tag MLflow 3's UI reads to open an experiment on its training runs (the
+#: value of ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT`` in the UI of the pinned MLflow)
+#: rather than on its GenAI traces page.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 log = logging.getLogger(__name__)
 
 
@@ -161,17 +165,21 @@ def server_unreachable(uri: str, timeout: float = 10.0) -> str | None:
 
 
 def experiment_id(study: str, uri: str | None = None, mlflow_client=None) -> str:
-    """The experiment of ``study``, created on first use (artifacts beside a local store)."""
+    """The experiment of ``study``, created on first use (artifacts beside a local store),
+    tagged :data:`EXPERIMENT_KIND` so that MLflow's UI opens it on its training runs."""
     mlflow_client = mlflow_client or client(uri)
     exp = mlflow_client.get_experiment_by_name(study)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             mlflow_client.restore_experiment(exp.experiment_id)
+        if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # made by an older lrstudy
+            mlflow_client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
     artifacts = artifact_root(uri)
     location = (artifacts / study).as_uri() if artifacts is not None else None
     try:
-        return mlflow_client.create_experiment(study, artifact_location=location)
+        return mlflow_client.create_experiment(study, artifact_location=location,
+                                               tags=dict([EXPERIMENT_KIND]))
     except Exception:  # another process created it between our two calls
         exp = mlflow_client.get_experiment_by_name(study)
         if exp is None:
@@ -181,9 +189,11 @@ def experiment_id(study: str, uri: str | None = None, mlflow_client=None) -> str
 
 # ---- names, keys and tags ----------------------------------------------------------------------
 
-def run_key(config: dict, seed: int) -> str:
-    """The idempotency key of one trial: a hash of the canonical config plus the seed."""
-    canonical = json.dumps({"config": config, "seed": int(seed)}, sort_keys=True, default=str)
+def run_key(config: dict, seed: int, phase: str = "") -> str:
+    """The idempotency key of one trial: a hash of the canonical config, the seed and, in a
+    competition, the phase."""
+    fields = {"config": config, "seed": int(seed), **({"phase": phase} if phase else {})}
+    canonical = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import sys
@@ -28,8 +29,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lrstudy import callbacks as cb  # noqa: E402
-from lrstudy import data, interrupts, models, optimizers, scenarios, sqlstore, tracking  # noqa: E402
-from lrstudy import resolve  # noqa: E402
+from lrstudy import (competition, data, interrupts, models, optimizers,  # noqa: E402
+                     resolve, scenarios, sqlstore, tracking)
 from lrstudy.tracking import TAG  # noqa: E402
 
 interrupts.raise_at("import")
@@ -69,7 +70,25 @@ def train_dataset(ds: data.Dataset, batch_size: int, seed: int) -> tf.data.Datas
     )
 
 
-def build_optimizer(scenario: scenarios.Scenario, schedule):
+def weights_digest(model: keras.Model) -> str:
+    """A short SHA-256 of the model's weights: equal digests, equal initial weights."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def batch_order_digest(n: int, seed: int) -> str:
+    """A short SHA-256 of the first epoch's order of the ``n`` training examples, from a
+    pipeline shuffled as :func:`train_dataset` shuffles (same seed, same buffer): the order
+    depends on the seeds and the buffer only, not on the elements. Its own pipeline, so the
+    training pipeline's reshuffling is untouched."""
+    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    first = next(iter(order.batch(n))).numpy()
+    return hashlib.sha256(first.astype(np.int64).tobytes()).hexdigest()[:16]
+
+
+def build_optimizer(scenario: scenarios.Scenario, schedule, finder_bounds=None):
     """The scenario's optimizer: on the per-step schedule object, else a plain LR variable."""
     momentum_fn = schedule.momentum if schedule is not None else None
     if schedule is not None and schedule.unit == "step":
@@ -77,19 +96,33 @@ def build_optimizer(scenario: scenarios.Scenario, schedule):
     elif schedule is not None:
         lr = float(schedule.fn(0))
     else:
-        lr = scenario.learning_rate
+        lr = constant_lr(scenario, finder_bounds)
     return optimizers.make(scenario.optimizer, lr, momentum_fn=momentum_fn,
                            **scenario.optimizer_args)
 
 
-def initial_lr(scenario: scenarios.Scenario, schedule) -> float:
-    return float(schedule.fn(0)) if schedule is not None else float(scenario.learning_rate)
+def constant_lr(scenario: scenarios.Scenario, finder_bounds=None) -> float:
+    """A constant scenario's LR: its ``learning_rate``, or the range test's ``max_lr`` for
+    ``learning_rate = "from_finder"``."""
+    if scenario.learning_rate == resolve.FROM_FINDER:
+        if finder_bounds is None:
+            raise ValueError(f"scenario {scenario.name!r} takes its LR from the range test, "
+                             "which has not run")
+        return float(finder_bounds[1])
+    return float(scenario.learning_rate)
 
 
-def trial_params(scenario, schedule, ds, seed) -> dict:
+def initial_lr(scenario: scenarios.Scenario, schedule, finder_bounds=None) -> float:
+    return float(schedule.fn(0)) if schedule is not None else constant_lr(scenario, finder_bounds)
+
+
+def trial_params(scenario, schedule, ds, seed, finder_bounds=None, pairing=None) -> dict:
+    """The params of a trial; ``pairing`` adds ``init_weights_sha`` and ``batch_order_sha``
+    (see :class:`PreparedFit`), which the report uses to check that seed ``i`` gave every
+    strategy of a budget the same start (a paired design)."""
     params = {
         "optimizer": scenario.optimizer,
-        "learning_rate": initial_lr(scenario, schedule),
+        "learning_rate": initial_lr(scenario, schedule, finder_bounds),
         "schedule": schedule.name if schedule is not None else "constant",
         "schedule.unit": schedule.unit if schedule is not None else "",
         "model": scenario.budget["model"],
@@ -99,6 +132,8 @@ def trial_params(scenario, schedule, ds, seed) -> dict:
         "epochs": scenario.budget["epochs"],
         "batch_size": scenario.budget["batch_size"],
         "seed": seed,
+        "num_classes": ds.num_classes,
+        **(pairing or {}),
         "target": scenario.target,
         "steps_per_execution": steps_per_execution(scenario),
         "tensorflow": tf.__version__,
@@ -128,6 +163,10 @@ class PreparedFit:
     schedule: object
     callbacks: list
     logger: cb.EpochLogger | None
+    finder_bounds: tuple | None = None
+    #: ``init_weights_sha`` (the weights as built) and ``batch_order_sha`` (the first epoch's
+    #: order): equal across the strategies of a budget for one seed.
+    pairing: dict = dataclasses.field(default_factory=dict)
 
     def fit_kwargs(self) -> dict:
         """Keyword arguments of ``model.fit`` besides the data and epochs."""
@@ -155,7 +194,9 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     interrupts.raise_at("model")
     schedule = resolve.build_schedule(scenario, finder_bounds)
     model, from_logits = models.build(budget["model"], ds.input_shape, ds.num_classes)
-    optimizer = build_optimizer(scenario, schedule)
+    pairing = {"init_weights_sha": weights_digest(model),
+               "batch_order_sha": batch_order_digest(len(ds.x_train), seed)}
+    optimizer = build_optimizer(scenario, schedule, finder_bounds)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     spe = steps_per_execution(scenario)
     interrupts.raise_at("compile")
@@ -169,40 +210,54 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     logger = None
     if sink is not None:  # after the schedulers: the logger reads the LR they set
         logger = cb.EpochLogger(sink, target=scenario.target, log_every=budget["log_every"],
-                                loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]))
+                                loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]),
+                                num_classes=ds.num_classes)
         callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
     return PreparedFit(scenario, seed, model, train_dataset(ds, budget["batch_size"], seed), ds,
-                       schedule, callbacks, logger)
+                       schedule, callbacks, logger, finder_bounds, pairing)
 
 
 def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
-                 finder_bounds=None, verbose: int = 0) -> dict:
+                 finder_bounds=None, verbose: int = 0, evaluate_test: bool = True) -> dict:
     """Train and evaluate one trial, feeding ``sink``. Returns the outcome (no MLflow here)."""
     with data.op_determinism(enabled=not scenario.budget["jit_compile"]):
         prepared = prepare_fit(scenario, seed, sink, finder_bounds)
         prepared.model.fit(prepared.data, epochs=scenario.budget["epochs"], verbose=verbose,
                            **prepared.fit_kwargs())
-        return finish_fit(prepared, sink)
+        return finish_fit(prepared, sink, evaluate_test=evaluate_test)
 
 
-def finish_fit(prepared: PreparedFit, sink: cb.MetricSink) -> dict:
-    """Evaluate on the test set and add the final metrics of the trial to ``sink``."""
+def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool = True) -> dict:
+    """Evaluate on the test set and add the final metrics of the trial to ``sink``.
+
+    A diverged trial is evaluated too. ``evaluate_test=False`` (a tuning trial) leaves the
+    test set alone: ``test_loss`` and ``test_accuracy`` are NaN and not logged. The final
+    times leave out the first epoch's tracing and compiling, logged as ``compile_time_s``
+    (see :class:`lrstudy.callbacks.EpochLogger`). The outcome's ``diverged`` is a bool,
+    ``diverged_reason`` one of :data:`lrstudy.callbacks.DIVERGENCE_REASONS` or "".
+    """
     scenario, ds, logger, model = (prepared.scenario, prepared.dataset, prepared.logger,
                                    prepared.model)
     epochs = scenario.budget["epochs"]
     interrupts.raise_at("evaluate")
-    test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, batch_size=VALIDATION_BATCH,
-                                         verbose=0)
+    test_loss = test_acc = float("nan")
+    if evaluate_test:
+        test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test,
+                                             batch_size=VALIDATION_BATCH, verbose=0)
     for key, value in (("test_loss", test_loss), ("test_accuracy", test_acc),
                        ("train_time_s", logger.train_time)):
-        sink.add(key, value, epochs)
+        sink.add(key, value, epochs)  # a NaN is not logged
+    if logger.compile_time is not None:
+        sink.add("compile_time_s", logger.compile_time, epochs)
     if logger.epochs_to_target is not None:
         sink.add("epochs_to_target", logger.epochs_to_target, epochs)
         sink.add("time_to_target_s", logger.time_to_target, epochs)
     return {
         "model": model, "schedule": prepared.schedule, "dataset": ds, "logger": logger,
-        "params": trial_params(scenario, prepared.schedule, ds, prepared.seed),
-        "diverged": logger.diverged, "test_accuracy": test_acc, "test_loss": test_loss,
+        "params": trial_params(scenario, prepared.schedule, ds, prepared.seed,
+                               prepared.finder_bounds, prepared.pairing),
+        "diverged": bool(logger.diverged), "diverged_reason": logger.diverged_reason,
+        "test_accuracy": test_acc, "test_loss": test_loss,
     }
 
 
@@ -234,41 +289,58 @@ def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
     fig.savefig(run_dir / "curves.png", dpi=80)
 
 
-def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, tracking_uri=None,
+def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str = "",
+              peak_lr: float | None = None, evaluate_test: bool = True, tracking_uri=None,
               parent_run_id: str | None = None, finder_bounds=None, mlflow_client=None) -> dict:
     """Run one trial into MLflow, idempotently: a FINISHED trial with the same key is skipped,
     and so is one that a live process (another kernel, another host) owns already.
 
+    ``phase`` is the competition's (``demo``, ``tune``, ``final``; "" outside one) and is part
+    of the key; ``peak_lr`` is logged as the param of that name (default: the largest LR the
+    optimizer used); a ``tune`` trial is never evaluated on the test set.
     Returns a dict with ``status`` ("finished", "skipped", "diverged") and ``run_id``.
     """
     from mlflow.entities import Param, RunTag
 
     mlflow_client = mlflow_client or tracking.client(tracking_uri)
     exp_id = tracking.experiment_id(study, tracking_uri, mlflow_client)
-    key = tracking.run_key(scenario.config(), seed)
+    key = competition.key_of(scenario, seed, phase)
+    base = {"seed": seed, "phase": phase, "peak_lr": peak_lr, "scenario": scenario.name}
     existing = tracking.trials_by_key(mlflow_client, exp_id, {key}).get(key, [])
     done = [r for r in existing if r.info.status == "FINISHED"]
     if done:
-        return {"status": "skipped", "run_id": done[0].info.run_id, "seed": seed}
-    tags = tracking.run_tags("trial", study, scenario, name=f"{scenario.name}-s{seed}",
-                             parent=parent_run_id, seed=seed, run_key=key, diverged="false")
+        return {**base, "status": "skipped", "run_id": done[0].info.run_id}
+    label = f"-tune-lr{peak_lr:.3g}" if phase == "tune" else "-demo" if phase == "demo" else ""
+    extra = {"phase": phase} if phase else {}
+    tags = tracking.run_tags("trial", study, scenario, name=f"{scenario.name}{label}-s{seed}",
+                             parent=parent_run_id, seed=seed, run_key=key, diverged="false",
+                             **extra)
     with interrupts.stop_on_signals(), tracking.open_run(mlflow_client, exp_id, tags) as run:
         interrupts.raise_at("claim")
         if not tracking.claim(mlflow_client, exp_id, key, run.id):
             run.discard()
-            return {"status": "skipped", "run_id": None, "seed": seed}
+            return {**base, "status": "skipped", "run_id": None}
         sink = cb.MetricSink(mlflow_client, run.id,
                              series_writer=sqlstore.series_writer(tracking_uri))
         try:
             if finder_bounds is not None:
+                from lrstudy import finder_runs
+
                 mlflow_client.log_batch(run.id, params=[
                     Param("finder.base_lr", repr(finder_bounds[0])),
-                    Param("finder.max_lr", repr(finder_bounds[1]))])
-            outcome = fit_scenario(scenario, seed, sink, finder_bounds=finder_bounds)
+                    Param("finder.max_lr", repr(finder_bounds[1])),
+                    Param("finder.rule", resolve.finder_args(scenario)["rule"]),
+                    Param("finder.key", finder_runs.finder_key(finder_runs.setup_of(scenario)))])
+            outcome = fit_scenario(scenario, seed, sink, finder_bounds=finder_bounds,
+                                   evaluate_test=evaluate_test)
             interrupts.raise_at("params")
-            params = [Param(k, str(v)[:6000]) for k, v in outcome["params"].items()]
+            used = [v for _, v in sink.points.get("step_learning_rate", [])]
+            peak = peak_lr if peak_lr is not None else (max(used) if used else float("nan"))
+            params = [Param(k, str(v)[:6000])
+                      for k, v in {**outcome["params"], "peak_lr": peak}.items()]
             mlflow_client.log_batch(run.id, params=params, tags=[
-                RunTag(TAG + "diverged", str(outcome["diverged"]).lower())])
+                RunTag(TAG + "diverged", str(outcome["diverged"]).lower()),
+                RunTag(TAG + "diverged_reason", outcome.get("diverged_reason") or "")])
             interrupts.raise_at("artifacts")
             with tempfile.TemporaryDirectory() as tmp:
                 _artifacts(Path(tmp), scenario, seed, outcome, sink)
@@ -276,20 +348,24 @@ def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, tracking_u
             interrupts.raise_at("flush")
         finally:
             sink.flush()
-    return {"status": "diverged" if outcome["diverged"] else "finished", "run_id": run.id,
-            "seed": seed, "points": sink.points, "test_accuracy": outcome["test_accuracy"],
-            "scenario": scenario.name}
+    return {**base, "status": "diverged" if outcome["diverged"] else "finished",
+            "run_id": run.id, "points": sink.points, "peak_lr": peak,
+            "test_accuracy": outcome["test_accuracy"]}
 
 
 def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: int = 1,
-                 *, epochs: int = 0, train_size: int = 0, batch_size: int = 0,
-                 tracking_uri: str = "", parent_run_id: str = "", threads: int = 0) -> list[dict]:
-    """What ``notebooks/scenario.ipynb`` runs: every seed of one scenario of a study.
+                 *, phase: str = "", grid_points: int = 0, epochs: int = 0, train_size: int = 0,
+                 batch_size: int = 0, tracking_uri: str = "", parent_run_id: str = "",
+                 threads: int = 0) -> list[dict]:
+    """What ``notebooks/scenario.ipynb`` runs: the trials of one scenario of a study.
 
-    Seeds run in this one process (one notebook execution) so that the kernel start and the
-    TensorFlow import are paid once per scenario, not once per seed. Each seed is resumable
-    on its own through its run key. Without ``parent_run_id`` (a person running the notebook
-    by hand) a scenario run is opened here to group the trials.
+    Without a competition: seeds ``0 .. seeds - 1``. In a competition: the trials of
+    ``phase``, or of all the scenario's phases in order when ``phase`` is "" (a person running
+    the notebook by hand): a demo's seeds; a strategy's tuning grid, then its finals at the
+    validation winner (``seeds`` final seeds; ``grid_points`` overrides the study's grid).
+    They run in this one process (one notebook execution), so that the kernel start and the
+    TensorFlow import are paid once; each trial is resumable on its own through its run key.
+    Without ``parent_run_id`` a scenario run is opened here to group the trials.
     """
     from lrstudy import finder_runs
 
@@ -300,6 +376,8 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     (sc,) = spec.select([scenario])
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    comp = competition.with_grid_points(spec.competition, grid_points)
+    phases = competition.phases_to_run(comp, sc, phase)
     scenarios.validate(spec, [sc])
     uri = tracking.check_store(tracking_uri or None)
     mlflow_client = tracking.client(uri)
@@ -315,10 +393,17 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
         if sc.finder is not None:
             bounds = finder_runs.bounds_for(spec.name, sc, tracking_uri=uri,
                                             parent_run_id=run.id, mlflow_client=mlflow_client)
-        for seed in range(seeds):
-            results.append(run_trial(spec.name, sc, seed, tracking_uri=uri, parent_run_id=run.id,
-                                     finder_bounds=bounds, mlflow_client=mlflow_client))
-            print(f"{sc.name} seed {seed}: {results[-1]['status']}", file=sys.stderr)
+        for ph in phases:
+            won = (competition.winner(comp, sc, mlflow_client, exp_id)
+                   if ph == "final" and comp.role(sc) == "tuned" else None)
+            for trial in competition.trials(comp, sc, ph, seeds, won):
+                results.append(run_trial(
+                    spec.name, trial.scenario, trial.seed, phase=trial.phase,
+                    peak_lr=trial.peak_lr, evaluate_test=trial.evaluate_test, tracking_uri=uri,
+                    parent_run_id=run.id, finder_bounds=bounds, mlflow_client=mlflow_client))
+                res = results[-1]
+                print(f"{sc.name} {ph or 'seed'} {res['seed']}: {res['status']}",
+                      file=sys.stderr)
     return results
 
 

@@ -220,6 +220,17 @@ CASES = [
          study='colour = "red"\n' + study_text(scenario=VALID_X)),
     Case("unknown-key-in-scenario", _run_args(), ["tiny.toml", "'x'", "'learnig_rate'"],
          study=study_text(scenario='learnig_rate = 0.01')),
+    Case("unknown-reference-in-study", _run_args(), ["tiny.toml", "reference", "'nope'"],
+         study='reference = "nope"\n' + study_text(scenario=VALID_X)),
+    Case("margin-out-of-range-in-study", _run_args(), ["tiny.toml", "margin", "5"],
+         study="margin = 5\n" + study_text(scenario=VALID_X)),
+    # ---- the report --------------------------------------------------------------------------
+    Case("report-unknown-reference",
+         ["report", "--study", STUDY, "--tracking-uri", "{store}", "--reference", "nope",
+          "--out", "{tmp}/report"], ["reference 'nope'", "'tiny'"]),
+    Case("report-margin-out-of-range",
+         ["report", "--study", STUDY, "--tracking-uri", "{store}", "--margin", "5"],
+         ["--margin", "5"]),
     # ---- command-line numbers (argparse, no import of anything heavy) --------------------------
     Case("epochs-zero-flag", _run_args("--epochs", "0"), ["--epochs", "0"],
          study=study_text(scenario=VALID_X)),

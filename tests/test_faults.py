@@ -46,11 +46,12 @@ def by_key(uri, study) -> dict[str, list[str]]:
     return out
 
 
-def assert_each_trial_finished_once(uri, study, n):
+def assert_each_trial_finished_once(uri, study, n, output=""):
     keys = by_key(uri, study)
     assert len(keys) == n, keys
     for key, statuses in keys.items():
-        assert statuses.count("FINISHED") == 1 and "RUNNING" not in statuses, (key, statuses)
+        assert statuses.count("FINISHED") == 1 and "RUNNING" not in statuses, \
+            (key, statuses, output[-2000:])
 
 
 # ---- a signal at every moment of a trial's life ----------------------------------------------
@@ -69,7 +70,7 @@ for seed, point in enumerate(train.PHASES[1:]):  # "import" happened once, above
         train.run_trial(study.name, sc, seed, tracking_uri=uri)
         statuses[point] = "no interrupt"
     except KeyboardInterrupt:
-        key = tracking.run_key(sc.config(), seed)
+        key = tracking.run_key(sc.key_config(), seed)
         client = tracking.client(uri)
         exp = tracking.experiment_id(study.name, uri, client)
         runs = tracking.trials_by_key(client, exp, {key}).get(key, [])
@@ -94,7 +95,9 @@ def test_a_signal_at_any_moment_of_a_trial_ends_it_killed_and_resume_finishes(
     assert len(points) >= 10
     assert out["statuses"] == {p: ["KILLED"] for p in points}, out["statuses"]
     # resume: every killed trial trains again, each key ends with exactly one FINISHED run
-    assert out["resumed"] == ["finished"] * len(points)
+    # (FINISHED runs; random labels can leave one "diverged": stuck at chance)
+    assert len(out["resumed"]) == len(points)
+    assert set(out["resumed"]) <= {"finished", "diverged"}, out["resumed"]
     assert_each_trial_finished_once(store, "tiny", len(points))
 
 
@@ -139,7 +142,7 @@ def test_a_stale_trial_elsewhere_is_rerun_and_a_fresh_one_is_left_to_its_owner(
 
     def left_running(seed, age):  # what a process on a restarted container leaves behind
         tags = {**tracking.run_tags("trial", "tiny", sc, seed=seed,
-                                    run_key=tracking.run_key(sc.config(), seed)),
+                                    run_key=tracking.run_key(sc.key_config(), seed)),
                 "lrstudy.host": "old-container", "lrstudy.pid": str(os.getpid()),
                 tracking.HEARTBEAT: f"{time.time() - age:.3f}"}
         return client.create_run(exp, tags=tags).info.run_id
@@ -152,8 +155,8 @@ def test_a_stale_trial_elsewhere_is_rerun_and_a_fresh_one_is_left_to_its_owner(
     assert client.get_run(stale).info.status == "KILLED"
     assert client.get_run(fresh).info.status == "RUNNING"  # alive elsewhere: respected
     keys = by_key(store, "tiny")
-    assert sorted(keys[tracking.run_key(sc.config(), 0)]) == ["FINISHED", "KILLED"]
-    assert keys[tracking.run_key(sc.config(), 1)] == ["RUNNING"]
+    assert sorted(keys[tracking.run_key(sc.key_config(), 0)]) == ["FINISHED", "KILLED"]
+    assert keys[tracking.run_key(sc.key_config(), 1)] == ["RUNNING"]
     assert "elsewhere   1" in proc.stdout and "old-container" in proc.stdout
     assert "done        1" in proc.stdout
 
@@ -299,7 +302,7 @@ def test_the_server_going_away_and_coming_back_or_not(tmp_path, mlflow_behind_pr
     proc = _start(study, uri, tmp_path)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    assert_each_trial_finished_once(uri, "tiny", 6)
+    assert_each_trial_finished_once(uri, "tiny", 6, out + err)
 
 
 # ---- the disk under the store fills up ---------------------------------------------------------

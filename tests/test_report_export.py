@@ -33,5 +33,6 @@ def test_make_report_executes_exports_and_logs(store, tmp_path):
     runs = tracking.search(client, [store["exp_id"]], f"tags.`{TAG}kind` = 'summary'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert artifacts == {"summary.html", "summary.ipynb"}
+    assert artifacts == {"summary.html", "summary.ipynb", "benchmark_table.json"}
+    assert runs[0].data.tags["mlflow.note.content"].startswith("Best: warmup-linear")
     assert len(report.load_trials(STUDY, store["uri"])) == 10  # the summary run is no trial

@@ -81,8 +81,39 @@ def test_plot_test_accuracy(store):
                       "fixed-too-large (2/2 diverged)"]
     means = np.concatenate([line.get_xdata() for line in ax.get_lines()
                             if line.get_marker() == "o"])
+    # ranked as the table ranks: a diverged seed at chance (0.1)
     assert sorted(means[np.isfinite(means)]) == pytest.approx(
-        [np.mean([0.70, 0.71, 0.75]), 0.82, 0.90])
+        [0.1, np.mean([0.70, 0.71, 0.75, 0.1]), 0.82, 0.90])
     half = T975_2 * 0.02 / math.sqrt(3)
     bars = [tuple(line.get_xdata()) for line in ax.get_lines() if line.get_marker() != "o"]
     assert any(np.allclose(bar, [0.82 - half, 0.82 + half]) for bar in bars)
+    crosses = [c for c in ax.collections if len(c.get_offsets()) and
+               np.allclose(np.asarray(c.get_offsets())[:, 0], 0.1)]
+    assert sum(len(c.get_offsets()) for c in crosses) == 3  # the three diverged seeds
+
+
+def test_plot_forest_draws_each_difference_with_its_interval_and_the_margin(store):
+    table = store["table"]
+    fig = report.plot_forest(table, 0.003)
+    (ax,) = [a for a in fig.get_axes()]
+    compared = table[table["call"] != "reference"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == compared["scenario"].tolist()
+    diamonds = np.concatenate([line.get_xdata() for line in ax.get_lines()
+                               if line.get_marker() == "D"])
+    assert sorted(diamonds) == pytest.approx(sorted(100 * compared["diff"]))
+    (band,) = ax.patches
+    assert band.get_x() == pytest.approx(-0.3) and band.get_width() == pytest.approx(0.6)
+    assert "fixed-baseline" in ax.get_title()
+
+
+def test_the_tuning_figure_has_a_panel_per_strategy():
+    import pandas as pd
+
+    from lrstudy.report import figures
+
+    grid = pd.DataFrame({"scenario": ["a"] * 3 + ["b"] * 3, "peak_lr": [1e-4, 1e-3, 1e-2] * 2,
+                         "val_accuracy": [0.7, 0.8, None, 0.6, 0.7, 0.9],
+                         "chosen": [False, True, False, False, False, True]})
+    fig = figures.plot_tuning(grid)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["a", "b"] and all(ax.get_xscale() == "log" for ax in fig.axes)

@@ -37,9 +37,3 @@ def test_aggregate_matches_mean_ci():
     assert a["mean"] == pytest.approx(0.82) and a["ci"] == pytest.approx(report.mean_ci(
         [0.80, 0.82, 0.84])[1])
     assert a["lo"] == pytest.approx(0.82 - a["ci"]) and math.isnan(b["ci"])
-
-
-def test_welch_p_matches_scipy_and_needs_two_per_side():
-    a, b = [0.70, 0.71, 0.75], [0.80, 0.82, 0.84]
-    assert report.welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    assert math.isnan(report.welch_p([0.9], b))

@@ -55,7 +55,7 @@ def test_smoke_study_runs_every_trial_once_with_every_point(smoke_store):
 
     uri = smoke_store["uri"]
     study = scenarios.load_study("smoke")
-    keys = {tracking.run_key(sc.config(), s) for sc in study.scenarios.values()
+    keys = {tracking.run_key(sc.key_config(), s) for sc in study.scenarios.values()
             for s in range(study.seeds)}
     by_key = statuses_by_key(uri, "smoke")
     assert set(by_key) == keys and all(v == ["FINISHED"] for v in by_key.values())

@@ -107,7 +107,7 @@ def expected_keys(scenario_names=None, seeds=None) -> set[str]:
 
     study = scenarios.load_study(STUDY)
     names = scenario_names or list(study.scenarios)
-    return {tracking.run_key(study.scenarios[n].config(), s)
+    return {tracking.run_key(study.scenarios[n].key_config(), s)
             for n in names for s in range(seeds or study.seeds)}
 
 

@@ -21,14 +21,36 @@ REQUIRED = {
 }
 
 
-def test_seeds_lists_every_scenario_of_the_catalogue():
+def test_the_default_study_is_a_competition_over_the_whole_catalogue():
     study = scenarios.load_study("seeds")
-    assert study.seeds >= 3
-    assert set(scenarios.catalogue()) <= set(study.scenarios)
-    assert REQUIRED <= set(study.scenarios), REQUIRED - set(study.scenarios)
+    comp = study.competition
+    assert study.seeds >= 5 and comp.grid_points >= 5 and comp.grid_decades >= 2
+    assert study.reference == "fixed-baseline" and study.margin == 0.003
+    # every scenario of the catalogue can be named with --scenarios, today's names included
+    assert set(scenarios.catalogue()) <= set(study.available)
+    assert REQUIRED <= set(study.available), REQUIRED - set(study.available)
+    # what runs by default: the demonstrations, and at least one strategy of every family
+    # plus today's practice
+    default = study.scenarios.values()
+    assert {sc.name for sc in default if comp.role(sc) == "demo"} == set(comp.demos)
+    competing = [sc for sc in default if comp.role(sc) != "demo"]
+    assert {sc.family for sc in competing} >= set(scenarios.FAMILIES) - {"finder"}
+    assert any(sc.finder is not None for sc in competing)
+    assert {"linear-to-zero", "warmup-stable-decay", "schedule-free"} <= set(study.scenarios)
     # one shared budget
-    budgets = {tuple(sorted(sc.budget.items())) for sc in study.scenarios.values()}
+    budgets = {tuple(sorted(sc.budget.items())) for sc in study.available.values()}
     assert len(budgets) == 1
+
+
+def test_the_full_benchmark_runs_every_distinct_strategy():
+    from lrstudy import runner
+
+    study = scenarios.load_study("benchmark-full")
+    kept, merged = runner.distinct(study.select(None))
+    assert study.seeds == 10 and study.competition.grid_points == 9 and not merged
+    not_run = set(study.available) - set(study.scenarios)
+    # what is left out trains what a selected scenario trains, at another centre of its grid
+    assert not_run == {"fixed-large", "fixed-small", "warmup-constant", "adaptive-adam"}
 
 
 def test_seeds_original_reproduces_each_familys_budget():

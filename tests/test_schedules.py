@@ -4,6 +4,7 @@ Tiny on purpose: synthetic data, a Dense(1) model, a few steps.
 """
 
 import doctest
+import inspect
 import json
 import subprocess
 import sys
@@ -244,6 +245,44 @@ def test_cycles_repeat_with_period_two_step_sizes():
     assert not np.allclose(at(fn, t + step_size), at(fn, t))  # period is not step_size
 
 
+@pytest.mark.parametrize("total,cycles", [(3128, 2), (7815, 2), (25, 3), (1000, 7)])
+def test_whole_cycles_of_a_fractional_half_cycle_end_at_base_exactly(total, cycles):
+    half = (total - 1) / (2 * cycles)  # what resolve's `cycles` gives: not a whole step
+    fns = [S.triangular(0.001, 0.01, half), S.triangular2(0.001, 0.01, half),
+           S.exp_range(0.001, 0.01, half, 0.9999)]
+    compiled = [tf.function(fn, jit_compile=True) for fn in fns]
+    for fn, xla in zip(fns, compiled):
+        for step in (0, total - 1):
+            assert float(fn(step)) == np.float32(0.001), step
+            assert float(xla(tf.constant(step, tf.int64))) == np.float32(0.001), step
+        lr = at(fn, np.arange(total))
+        assert lr.max() <= 0.01 and lr[int(half)] > 0.001 + 0.009 * 0.5  # a cycle's rise
+        assert np.all(lr >= np.float32(0.001))
+
+
+def test_rescale_evaluates_at_t_times_the_scale_in_float64():
+    fn = S.step_decay(0.5, 0.8, 10)
+    close(at(S.rescale(fn, 12.5), np.arange(8)), [0.5 * 0.8 ** (12.5 * e // 10) for e in range(8)])
+    scale = 25000 / 3128
+    trap = S.make("inverse_time", initial=0.1, decay_rate=0.01, time_scale=scale)
+    steps = np.array([0, 1, 391, 1564, 3127])
+    close(at(trap, steps), 0.1 / (1 + 0.01 * (steps * scale).astype(np.float32)))
+    compiled = tf.function(trap, jit_compile=True)
+    assert float(compiled(tf.constant(3127, tf.int64))) == float(trap(3127))
+    assert S.make("cosine", initial=0.1, steps=10, time_scale=1.0)(3) is not None
+    schedule = S.KerasSchedule("step_decay", initial=0.5, drop=0.8, every=10, time_scale=12.5)
+    again = S.KerasSchedule.from_config(json.loads(json.dumps(schedule.get_config())))
+    close(at(again, np.arange(8)), at(S.rescale(fn, 12.5), np.arange(8)))
+
+
+def test_lr_arguments_are_named_alike_in_every_factory():
+    for name, factory in S.SCHEDULES.items():
+        lrs = set(inspect.signature(factory).parameters) & set(S.LR_ARGUMENTS)
+        assert bool(lrs) == (name != "one_cycle_momentum"), name
+    assert all(any(a in inspect.signature(f).parameters for f in S.SCHEDULES.values())
+               for a in S.LR_ARGUMENTS)
+
+
 def test_triangular2_halves_and_exp_range_scales_the_amplitude():
     base, max_lr, step_size = 0.001, 0.01, 5
     peaks = step_size + 2 * step_size * np.arange(5)  # 5, 15, 25, ...
@@ -333,6 +372,9 @@ ERRORS = [
     (lambda: S.exp_decay(0.5, -0.1), r"`k` must be >= 0\. Received: k=-0\.1"),
     (lambda: S.step_decay(0.5, 0.0, 10), r"`drop` must be > 0\. Received: drop=0\.0"),
     (lambda: S.step_decay(0.5, 0.8, 0), r"`every` must be > 0\. Received: every=0"),
+    (lambda: S.rescale(S.constant(0.1), 0.0), r"`time_scale` must be > 0\. Received: time_scale=0"),
+    (lambda: S.make("cosine", initial=0.1, steps=10, time_scale=float("nan")),
+     r"`time_scale` must be a finite number\. Received: time_scale=nan"),
 ]
 
 
@@ -511,8 +553,11 @@ def test_factories_and_study_resolution_import_neither_tensorflow_nor_keras():
                                "cycle_momentum": True}, steps_per_epoch=10, epochs=3)
         assert built.args["steps"] == 30 and built.momentum is not None
         for study in ("seeds", "seeds-original"):
-            for sc in scenarios.load_study(study).scenarios.values():
+            for sc in scenarios.load_study(study).available.values():
                 resolve.check(sc)  # learning rate, schedule, plateau and finder arguments
+                if sc.finder is None:  # the tuning grid and its scenarios
+                    for peak in resolve.lr_grid(resolve.peak_lr(sc), 5, 2):
+                        resolve.check(resolve.scaled(sc, peak / resolve.peak_lr(sc)))
         assert "KerasSchedule" not in vars(s)
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")))
     """)

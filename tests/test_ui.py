@@ -208,6 +208,14 @@ def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, st
     assert scenarios == ["fixed-baseline", "fixed-too-large", "warmup-cosine"]
     trial = by_name["warmup-cosine-s0"]
     lr = trial.data.metrics["learning_rate"]  # the last epoch's value, as the UI shows it
+    from lrstudy import report
+
+    report.publish_verdict("smoke", smoke_store["uri"])  # the aggregates on scenario runs
+    scenario_run = client.get_run(by_name["warmup-cosine"].info.run_id)
+    aggregates = scenario_run.data.metrics
+    assert {"test_accuracy_mean", "test_accuracy_ci_low", "p_best"} <= set(aggregates)
+    assert exp_id and client.get_experiment(exp_id).tags[tracking.EXPERIMENT_KIND[0]] == \
+        tracking.EXPERIMENT_KIND[1]
 
     port = free_port()
     ui = start_ui("--tracking-uri", smoke_store["uri"], "--port", port)
@@ -222,10 +230,13 @@ def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, st
             page.set_default_timeout(UI_TIMEOUT_MS)  # actions
             expect.set_options(timeout=UI_TIMEOUT_MS)  # assertions (default 5 s)
 
-            # MLflow 3.17 opens an experiment in its GenAI view (where a "Detect Issues"
-            # pop-over covers the page) unless the link asks for the training view, as the
-            # links `lrstudy ui` prints do.
-            page.goto(f"{base}/#/experiments/{exp_id}?{cli.TRAINING_VIEW}")
+            # MLflow 3.17.2's UI ignores the experiment's `mlflow.experimentKind` tag (its
+            # workflow switch is on) and opens experiments on its GenAI page unless the URL or
+            # the browser's remembered choice says otherwise. The link `lrstudy ui` prints
+            # asks for the training view; from it, the study's experiment opens on its runs.
+            link = re.search(r"^  smoke: (http://\S+)$", ui.output(), re.M).group(1)
+            assert link == f"{base}/#/experiments/{exp_id}?{cli.TRAINING_VIEW}"
+            page.goto(link)
             expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
             expect(page.get_by_text("Detect Issues in Your Traces")).to_have_count(0)
             for scenario in scenarios:  # parents first, each expanded to show its trials
@@ -254,6 +265,22 @@ def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, st
             row.scroll_into_view_if_needed()
             _close_assistant(page)
             page.screenshot(path=str(ARTIFACTS / "mlflow-run.png"))
+
+            # a scenario run shows the verdict's aggregates over its seeds
+            page.goto(f"{base}/#/experiments/{exp_id}/runs/{scenario_run.info.run_id}"
+                      f"?{cli.TRAINING_VIEW}")
+            expect(page.get_by_role("heading", name="warmup-cosine", exact=True)).to_be_visible()
+            metrics = page.get_by_role("table").filter(
+                has=page.get_by_role("columnheader", name=re.compile(r"^Metric\b")))
+            for key in ("test_accuracy_mean", "test_accuracy_ci_low", "test_accuracy_ci_high",
+                        "n_seeds", "p_best"):
+                row = metrics.get_by_role("row").filter(
+                    has=page.get_by_role("cell", name=key, exact=True))
+                expect(row).to_have_count(1)
+                shown = row.get_by_role("cell").nth(1).inner_text()
+                assert float(shown) == pytest.approx(aggregates[key], rel=1e-6), key
+            _close_assistant(page)
+            page.screenshot(path=str(ARTIFACTS / "mlflow-scenario-aggregates.png"))
         finally:
             browser.close()
     assert (ARTIFACTS / "mlflow-experiment.png").stat().st_size > 10_000

@@ -2,19 +2,22 @@
 the report that executes ``notebooks/summary.ipynb``.
 
 One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
-:mod:`~lrstudy.report.stats` (means, t-intervals, Welch's test),
+:mod:`~lrstudy.report.stats` (means, t-intervals),
+:mod:`~lrstudy.report.verdict` (the paired comparison and the verdict),
 :mod:`~lrstudy.report.tables` (the benchmark table), :mod:`~lrstudy.report.figures`
 (``plot_*``), :mod:`~lrstudy.report.export` (:func:`make_report`). This package re-exports
 what the notebook and the command line use, so ``report.load_trials(...)`` works as is.
 """
 
-from lrstudy.report.export import make_report
+from lrstudy.report.export import make_report, publish_verdict
 from lrstudy.report.figures import (
     plot_family_curves,
+    plot_forest,
     plot_lr_curves,
     plot_lr_sensitivity,
     plot_range_tests,
     plot_test_accuracy,
+    plot_tuning,
 )
 from lrstudy.report.frames import (
     EPOCH_KEYS,
@@ -29,10 +32,14 @@ from lrstudy.report.frames import (
     load_range_tests,
     load_trials,
     one_seed_per_scenario,
+    phases,
     sensitivity_trials,
+    study_settings,
 )
-from lrstudy.report.stats import aggregate, mean_ci, t_interval, welch_p
-from lrstudy.report.tables import benchmark_table, format_table
+from lrstudy.report.stats import aggregate, mean_ci, t_interval
+from lrstudy.report.tables import (benchmark_table, finder_calibration, format_table,
+                                   tuning_table)
+from lrstudy.report.verdict import verdict_paragraphs, verdict_text, verdicts
 
 __all__ = [
     "EPOCH_KEYS",
@@ -45,6 +52,7 @@ __all__ = [
     "benchmark_table",
     "best_val_loss",
     "budget",
+    "finder_calibration",
     "format_table",
     "load_histories",
     "load_range_tests",
@@ -52,12 +60,20 @@ __all__ = [
     "make_report",
     "mean_ci",
     "one_seed_per_scenario",
+    "phases",
     "plot_family_curves",
+    "plot_forest",
     "plot_lr_curves",
     "plot_lr_sensitivity",
     "plot_range_tests",
     "plot_test_accuracy",
+    "plot_tuning",
+    "publish_verdict",
     "sensitivity_trials",
+    "study_settings",
     "t_interval",
-    "welch_p",
+    "tuning_table",
+    "verdict_paragraphs",
+    "verdict_text",
+    "verdicts",
 ]

@@ -1,12 +1,14 @@
 """The report: ``notebooks/summary.ipynb`` executed with papermill, exported to HTML, and both
-files logged as artifacts of a ``lrstudy.kind = "summary"`` run of the study."""
+files logged as artifacts of a ``lrstudy.kind = "summary"`` run of the study; the verdict
+written back to MLflow, so that the UI answers too (:func:`make_report`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from lrstudy import tracking
-from lrstudy.report.frames import experiment, finished_filter, missing_sqlite, no_trials
+from lrstudy.report.frames import (experiment, finished_filter, load_trials, missing_sqlite,
+                                   no_trials, phases, study_settings)
 
 NOTEBOOK = Path(__file__).resolve().parent.parent.parent / "notebooks" / "summary.ipynb"
 
@@ -22,10 +24,11 @@ def _require_trials(study: str, uri: str):
     raise no_trials(study, uri)
 
 
-def _execute(study: str, uri: str, output: Path) -> Path:
+def _execute(study: str, uri: str, output: Path, reference: str | None, margin: float) -> Path:
     from lrstudy import kernels
 
-    kernels.execute(NOTEBOOK, output, {"study": study, "tracking_uri": uri},
+    kernels.execute(NOTEBOOK, output, {"study": study, "tracking_uri": uri,
+                                       "reference": reference or "", "margin": float(margin)},
                     NOTEBOOK.parent.parent)
     return output
 
@@ -40,30 +43,60 @@ def _export_html(notebook: Path, output: Path) -> Path:
     return output
 
 
-def _log_summary(study: str, exp_id: str, mlflow_client, paths) -> str:
-    """A summary run holding ``paths`` as artifacts; it ends FINISHED, or FAILED / KILLED
-    when logging them fails or is interrupted."""
+def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "",
+                 table=None) -> str:
+    """A summary run holding ``paths`` as artifacts, the verdict as its description (the
+    ``mlflow.note.content`` tag) and the benchmark table (``log_table``); it ends FINISHED, or
+    FAILED / KILLED when logging them fails or is interrupted."""
     tags = tracking.run_tags("summary", study, name=f"summary-{study}")
+    if verdict:
+        tags["mlflow.note.content"] = verdict
     with tracking.open_run(mlflow_client, exp_id, tags) as run:
         for path in paths:
             mlflow_client.log_artifact(run.id, str(path))
+        if table is not None:
+            mlflow_client.log_table(run.id, data=table, artifact_file="benchmark_table.json")
     return run.id
 
 
-def make_report(study: str, tracking_uri: str | None = None, out_dir=None) -> Path:
+def publish_verdict(study: str, tracking_uri: str | None = None, reference: str | None = None,
+                    margin: float | None = None):
+    """Compute the verdict of ``study`` from the store and write it back to the scenario runs
+    (:func:`lrstudy.report.verdict.write_back`). Returns ``(text, readable table, reference,
+    margin)``; a ``reference`` asked for but not among the ranked scenarios is a ValueError."""
+    from lrstudy.report import tables, verdict
+
+    uri = tracking.tracking_uri(tracking_uri)
+    mlflow_client, exp_id = _require_trials(study, uri)
+    ranked = phases(load_trials(study, uri))["ranked"]
+    if reference and reference not in set(ranked["scenario"]):  # asked for, not there
+        raise ValueError(f"reference {reference!r} is not a ranked scenario of study {study!r}; "
+                         f"its scenarios: {', '.join(sorted(set(ranked['scenario'])))}")
+    reference, margin = study_settings(study, uri, reference, margin)
+    found = verdict.verdicts(ranked, reference, margin)
+    table = tables.format_table(tables.benchmark_table(ranked, reference, margin)).reset_index()
+    verdict.write_back(mlflow_client, exp_id, ranked, found)
+    return verdict.verdict_paragraphs(found), table, reference, margin
+
+
+def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
+                reference: str | None = None, margin: float | None = None) -> Path:
     """Execute the summary notebook for ``study``, export it to HTML, log both; return the HTML.
 
     Steps: check that the study has finished trials (else :class:`NoTrialsError` naming the
-    study and the store), execute ``notebooks/summary.ipynb`` with papermill (parameters
-    ``study``, ``tracking_uri``) into ``out_dir`` (default ``<project>/reports/<study>/``),
-    export ``summary.html`` with embedded figures, and log both files as artifacts of a new
-    run tagged ``lrstudy.kind = "summary"`` in the study's experiment.
+    study and the store); the reference and margin (given, else the study's, see
+    :func:`~lrstudy.report.frames.study_settings`); the verdict, written back to the scenario
+    runs (:func:`lrstudy.report.verdict.write_back`); execute ``notebooks/summary.ipynb``
+    with papermill into ``out_dir`` (default ``<project>/reports/<study>/``), export
+    ``summary.html`` with embedded figures, and log both files, the verdict and the
+    benchmark table on a new run tagged ``lrstudy.kind = "summary"``.
     """
     uri = tracking.tracking_uri(tracking_uri)
     mlflow_client, exp_id = _require_trials(study, uri)
+    text, table, reference, margin = publish_verdict(study, uri, reference, margin)
     out = Path(out_dir) if out_dir is not None else tracking.project_root() / "reports" / study
     out.mkdir(parents=True, exist_ok=True)
-    executed = _execute(study, uri, out / "summary.ipynb")
+    executed = _execute(study, uri, out / "summary.ipynb", reference, margin)
     html = _export_html(executed, out / "summary.html")
-    _log_summary(study, exp_id, mlflow_client, [executed, html])
+    _log_summary(study, exp_id, mlflow_client, [executed, html], text, table)
     return html

@@ -169,6 +169,32 @@ def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_tuning(grid: pd.DataFrame) -> Figure:
+    """Each tuned strategy's validation accuracy against its peak LR (log x), the chosen
+    point circled, diverged points as red crosses along the bottom: the tuning, on validation
+    data only."""
+    names = sorted(grid["scenario"].unique()) if not grid.empty else []
+    fig, axes = _grid(max(1, len(names)), 4, 3.4, 2.6)
+    if not names:
+        _empty(axes[0], "no tuning trials")
+        return fig
+    for ax, name in zip(axes, names):
+        rows = grid[grid["scenario"] == name]
+        ok = rows[rows["val_accuracy"].notna()]
+        ax.plot(ok["peak_lr"], ok["val_accuracy"], marker="o")
+        won = rows[rows["chosen"]]
+        ax.scatter(won["peak_lr"], won["val_accuracy"], s=140, facecolors="none",
+                   edgecolors="black", zorder=3)
+        bad = rows[rows["val_accuracy"].isna()]
+        ax.scatter(bad["peak_lr"], np.full(len(bad), 0.03), marker="x", color="red",
+                   transform=ax.get_xaxis_transform())
+        ax.set_xscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("peak LR", fontsize=8)
+        ax.set_ylabel("val accuracy", fontsize=8)
+    return fig
+
+
 def plot_range_tests(range_tests: pd.DataFrame, histories: pd.DataFrame) -> Figure:
     """Each LR range test: loss (faint) and smoothed loss against the LR (log x), with a
     dashed vertical line per suggestion rule and a solid black one at ``suggested_lr``."""
@@ -206,21 +232,75 @@ def plot_range_tests(range_tests: pd.DataFrame, histories: pd.DataFrame) -> Figu
 
 
 def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
-    """Mean test accuracy per scenario (rows in rank order) with its 95% t-interval across
-    non-diverged seeds, coloured by family; diverged counts in the labels."""
+    """Mean test accuracy per scenario (rows in rank order, as :func:`benchmark_table` ranks:
+    a diverged seed at chance) with its 95% t-interval, coloured by family; each seed a dot,
+    a diverged one a red cross at chance; diverged counts in the labels."""
+    from lrstudy.report import verdict
+
     order = table["scenario"].tolist()
-    ok = trials[~trials["diverged"] & trials["test_accuracy"].notna()]
     fig = Figure(figsize=(8.0, 1.5 + 0.3 * len(order)))
     ax = fig.add_subplot()
-    if not ok.empty:
-        families = _families(ok)
-        sns.pointplot(data=ok, x="test_accuracy", y="scenario", order=order, hue="family",
-                      hue_order=families, palette=_palette(families), errorbar=t_interval,
-                      linestyle="none", orient="h", ax=ax)
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title="family")
+    families = _families(table)
+    colors = _palette(families)
+    y = np.arange(len(order))
+    for i, row in enumerate(table.itertuples(index=False)):
+        color = colors.get(row.family, "grey")
+        low, high = row.test_accuracy_low, row.test_accuracy_high
+        if np.isfinite(low) and np.isfinite(high):
+            ax.plot([low, high], [i, i], color=color, lw=2)
+        ax.plot([row.test_accuracy_mean], [i], "o", color=color, ms=7)
+    seeds = trials[trials["scenario"].isin(order)].copy()
+    seeds["score"] = seeds["test_accuracy"].astype(float).where(~seeds["diverged"],
+                                                                verdict.chance(seeds))
+    position = {name: i for i, name in enumerate(order)}
+    for diverged, marker, color in ((False, ".", "black"), (True, "x", "red")):
+        some = seeds[seeds["diverged"] == diverged]
+        y_seed = some["scenario"].map(position).astype(float) + 0.2
+        ax.scatter(some["score"], y_seed, marker=marker,
+                   color=color, s=14, alpha=0.6, zorder=3)
+    ax.legend(handles=[Line2D([], [], color=colors[f], marker="o", lw=2, label=f)
+                       for f in families] +
+              [Line2D([], [], color="red", marker="x", lw=0, label="diverged (chance)")],
+              loc="upper left", bbox_to_anchor=(1.02, 1), title="family")
     labels = [_diverged_label(s, d, n)
               for s, d, n in zip(table["scenario"], table["diverged"], table["seeds"])]
-    ax.set_yticks(range(len(order)), labels)
+    ax.set_yticks(y, labels)
     ax.set_ylim(len(order) - 0.5, -0.5)
-    ax.set(xlabel="test accuracy (mean, 95% t-interval)", ylabel="")
+    ax.set(xlabel="test accuracy (mean, 95% t-interval; dots: seeds)", ylabel="")
+    return fig
+
+
+CALL_COLORS = {"better": "tab:green", "equivalent": "tab:blue", "worse": "tab:red",
+               "undecided": "tab:grey"}
+
+
+def plot_forest(table: pd.DataFrame, margin: float) -> Figure:
+    """Forest plot: each strategy's paired difference in test accuracy to its budget's
+    reference (points) with the 95% interval, coloured by the call; the shaded band is the
+    practical-equivalence margin. One panel per budget."""
+    compared = table[table["call"].isin(list(CALL_COLORS))]
+    groups = list(compared.groupby("budget", sort=False)) or [("", compared)]
+    rows = max(len(g) for _, g in groups) if len(compared) else 1
+    fig = Figure(figsize=(8.0, 1.4 + 0.32 * rows * len(groups)))
+    for k, (budget, group) in enumerate(groups):
+        ax = fig.add_subplot(len(groups), 1, k + 1)
+        ax.axvspan(-100 * margin, 100 * margin, color="tab:blue", alpha=0.12, lw=0)
+        ax.axvline(0, color="black", lw=0.8)
+        for i, row in enumerate(group.itertuples(index=False)):
+            color = CALL_COLORS[row.call]
+            if np.isfinite(row.diff_low) and np.isfinite(row.diff_high):
+                ax.plot([100 * row.diff_low, 100 * row.diff_high], [i, i], color=color, lw=2)
+            ax.plot([100 * row.diff], [i], "D", color=color, ms=6)
+        ax.set_yticks(range(len(group)), group["scenario"].tolist())
+        ax.set_ylim(len(group) - 0.5, -0.5)
+        reference = group["reference"].iloc[0] if len(group) else ""
+        title = f"against {reference}" + (f", {budget}" if budget else "")
+        ax.set(xlabel="difference in test accuracy, points (paired, 95% CI)", ylabel="",
+               title=title)
+    fig.legend(handles=[Line2D([], [], color=c, marker="D", lw=2, label=n)
+                        for n, c in CALL_COLORS.items()] +
+               [Line2D([], [], color="tab:blue", alpha=0.3, lw=8,
+                       label=f"within ±{100 * margin:.1f} points")],
+               loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    fig.tight_layout()
     return fig

@@ -31,7 +31,7 @@ FINDER_KEYS = ("finder_lr", "finder_loss", "finder_loss_smoothed")
 SUGGESTION_KEYS = (
     "suggestion_steepest", "suggestion_valley", "suggestion_minimum", "suggestion_slide",
 )
-NUMERIC_PARAMS = ("learning_rate", "train_size", "epochs", "batch_size",
+NUMERIC_PARAMS = ("learning_rate", "peak_lr", "train_size", "epochs", "batch_size",
                   "start_lr", "end_lr", "num_it")
 SWEEP_STUDY = "lr-sweep"
 HISTORY_COLUMNS = ["run_id", "key", "step", "value", "timestamp"]
@@ -143,6 +143,9 @@ def _run_row(run_id: str, tags: dict, params: dict, metrics: dict) -> dict:
         "baseline": tags.get(TAG + "baseline"),
         "seed": tags.get(TAG + "seed", params.get("seed")),
         "diverged": tags.get(TAG + "diverged", "false").lower() == "true",
+        "diverged_reason": tags.get(TAG + "diverged_reason", ""),
+        "phase": tags.get(TAG + "phase", ""),
+        "finder_key": tags.get(TAG + "finder_key"),
         "run_key": tags.get(TAG + "run_key"),
     }
     row.update({name: value for name, value in params.items() if name != "seed"})
@@ -184,7 +187,8 @@ def load_trials(study: str, tracking_uri: str | None = None,
                 method: str = "auto") -> pd.DataFrame:
     """One row per FINISHED trial of ``study``.
 
-    Columns: ``run_id, study, scenario, family, baseline, seed, diverged, run_key``, the params
+    Columns: ``run_id, study, scenario, family, baseline, seed, diverged, diverged_reason,
+    phase, run_key``, the params
     (``optimizer``, ``learning_rate`` as float, ``schedule``, ``schedule.<arg>``, ``model``,
     ``dataset``, ``train_size``, ``epochs``, ``batch_size`` ...), the final metrics
     (``test_loss``, ``test_accuracy``, ``train_time_s``, ``epochs_to_target``,
@@ -205,6 +209,15 @@ def load_trials(study: str, tracking_uri: str | None = None,
     best = best_val_loss(load_histories(trials["run_id"], ["val_loss"], uri, method))
     trials = trials.merge(best, on="run_id", how="left")
     return trials.sort_values(["family", "scenario", "seed"], kind="stable", ignore_index=True)
+
+
+def phases(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The trials by role: ``ranked`` (the finals of a competition, or every trial of a study
+    without one), ``demo`` and ``tune``. Only ranked trials are compared on the test set."""
+    phase = trials["phase"] if "phase" in trials else pd.Series("", index=trials.index)
+    return {"ranked": trials[phase.isin(["final", ""])].reset_index(drop=True),
+            "demo": trials[phase == "demo"].reset_index(drop=True),
+            "tune": trials[phase == "tune"].reset_index(drop=True)}
 
 
 def load_histories(run_ids, keys, tracking_uri: str | None = None,
@@ -288,3 +301,28 @@ def budget(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "scenarios": grouped["scenario"].nunique(), "trials": grouped.size(),
     }).reset_index()
+
+
+REFERENCE_TAG = TAG + "reference"
+MARGIN_TAG = TAG + "margin"
+
+
+def study_settings(study: str, tracking_uri: str | None = None, reference: str | None = None,
+                   margin: float | None = None) -> tuple[str | None, float]:
+    """The verdict's reference and equivalence margin: the given ones, else those the study
+    file stated (the experiment tags ``lrstudy.reference`` and ``lrstudy.margin`` that
+    ``lrstudy run`` sets), else no reference and :data:`lrstudy.report.verdict.MARGIN`."""
+    from lrstudy.report.verdict import MARGIN
+
+    tags = {}
+    uri = tracking.tracking_uri(tracking_uri)
+    if (not reference or margin is None) and not missing_sqlite(uri):
+        exp = experiment(study, tracking.client(uri))
+        tags = exp.tags if exp is not None else {}
+    reference = reference or tags.get(REFERENCE_TAG) or None
+    if margin is None:
+        try:
+            margin = float(tags.get(MARGIN_TAG, MARGIN))
+        except ValueError:
+            margin = MARGIN
+    return reference, float(margin)

@@ -1,4 +1,5 @@
-"""Statistics across seeds: means with t-intervals, Welch's t-test (all from scipy.stats).
+"""Statistics across seeds: means with t-intervals (from scipy.stats); the paired comparisons
+are in :mod:`lrstudy.report.verdict`.
 
 Non-finite values (a diverged seed's missing test accuracy) are left out of every number.
 """
@@ -6,7 +7,6 @@ Non-finite values (a diverged seed's missing test accuracy) are left out of ever
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -47,21 +47,6 @@ def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """``(mean - half, mean + half)`` of :func:`mean_ci`: seaborn's ``errorbar`` callable."""
     mean, half, _ = mean_ci(values, confidence)
     return mean - half, mean + half
-
-
-def welch_p(a, b) -> float:
-    """Two-sided p-value of Welch's t-test (unequal variances) of ``a`` against ``b``.
-
-    ``t = (mean_a - mean_b) / sqrt(s_a^2/n_a + s_b^2/n_b)`` with Welch-Satterthwaite degrees of
-    freedom (``scipy.stats.ttest_ind(a, b, equal_var=False)``). NaN when either side has fewer
-    than 2 finite values or both have zero variance.
-    """
-    a, b = _finite(a), _finite(b)
-    if a.size < 2 or b.size < 2:
-        return math.nan
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def aggregate(frame: pd.DataFrame, by, value: str = "value",

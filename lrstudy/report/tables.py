@@ -1,6 +1,9 @@
-"""The benchmark table: one row per scenario, aggregated across seeds, and its readable form.
+"""The benchmark table: one row per scenario, aggregated across seeds, budget by budget, with
+the paired comparison against the reference (:mod:`lrstudy.report.verdict`), and its readable
+form; the tuning table and the range tests' calibration.
 
-Trials whose ``diverged`` is True are counted per scenario and left out of every mean.
+Diverged trials are counted per scenario; the test accuracy (what ranks) scores them at
+chance, every other mean leaves them out.
 """
 
 from __future__ import annotations
@@ -8,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lrstudy.report.stats import ALPHA, aggregate, welch_p
+from lrstudy.report import verdict
+from lrstudy.report.stats import aggregate
 
 _TABLE_METRICS = {
     "val_accuracy": "final_val_accuracy",
@@ -22,7 +26,7 @@ def _per_scenario(trials: pd.DataFrame) -> pd.DataFrame:
     """Descriptive columns and counts per scenario (index: scenario)."""
     grouped = trials.groupby("scenario", sort=True)
     table = pd.DataFrame(index=grouped.size().index)
-    for column in ("family", "optimizer", "schedule", "learning_rate", "baseline"):
+    for column in ("family", "optimizer", "schedule", "learning_rate", "peak_lr", "baseline"):
         table[column] = grouped[column].first() if column in trials else np.nan
     table["seeds"] = grouped.size()
     table["diverged"] = grouped["diverged"].sum().astype(int)
@@ -46,54 +50,55 @@ def _seed_statistics(table: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _baseline_columns(table: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
-    """Difference in mean test accuracy to the family baseline and Welch's p-value."""
-    accuracy = {name: group["test_accuracy"].to_numpy(float)
-                for name, group in ok.groupby("scenario")}
-    means = dict(zip(table["scenario"], table["test_accuracy_mean"]))
-    diff, p = [], []
-    for scenario, baseline in zip(table["scenario"], table["baseline"]):
-        if pd.isna(baseline) or baseline == scenario or baseline not in means:
-            diff.append(np.nan)
-            p.append(np.nan)
-            continue
-        diff.append(means[scenario] - means[baseline])
-        p.append(welch_p(accuracy.get(scenario, ()), accuracy.get(baseline, ())))
-    table["vs_baseline_test_accuracy"] = diff
-    table["vs_baseline_p"] = p
-    table["differs_from_baseline"] = table["vs_baseline_p"] < ALPHA
-    return table
+def _verdict_columns(table: pd.DataFrame, trials: pd.DataFrame, reference: str | None,
+                     margin: float) -> pd.DataFrame:
+    """The paired comparison of :mod:`lrstudy.report.verdict`, budget by budget: the test
+    accuracy with diverged seeds at chance, its rank within the budget, and against the
+    budget's reference the difference, its interval, Holm's p, P(improvement) and the call."""
+    parts = []
+    for budget, group in verdict.budgets(trials):
+        ref = verdict.reference_of(group, reference)
+        compared = verdict.compare(verdict.seed_scores(group), ref, margin)
+        compared["budget"] = verdict.budget_label(budget)
+        compared["reference"] = ref or ""
+        compared["rank"] = np.arange(1, len(compared) + 1)
+        parts.append(compared)
+    compared = pd.concat(parts, ignore_index=True).rename(columns={
+        "mean": "test_accuracy_mean", "ci_low": "test_accuracy_low",
+        "ci_high": "test_accuracy_high", "n_seeds": "scored_seeds"})
+    compared["test_accuracy_ci"] = compared["test_accuracy_high"] - compared["test_accuracy_mean"]
+    table = table.drop(columns=["test_accuracy_mean", "test_accuracy_ci"])
+    return table.merge(compared, on="scenario", how="left")
 
 
-def benchmark_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per scenario, best mean test accuracy first.
+def benchmark_table(trials: pd.DataFrame, reference: str | None = None,
+                    margin: float = verdict.MARGIN) -> pd.DataFrame:
+    """One row per scenario, budget by budget, best mean test accuracy first.
 
-    Trials whose ``diverged`` is True are counted (``diverged`` out of ``seeds``) and left out
-    of every other column. Over the remaining seeds:
-
-    * ``<m>_mean`` and ``<m>_ci`` for ``m`` in ``val_accuracy``, ``val_loss`` (last epoch),
-      ``test_accuracy``, ``test_loss``: the mean and the half-width of the 95% t-interval,
+    * ``seeds`` and ``diverged`` (how many of them diverged);
+    * ``test_accuracy_mean``, ``test_accuracy_ci`` (half-width), ``test_accuracy_low`` and
+      ``_high``: over all its seeds, **a diverged seed at chance accuracy** (the rule of
+      :mod:`lrstudy.report.verdict`), with the 95% t-interval
       ``t.ppf(0.975, n - 1) * s / sqrt(n)`` (NaN with fewer than 2 seeds);
-    * ``best_val_loss_mean`` and ``best_val_loss_epoch_mean`` (1-based epoch), means over seeds;
-    * ``reached_target`` (seeds that reached the target validation accuracy) and, over those,
-      ``epochs_to_target_mean`` and ``time_to_target_s_mean``; ``train_time_s_mean``;
-    * ``rank`` (1 = best ``test_accuracy_mean``, ties share the lowest rank) overall and
-      ``family_rank`` within the family; NaN when no seed has a test accuracy;
-    * against the family baseline (the scenario named by the ``lrstudy.baseline`` tag):
-      ``vs_baseline_test_accuracy`` = mean - baseline mean, ``vs_baseline_p`` the two-sided
-      p-value of Welch's t-test on the per-seed test accuracies
-      (``scipy.stats.ttest_ind(equal_var=False)``), and ``differs_from_baseline`` =
-      ``vs_baseline_p < 0.05``: the difference is beyond seed-to-seed noise. NaN/False for the
-      baseline itself, for scenarios without a baseline and with fewer than 2 seeds a side.
+    * over the seeds that did not diverge: ``<m>_mean`` and ``<m>_ci`` for ``val_accuracy``,
+      ``val_loss`` (last epoch) and ``test_loss``; ``best_val_loss_mean``,
+      ``best_val_loss_epoch_mean`` (1-based); ``reached_target`` (seeds that reached the
+      target validation accuracy) and over those ``epochs_to_target_mean``,
+      ``time_to_target_s_mean``; ``train_time_s_mean``;
+    * ``budget`` (its label), ``rank`` within the budget (1 = best test accuracy),
+      ``family_rank`` within the family, ``p_best``;
+    * against the budget's ``reference`` (``reference`` when it is in the budget, else the
+      budget's most common family baseline): ``n_pairs``, ``diff``, ``diff_low``,
+      ``diff_high``, ``p``, ``p_holm``, ``p_improvement``, ``poi_low``, ``poi_high``,
+      ``call`` and ``seeds_needed``, as :func:`lrstudy.report.verdict.compare` defines them.
     """
     ok = trials[~trials["diverged"]]
     table = _seed_statistics(_per_scenario(trials), ok)
     table = table.rename_axis("scenario").reset_index()
-    table["rank"] = table["test_accuracy_mean"].rank(ascending=False, method="min").astype("Int64")
-    table["family_rank"] = (table.groupby("family")["test_accuracy_mean"]
+    table = _verdict_columns(table, trials, reference, margin)
+    table["family_rank"] = (table.groupby(["budget", "family"])["test_accuracy_mean"]
                             .rank(ascending=False, method="min").astype("Int64"))
-    table = _baseline_columns(table, ok)
-    return table.sort_values(["rank", "scenario"], na_position="last", ignore_index=True)
+    return table.sort_values(["budget", "rank"], ignore_index=True)
 
 
 def _pm(mean: float, half: float, digits: int = 4) -> str:
@@ -106,34 +111,108 @@ def _num(value, fmt: str = "{:.3g}") -> str:
     return "-" if pd.isna(value) else fmt.format(value)
 
 
+def _points(diff, low, high) -> str:
+    """A difference of accuracies in points, with its interval: ``+0.42 [+0.10, +0.74]``."""
+    if pd.isna(diff):
+        return "-"
+    shown = f"{100 * diff:+.2f}"
+    return shown + ("" if pd.isna(low) else f" [{100 * low:+.2f}, {100 * high:+.2f}]")
+
+
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`benchmark_table` for reading: ``mean ± half-width`` strings, one row per scenario."""
+    """:func:`benchmark_table` for reading: one row per scenario, strings."""
+    reference = table["call"] == "reference"
     out = pd.DataFrame({
+        "budget": table["budget"],
         "rank": table["rank"],
         "scenario": table["scenario"],
         "family": table["family"],
-        "family rank": table["family_rank"],
         "optimizer": table["optimizer"],
         "schedule": table["schedule"],
-        "initial LR": table["learning_rate"].map(_num),
+        "peak LR": table["peak_lr"].fillna(table["learning_rate"]).map(_num),
         "diverged / seeds": [f"{d} / {s}" for d, s in zip(table["diverged"], table["seeds"])],
         "test accuracy": [_pm(m, h) for m, h in zip(table["test_accuracy_mean"],
                                                      table["test_accuracy_ci"])],
-        "test loss": [_pm(m, h) for m, h in zip(table["test_loss_mean"], table["test_loss_ci"])],
+        "P(best)": table["p_best"].map(lambda v: _num(v, "{:.2f}")),
+        "vs reference, points [95% CI]": [
+            "reference" if r else _points(d, lo, hi) for r, d, lo, hi in zip(
+                reference, table["diff"], table["diff_low"], table["diff_high"])],
+        "Holm p": table["p_holm"].map(_num),
+        "P(improvement) [95% CI]": [
+            "-" if pd.isna(v) else f"{v:.2f}" + ("" if pd.isna(lo) else f" [{lo:.2f}, {hi:.2f}]")
+            for v, lo, hi in zip(table["p_improvement"], table["poi_low"], table["poi_high"])],
+        "call": table["call"],
+        "seeds to decide": [
+            _num(n, "{:.0f}") if c == "undecided" else "" for n, c in zip(
+                table["seeds_needed"], table["call"])],
         "val accuracy": [_pm(m, h) for m, h in zip(table["val_accuracy_mean"],
                                                     table["val_accuracy_ci"])],
-        "val loss": [_pm(m, h) for m, h in zip(table["val_loss_mean"], table["val_loss_ci"])],
-        "best val loss (epoch)": [
-            "-" if pd.isna(v) else f"{v:.4f} ({e:.1f})"
-            for v, e in zip(table["best_val_loss_mean"], table["best_val_loss_epoch_mean"])],
+        "test loss": [_pm(m, h) for m, h in zip(table["test_loss_mean"], table["test_loss_ci"])],
         "epochs to target (reached)": [
             f"{_num(e, '{:.1f}')} ({r}/{s - d})" for e, r, s, d in zip(
                 table["epochs_to_target_mean"], table["reached_target"],
                 table["seeds"], table["diverged"])],
-        "time to target s": table["time_to_target_s_mean"].map(lambda v: _num(v, "{:.1f}")),
         "train time s": table["train_time_s_mean"].map(lambda v: _num(v, "{:.1f}")),
-        "vs baseline": table["vs_baseline_test_accuracy"].map(lambda v: _num(v, "{:+.4f}")),
-        "Welch p": table["vs_baseline_p"].map(_num),
-        "beyond seed noise": table["differs_from_baseline"].map({True: "yes", False: ""}),
     })
+    if out["budget"].nunique() <= 1:
+        out = out.drop(columns="budget")
     return out.set_index("rank")
+
+
+def tuning_table(tune: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
+    """Each tuned strategy's grid: its validation accuracy at every peak LR (NaN where the
+    point diverged), the winner (the peak LR its finals ran at) and whether the winner sits at
+    an end of the grid (then the grid may have been too narrow)."""
+    if tune.empty:
+        return pd.DataFrame(columns=["scenario", "peak_lr", "val_accuracy", "diverged",
+                                     "chosen", "at_grid_edge"])
+    grid = (tune.groupby(["scenario", "peak_lr"], as_index=False)
+            .agg(val_accuracy=("final_val_accuracy", "mean"), diverged=("diverged", "any")))
+    grid.loc[grid["diverged"], "val_accuracy"] = np.nan
+    chosen = final.groupby("scenario")["peak_lr"].first() if not final.empty else pd.Series()
+    grid["chosen"] = [bool(np.isclose(lr, chosen.get(sc, np.nan), rtol=1e-6))
+                      for sc, lr in zip(grid["scenario"], grid["peak_lr"])]
+    ends = grid.groupby("scenario")["peak_lr"].agg(["min", "max"])
+    grid["at_grid_edge"] = [c and lr in (ends.loc[sc, "min"], ends.loc[sc, "max"])
+                            for sc, lr, c in zip(grid["scenario"], grid["peak_lr"],
+                                                 grid["chosen"])]
+    return grid
+
+
+RULES = ("valley", "steepest", "minimum", "slide")
+
+
+def finder_calibration(range_tests: pd.DataFrame, ranked: pd.DataFrame,
+                       reference: str = "fixed-baseline") -> pd.DataFrame:
+    """How each LR range test rule lands, per set-up (model, optimizer, momentum, data):
+    its median suggestion over the seeds, the spread over seeds in decades, and where a
+    constant-LR scenario used that rule (``learning_rate = "from_finder"``) and the set-up is
+    the reference's, how far the suggestion is from the reference's tuned LR (decades) and
+    the regret: the reference's mean final validation accuracy minus the scenario's."""
+    rows = []
+    if range_tests.empty:
+        return pd.DataFrame(columns=["optimizer", "rule", "seeds", "median_lr",
+                                     "spread_decades", "decades_from_tuned", "regret"])
+    ref = ranked[ranked["scenario"] == reference] if not ranked.empty else ranked
+    tuned = float(ref["peak_lr"].iloc[0]) if "peak_lr" in ref and len(ref) else np.nan
+    for (key, optimizer), tests in range_tests.groupby(["finder_key", "optimizer"],
+                                                       dropna=False):
+        fed = ranked[ranked["finder.key"] == key] if "finder.key" in ranked else ranked.iloc[0:0]
+        for rule in RULES:
+            values = tests[f"suggestion_{rule}"].dropna()
+            values = values[values > 0]
+            if values.empty:
+                continue
+            logs = np.log10(values.to_numpy(float))
+            users = fed[(fed["finder.rule"] == rule) & (fed["learning_rate"] == fed[
+                "finder.max_lr"].astype(float))] if len(fed) else fed  # constant-LR users
+            regret = np.nan
+            if len(users) and len(ref) and "final_val_accuracy" in ranked:
+                regret = ref["final_val_accuracy"].mean() - users["final_val_accuracy"].mean()
+            rows.append({"optimizer": optimizer, "rule": rule, "seeds": len(values),
+                         "median_lr": 10 ** float(np.median(logs)),
+                         "spread_decades": float(logs.max() - logs.min()),
+                         "decades_from_tuned": float(np.median(logs) - np.log10(tuned))
+                         if tuned == tuned and len(users) else np.nan,
+                         "regret": regret})
+    return pd.DataFrame(rows)

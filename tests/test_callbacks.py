@@ -1,0 +1,203 @@
+"""The divergence rule and the first epoch's compile time, on synthetic per-epoch logs,
+per-step losses and call times; and EpochLogger fed by hand (no fit)."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from lrstudy import callbacks as cb
+
+
+def epochs(acc, val):
+    return [{"loss": 1.0, "accuracy": a, "val_loss": 1.0, "val_accuracy": v}
+            for a, v in zip(acc, val)]
+
+
+def falling(n=400, start=2.3, end=0.4):
+    rng = np.random.default_rng(0)
+    return np.linspace(start, end, n) * rng.uniform(0.9, 1.1, n)
+
+
+def test_stuck_at_chance_is_diverged():
+    # Adam at 0.5 on Fashion-MNIST: a first epoch above chance, then 10% with a finite loss
+    logs = epochs([0.16, 0.10, 0.101, 0.099], [0.098, 0.103, 0.098, 0.097])
+    losses = np.full(400, 2.33)
+    losses[0] = 2.39
+    assert cb.divergence_reason(logs, losses, 10) == "chance"
+    # binary data: chance is 50%
+    assert cb.divergence_reason(epochs([0.6, 0.51], [0.49, 0.5]), losses, 2) == "chance"
+
+
+def test_a_learning_run_has_not_diverged():
+    logs = epochs([0.80, 0.85, 0.87, 0.88], [0.84, 0.86, 0.87, 0.875])
+    assert cb.divergence_reason(logs, falling(), 10) == ""
+    # a slow start near chance that gets away from it in the last half is learning too
+    slow = epochs([0.10, 0.11, 0.13, 0.16], [0.10, 0.11, 0.13, 0.17])
+    assert cb.divergence_reason(slow, falling(start=2.4, end=2.28), 10) == ""
+
+
+@pytest.mark.parametrize("acc, val", [
+    ([0.1, 0.1, 0.5, 0.1], [0.1, 0.1, 0.1, 0.1]),  # one epoch of the last half away from it
+    ([0.3, 0.3, 0.1, 0.1], [0.3, 0.3, 0.1, 0.13]),  # validation 3 points off
+    ([0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, float("nan")]),  # NaN is not "at chance"
+])
+def test_chance_needs_train_and_validation_over_the_last_half(acc, val):
+    assert not cb.at_chance(epochs(acc, val), 10)
+
+
+def test_chance_takes_the_last_half_at_least_the_last_epoch():
+    assert cb.at_chance(epochs([0.1], [0.1]), 10)
+    assert cb.at_chance(epochs([0.5, 0.12], [0.5, 0.08]), 10)  # 2 points: still chance
+    assert cb.at_chance(epochs([0.5, 0.1, 0.1], [0.5, 0.1, 0.1]), 10)  # ceil(3/2) = 2
+    assert not cb.at_chance(epochs([0.1, 0.5, 0.1], [0.1, 0.5, 0.1]), 10)
+    assert cb.at_chance(epochs([0.5, 0.5, 0.1, 0.1, 0.1], [0.5, 0.5, 0.1, 0.1, 0.1]), 10)
+    assert cb.at_chance([{"accuracy": 0.1}], 10)  # without validation: training alone
+    assert not cb.at_chance(epochs([0.1], [0.1]), None)  # no class count: no rule
+
+
+def test_a_loss_that_stays_high_is_diverged():
+    # above chance (so not "chance"), but the loss sits at 5x its start for the second half
+    logs = epochs([0.3, 0.25, 0.2, 0.2], [0.3, 0.25, 0.2, 0.2])
+    losses = np.concatenate([falling(200, 2.3, 2.0), np.full(200, 11.5)])
+    losses[0] = 2.3
+    assert cb.divergence_reason(logs, losses, 10) == "loss_above_initial"
+    assert cb.loss_stays_above_initial(losses)
+    assert not cb.loss_stays_above_initial(losses, factor=6.0)
+
+
+def test_an_early_spike_the_run_recovers_from_does_not_count():
+    # 1000x the first loss at the start, back to normal at once: the EMA restarted at the
+    # last half does not carry the spike (over the whole run, it would for ~50 steps)
+    losses = np.concatenate([[0.7], np.full(10, 700.0), np.full(29, 0.69)])
+    assert not cb.loss_stays_above_initial(losses)
+    assert cb.divergence_reason(epochs([0.6, 0.7], [0.6, 0.7]), losses, 2) == ""
+
+
+def test_nonfinite_and_blow_up():
+    logs = epochs([0.5, 0.6], [0.5, 0.6])
+    losses = falling()
+    losses[100] = np.nan
+    assert cb.divergence_reason(logs, losses, 10) == "nonfinite"
+    losses[100] = np.inf
+    assert cb.divergence_reason(logs, losses, 10) == "nonfinite"
+    losses[100] = 2e4 * losses[0]
+    losses[150] = np.nan  # the first bad step names the reason
+    assert cb.divergence_reason(logs, losses, 10) == "blow_up"
+    nan_epoch = [logs[0], {**logs[1], "val_loss": math.nan}]
+    assert cb.divergence_reason(nan_epoch, falling(), 10) == "nonfinite"
+    assert cb.stopping_reason(falling(), 2.3) is None
+    assert cb.stopping_reason([1.0, 2.0, np.nan], 1.0) == (2, "nonfinite")
+
+
+def small_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def feed(logger, per_epoch_losses, per_epoch_logs, calls=2):
+    """Drive ``logger`` as ``fit`` would: epochs of ``calls`` calls each, then train end."""
+    step = 0
+    logger.on_train_begin()
+    for epoch, (losses, logs) in enumerate(zip(per_epoch_losses, per_epoch_logs)):
+        logger.on_epoch_begin(epoch)
+        for chunk in np.array_split(np.asarray(losses, np.float32), calls):
+            logger.on_train_batch_begin(step)
+            its = np.arange(step, step + len(chunk), dtype=np.int64)
+            logger.on_steps(its, np.full(len(chunk), 0.1, np.float32), chunk)
+            step += len(chunk)
+            logger.on_train_batch_end(step)
+            if logger.model.stop_training:
+                break
+        logger.on_test_begin()
+        logger.on_test_end()
+        logger.on_epoch_end(epoch, logs)
+        if logger.model.stop_training:
+            break
+    logger.on_train_end()
+
+
+def test_epoch_logger_judges_chance_at_the_end_without_stopping():
+    sink = cb.MetricSink()
+    logger = cb.EpochLogger(sink, num_classes=10)
+    logger.set_model(small_model())
+    logs = epochs([0.2, 0.1, 0.1, 0.1], [0.2, 0.1, 0.1, 0.1])
+    feed(logger, [np.full(8, 2.3)] * 4, logs)
+    assert logger.epochs_done == 4 and not logger.model.stop_training
+    assert logger.diverged is True and logger.diverged_reason == "chance"
+    assert logger.stop_reason == "" and logger.diverged_step is None
+    assert [s for s, _ in sink.points["step_loss"]] == list(range(32))
+
+
+def test_epoch_logger_stops_at_a_nonfinite_loss():
+    sink = cb.MetricSink()
+    logger = cb.EpochLogger(sink, num_classes=10)
+    logger.set_model(small_model())
+    bad = np.full(8, 2.3)
+    bad[5] = np.nan
+    feed(logger, [np.full(8, 2.3), bad, np.full(8, 2.3)], epochs([0.5] * 3, [0.5] * 3))
+    assert logger.diverged_reason == "nonfinite" and logger.diverged_step == 13
+    assert logger.epochs_done == 2  # stopped in its second epoch
+
+
+def test_epoch_logger_learning_run_and_classes_from_the_model():
+    sink = cb.MetricSink()
+    logger = cb.EpochLogger(sink)  # 4 outputs: chance is 25%
+    logger.set_model(small_model())
+    feed(logger, [np.full(8, 1.0)] * 2, epochs([0.26, 0.25], [0.25, 0.24]))
+    assert logger.diverged_reason == "chance"
+    logger = cb.EpochLogger(cb.MetricSink())
+    logger.set_model(small_model())
+    feed(logger, [np.linspace(1.0, 0.5, 8)] * 2, epochs([0.5, 0.7], [0.5, 0.7]))
+    assert logger.diverged is False and logger.diverged_reason == ""
+
+
+# -- the first epoch's tracing and compiling -------------------------------------------------
+
+def test_first_epoch_extra_sets_each_call_against_the_same_call_later():
+    calls = [[1.9, 0.85], [0.40, 0.20], [0.35, 0.14], [0.37, 0.21]]  # 256 + 135 steps each
+    validations = [0.76, 0.063, 0.059, 0.067]
+    extra = cb.first_epoch_extra(calls, validations)
+    assert extra == pytest.approx((1.9 - 0.37) + (0.85 - 0.20) + (0.76 - 0.063))
+    # one first call: its epoch is a single call, set against the later epochs' first calls
+    assert cb.first_epoch_extra([[2.0], [0.5], [0.4]]) == pytest.approx(1.55)
+    # a later epoch cut short (divergence) gives no reference for the calls it lacks
+    assert cb.first_epoch_extra([[2.0, 1.0], [0.5]]) == pytest.approx(1.5)
+    # noise never makes it negative
+    assert cb.first_epoch_extra([[0.4, 0.2], [0.5, 0.3]], [0.05, 0.06]) == 0.0
+
+
+def test_first_epoch_extra_of_a_one_epoch_trial():
+    # against the median of the middle calls; the last (maybe smaller, compiled anew) is not
+    # a reference, and the validation cannot be told apart
+    assert cb.first_epoch_extra([[1.3, 0.01, 0.012, 0.011, 0.5]], [0.4]) == pytest.approx(
+        1.3 - 0.011)
+    assert cb.first_epoch_extra([[1.3, 0.5]], [0.4]) is None
+    assert cb.first_epoch_extra([[1.3]]) is None
+
+
+def test_epoch_logger_leaves_compile_out_of_the_times(monkeypatch):
+    clock = iter(np.cumsum(np.full(1000, 0.01)))
+    # every perf_counter reading advances 10 ms; the first call of the first epoch (from
+    # the 1st reading, the epoch's start, to the 2nd, the call's end) takes 2 s more
+    readings = {"n": 0}
+
+    def perf_counter():
+        readings["n"] += 1
+        return float(next(clock)) + (2.0 if readings["n"] >= 2 else 0.0)
+
+    monkeypatch.setattr(cb.time, "perf_counter", perf_counter)
+    sink = cb.MetricSink()
+    logger = cb.EpochLogger(sink, num_classes=10, target=0.5)
+    logger.set_model(small_model())
+    feed(logger, [falling(8)] * 3, epochs([0.6, 0.7, 0.8], [0.6, 0.7, 0.8]))
+    assert logger.compile_time == pytest.approx(2.0)
+    times = dict(sink.points["epoch_time_s"])
+    assert sorted(times) == [0, 1, 2]
+    assert logger.train_time == pytest.approx(sum(times.values()))
+    assert times[0] == pytest.approx(times[1], abs=1e-6)
+    assert logger.epochs_to_target == 1 and logger.time_to_target == pytest.approx(times[0])
