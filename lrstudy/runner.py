@@ -77,6 +77,13 @@ class JobResult:
     error: str = ""
 
 
+def scenario_of(job: Job) -> scenarios.Scenario:
+    """The job's scenario: one the study runs by default, or any it makes available
+    (``--scenarios`` may name any catalogue scenario)."""
+    (sc,) = scenarios.load_study(job.study, job.overrides).select([job.scenario])
+    return sc
+
+
 def execute_job(job: Job) -> JobResult:
     """Execute one scenario's notebook with papermill under a scenario run.
 
@@ -89,7 +96,7 @@ def execute_job(job: Job) -> JobResult:
     from lrstudy import kernels
 
     mlflow_client = tracking.client(job.tracking_uri)
-    sc = scenarios.load_study(job.study, job.overrides).scenarios[job.scenario]
+    sc = scenario_of(job)
     exp_id = tracking.experiment_id(job.study_name, job.tracking_uri, mlflow_client)
     parameters = {"study": job.study, "scenario": job.scenario, "seeds": job.seeds,
                   "phase": job.phase, "grid_points": job.grid_points,

@@ -249,6 +249,8 @@ def test_the_summary_report_of_the_smoke_study(smoke_store, tmp_path):
                    "--out", tmp_path, check=True)
     html = Path(proc.stdout.strip().splitlines()[-1].split("report: ", 1)[1])
     assert html.exists() and html.parent == tmp_path
+    # the verdict is printed too, before the path
+    assert "\nverdict:\n  Best: " in proc.stdout
     text = html.read_text()
     assert text.count("<img") >= 5  # curves, LR per step, sensitivity, range tests, accuracy
     for scenario in ("fixed-baseline", "fixed-too-large", "warmup-cosine"):
@@ -306,3 +308,15 @@ def test_paths_and_user_models_are_resolved_from_the_callers_directory(tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "my_modles" in proc.stderr, proc.stderr
     assert len(proc.stderr.splitlines()) == 1
+
+
+def test_a_job_may_run_any_scenario_its_study_makes_available():
+    """``--scenarios`` may name a catalogue scenario the study does not run by default (the
+    default study runs a subset); the kernel's job must find it there too."""
+    from lrstudy import runner, scenarios
+
+    study = scenarios.load_study("seeds")
+    name = next(n for n in study.available if n not in study.scenarios)
+    job = runner.Job(study="seeds", study_name="seeds", scenario=name, seeds=1, overrides={},
+                     tracking_uri="", threads=1, output="")
+    assert runner.scenario_of(job).name == name
