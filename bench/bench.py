@@ -227,11 +227,17 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
     from lrstudy.callbacks import MetricSink
 
     overrides = {"epochs": epochs} if epochs else {}
-    study = scenarios.load_study("seeds", overrides)
     tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    args = [sys.executable, "-m", "lrstudy", "run", "--study", "seeds", "--scenarios",
-            ",".join(scenario_names), "--seeds", str(seeds), "--tracking-uri", uri, "--quiet"]
+    # the same trials on both sides: the default study's budget without its competition
+    # (tuning grids and finals would run other trials than the fits below)
+    budget = scenarios.STUDIES_DIR.joinpath("seeds.toml").read_text().split("[budget]", 1)[1]
+    plain = tmp / "orchestration.toml"
+    plain.write_text(f'description = "bench (c)"\nseeds = {seeds}\nscenarios = '
+                     f'{json.dumps(list(scenario_names))}\n\n[budget]{budget}')
+    study = scenarios.load_study(str(plain), overrides)
+    args = [sys.executable, "-m", "lrstudy", "run", "--study", str(plain), "--seeds",
+            str(seeds), "--tracking-uri", uri, "--quiet"]
     if epochs:
         args += ["--epochs", str(epochs)]
     env = {**os.environ, "LRSTUDY_RUNS_DIR": str(tmp / "runs")}
