@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import sys
+import textwrap
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -197,7 +198,9 @@ def cmd_run(args) -> int:
     if args.report and outcome.finished + outcome.skipped:
         from lrstudy import report
 
-        print(f"report: {report.make_report(outcome.study, tracking_uri=args.tracking_uri)}")
+        html = report.make_report(outcome.study, tracking_uri=args.tracking_uri,
+                                  on_verdict=_print_verdict)
+        print(f"report: {html}")
     if outcome.disk_full:
         print("lrstudy: error: the disk of the tracking store is full; what finished is kept: "
               "free some space and rerun the same command to finish the study", file=sys.stderr)
@@ -207,13 +210,21 @@ def cmd_run(args) -> int:
     return EXIT_FAILED if outcome.failed else 0
 
 
+def _print_verdict(text: str) -> None:
+    paragraphs = [textwrap.fill(" ".join(p.replace("**", "").split()), width=92,
+                                initial_indent="  ", subsequent_indent="  ")
+                  for p in text.split("\n\n")]
+    print("\nverdict:\n" + "\n\n".join(paragraphs))
+
+
 def cmd_report(args) -> int:
     from lrstudy import report, scenarios, tracking
 
     tracking.check_store(args.tracking_uri)
     name = scenarios.load_study(args.study).name if args.study.endswith(".toml") else args.study
     path = report.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out,
-                              reference=args.reference, margin=args.margin)
+                              reference=args.reference, margin=args.margin,
+                              on_verdict=_print_verdict)
     print(f"report: {path}")
     return 0
 

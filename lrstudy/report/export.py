@@ -80,7 +80,8 @@ def publish_verdict(study: str, tracking_uri: str | None = None, reference: str 
 
 
 def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
-                reference: str | None = None, margin: float | None = None) -> Path:
+                reference: str | None = None, margin: float | None = None,
+                on_verdict=None) -> Path:
     """Execute the summary notebook for ``study``, export it to HTML, log both; return the HTML.
 
     Steps: check that the study has finished trials (else :class:`NoTrialsError` naming the
@@ -89,11 +90,14 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
     runs (:func:`lrstudy.report.verdict.write_back`); execute ``notebooks/summary.ipynb``
     with papermill into ``out_dir`` (default ``<project>/reports/<study>/``), export
     ``summary.html`` with embedded figures, and log both files, the verdict and the
-    benchmark table on a new run tagged ``lrstudy.kind = "summary"``.
+    benchmark table on a new run tagged ``lrstudy.kind = "summary"``. ``on_verdict(text)``,
+    when given, receives the verdict as soon as it is known (the command line prints it).
     """
     uri = tracking.tracking_uri(tracking_uri)
     mlflow_client, exp_id = _require_trials(study, uri)
     text, table, reference, margin = publish_verdict(study, uri, reference, margin)
+    if on_verdict is not None:
+        on_verdict(text)
     out = Path(out_dir) if out_dir is not None else tracking.project_root() / "reports" / study
     out.mkdir(parents=True, exist_ok=True)
     executed = _execute(study, uri, out / "summary.ipynb", reference, margin)
