@@ -9,6 +9,8 @@ from pathlib import Path
 from lrstudy import tracking
 from lrstudy.report.frames import (experiment, finished_filter, load_trials, missing_sqlite,
                                    no_trials, phases, study_settings)
+from lrstudy.report.tables import benchmark_table, format_table
+from lrstudy.report.verdict import verdict_paragraphs, verdicts, write_back
 
 NOTEBOOK = Path(__file__).resolve().parent.parent.parent / "notebooks" / "summary.ipynb"
 
@@ -64,19 +66,20 @@ def publish_verdict(study: str, tracking_uri: str | None = None, reference: str 
     """Compute the verdict of ``study`` from the store and write it back to the scenario runs
     (:func:`lrstudy.report.verdict.write_back`). Returns ``(text, readable table, reference,
     margin)``; a ``reference`` asked for but not among the ranked scenarios is a ValueError."""
-    from lrstudy.report import tables, verdict
-
     uri = tracking.tracking_uri(tracking_uri)
-    mlflow_client, exp_id = _require_trials(study, uri)
+    return _publish(study, uri, *_require_trials(study, uri), reference, margin)
+
+
+def _publish(study: str, uri: str, mlflow_client, exp_id: str, reference, margin):
     ranked = phases(load_trials(study, uri))["ranked"]
     if reference and reference not in set(ranked["scenario"]):  # asked for, not there
         raise ValueError(f"reference {reference!r} is not a ranked scenario of study {study!r}; "
                          f"its scenarios: {', '.join(sorted(set(ranked['scenario'])))}")
     reference, margin = study_settings(study, uri, reference, margin)
-    found = verdict.verdicts(ranked, reference, margin)
-    table = tables.format_table(tables.benchmark_table(ranked, reference, margin)).reset_index()
-    verdict.write_back(mlflow_client, exp_id, ranked, found)
-    return verdict.verdict_paragraphs(found), table, reference, margin
+    found = verdicts(ranked, reference, margin)
+    table = format_table(benchmark_table(ranked, reference, margin, found)).reset_index()
+    write_back(mlflow_client, exp_id, ranked, found)
+    return verdict_paragraphs(found), table, reference, margin
 
 
 def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
@@ -95,7 +98,8 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
     """
     uri = tracking.tracking_uri(tracking_uri)
     mlflow_client, exp_id = _require_trials(study, uri)
-    text, table, reference, margin = publish_verdict(study, uri, reference, margin)
+    text, table, reference, margin = _publish(study, uri, mlflow_client, exp_id, reference,
+                                              margin)
     if on_verdict is not None:
         on_verdict(text)
     out = Path(out_dir) if out_dir is not None else tracking.project_root() / "reports" / study

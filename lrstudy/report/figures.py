@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 
 from lrstudy.report.frames import SUGGESTION_KEYS
 from lrstudy.report.stats import aggregate, t_interval
+from lrstudy.report.verdict import chance
 from lrstudy.scenarios import FAMILIES
 
 
@@ -235,8 +236,6 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
     """Mean test accuracy per scenario (rows in rank order, as :func:`benchmark_table` ranks:
     a diverged seed at chance) with its 95% t-interval, coloured by family; each seed a dot,
     a diverged one a red cross at chance; diverged counts in the labels."""
-    from lrstudy.report import verdict
-
     order = table["scenario"].tolist()
     fig = Figure(figsize=(8.0, 1.5 + 0.3 * len(order)))
     ax = fig.add_subplot()
@@ -251,7 +250,7 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
         ax.plot([row.test_accuracy_mean], [i], "o", color=color, ms=7)
     seeds = trials[trials["scenario"].isin(order)].copy()
     seeds["score"] = seeds["test_accuracy"].astype(float).where(~seeds["diverged"],
-                                                                verdict.chance(seeds))
+                                                                chance(seeds))
     position = {name: i for i, name in enumerate(order)}
     for diverged, marker, color in ((False, ".", "black"), (True, "x", "red")):
         some = seeds[seeds["diverged"] == diverged]

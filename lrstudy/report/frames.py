@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lrstudy import sqlstore, tracking
+from lrstudy.scenarios import Study
 from lrstudy.tracking import TAG
 
 EPOCH_KEYS = (
@@ -34,6 +35,8 @@ SUGGESTION_KEYS = (
 NUMERIC_PARAMS = ("learning_rate", "peak_lr", "train_size", "epochs", "batch_size",
                   "start_lr", "end_lr", "num_it")
 SWEEP_STUDY = "lr-sweep"
+#: What a budget is: trials that differ in any of these are never compared.
+BUDGET_COLUMNS = ("model", "dataset", "train_size", "batch_size", "epochs")
 HISTORY_COLUMNS = ["run_id", "key", "step", "value", "timestamp"]
 
 
@@ -293,8 +296,7 @@ def one_seed_per_scenario(trials: pd.DataFrame) -> list[str]:
 def budget(trials: pd.DataFrame) -> pd.DataFrame:
     """The training budgets of the study: one row per (model, dataset, train_size,
     batch_size, epochs), with how many scenarios and trials used it."""
-    columns = [c for c in ("model", "dataset", "train_size", "batch_size", "epochs")
-               if c in trials]
+    columns = [c for c in BUDGET_COLUMNS if c in trials]
     if not columns:
         return pd.DataFrame({"scenarios": [trials["scenario"].nunique()], "trials": [len(trials)]})
     grouped = trials.groupby(columns, dropna=False)
@@ -311,9 +313,7 @@ def study_settings(study: str, tracking_uri: str | None = None, reference: str |
                    margin: float | None = None) -> tuple[str | None, float]:
     """The verdict's reference and equivalence margin: the given ones, else those the study
     file stated (the experiment tags ``lrstudy.reference`` and ``lrstudy.margin`` that
-    ``lrstudy run`` sets), else no reference and :data:`lrstudy.report.verdict.MARGIN`."""
-    from lrstudy.report.verdict import MARGIN
-
+    ``lrstudy run`` sets), else no reference and the default margin (``Study.margin``)."""
     tags = {}
     uri = tracking.tracking_uri(tracking_uri)
     if (not reference or margin is None) and not missing_sqlite(uri):
@@ -322,7 +322,7 @@ def study_settings(study: str, tracking_uri: str | None = None, reference: str |
     reference = reference or tags.get(REFERENCE_TAG) or None
     if margin is None:
         try:
-            margin = float(tags.get(MARGIN_TAG, MARGIN))
+            margin = float(tags.get(MARGIN_TAG, Study.margin))
         except ValueError:
-            margin = MARGIN
+            margin = Study.margin
     return reference, float(margin)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lrstudy.report import verdict
+from lrstudy.report.verdict import MARGIN, verdicts
 from lrstudy.report.stats import aggregate
 
 _TABLE_METRICS = {
@@ -50,17 +50,16 @@ def _seed_statistics(table: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _verdict_columns(table: pd.DataFrame, trials: pd.DataFrame, reference: str | None,
-                     margin: float) -> pd.DataFrame:
-    """The paired comparison of :mod:`lrstudy.report.verdict`, budget by budget: the test
-    accuracy with diverged seeds at chance, its rank within the budget, and against the
-    budget's reference the difference, its interval, Holm's p, P(improvement) and the call."""
+def _verdict_columns(table: pd.DataFrame, found: list[dict]) -> pd.DataFrame:
+    """The paired comparison of :mod:`lrstudy.report.verdict` (``found``: its
+    :func:`~lrstudy.report.verdict.verdicts`), budget by budget: the test accuracy with
+    diverged seeds at chance, its rank within the budget, and against the budget's reference
+    the difference, its interval, Holm's p, P(improvement) and the call."""
     parts = []
-    for budget, group in verdict.budgets(trials):
-        ref = verdict.reference_of(group, reference)
-        compared = verdict.compare(verdict.seed_scores(group), ref, margin)
-        compared["budget"] = verdict.budget_label(budget)
-        compared["reference"] = ref or ""
+    for v in found:
+        compared = v["table"].copy()
+        compared["budget"] = v["budget"]
+        compared["reference"] = v["reference"] or ""
         compared["rank"] = np.arange(1, len(compared) + 1)
         parts.append(compared)
     compared = pd.concat(parts, ignore_index=True).rename(columns={
@@ -72,7 +71,7 @@ def _verdict_columns(table: pd.DataFrame, trials: pd.DataFrame, reference: str |
 
 
 def benchmark_table(trials: pd.DataFrame, reference: str | None = None,
-                    margin: float = verdict.MARGIN) -> pd.DataFrame:
+                    margin: float = MARGIN, found: list[dict] | None = None) -> pd.DataFrame:
     """One row per scenario, budget by budget, best mean test accuracy first.
 
     * ``seeds`` and ``diverged`` (how many of them diverged);
@@ -91,11 +90,16 @@ def benchmark_table(trials: pd.DataFrame, reference: str | None = None,
       budget's most common family baseline): ``n_pairs``, ``diff``, ``diff_low``,
       ``diff_high``, ``p``, ``p_holm``, ``p_improvement``, ``poi_low``, ``poi_high``,
       ``call`` and ``seeds_needed``, as :func:`lrstudy.report.verdict.compare` defines them.
+
+    ``found`` (the :func:`~lrstudy.report.verdict.verdicts` of the same trials, reference and
+    margin) saves computing the comparisons a second time.
     """
     ok = trials[~trials["diverged"]]
     table = _seed_statistics(_per_scenario(trials), ok)
     table = table.rename_axis("scenario").reset_index()
-    table = _verdict_columns(table, trials, reference, margin)
+    if found is None:
+        found = verdicts(trials, reference, margin)
+    table = _verdict_columns(table, found)
     table["family_rank"] = (table.groupby(["budget", "family"])["test_accuracy_mean"]
                             .rank(ascending=False, method="min").astype("Int64"))
     return table.sort_values(["budget", "rank"], ignore_index=True)

@@ -38,13 +38,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lrstudy import tracking
+from lrstudy.report.frames import BUDGET_COLUMNS
 from lrstudy.report.stats import ALPHA, CONFIDENCE, mean_ci
+from lrstudy.scenarios import Study
+from lrstudy.tracking import TAG
 
-MARGIN = 0.003  # 0.3 accuracy points
+MARGIN = Study.margin  # 0.003: 0.3 accuracy points, unless a study says otherwise
 POWER = 0.8
 RESAMPLES = 10_000
 RNG_SEED = 0  # the bootstrap is seeded: the same store gives the same report
-BUDGET_COLUMNS = ("model", "dataset", "train_size", "batch_size", "epochs")
 CALLS = ("better", "equivalent", "worse", "undecided")
 
 
@@ -235,7 +238,7 @@ def compare(scores: pd.DataFrame, reference: str | None, margin: float = MARGIN,
                 continue
             both = scores[[name, reference]].dropna()
             x, y = both[name].to_numpy(float), both[reference].to_numpy(float)
-            table.loc[i, ["n_pairs"]] = len(both)
+            table.loc[i, "n_pairs"] = len(both)
             if len(both) == 0:
                 continue
             table.loc[i, "diff"] = float((x - y).mean())
@@ -370,9 +373,6 @@ def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dic
     and the tag ``lrstudy.reference = true`` on the reference's (``false`` on the others).
     Returns the number of scenario runs written."""
     from mlflow.entities import Metric, RunTag
-
-    from lrstudy import tracking
-    from lrstudy.tracking import TAG
 
     diverged = trials.groupby("scenario")["diverged"].sum().astype(int)
     rows = {}
