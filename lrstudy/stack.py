@@ -1,0 +1,233 @@
+"""Many trials in one compiled program: a stack of copies trained by one ``fit``.
+
+Trials that share a budget (model, data, batch size, epochs: the seeds of a scenario, the
+grid points of a tuned strategy) train as one :class:`StackedModel`. Each copy is the very
+model, optimizer, data pipeline and callbacks that :func:`lrstudy.train.prepare_fit` makes
+for the trial unstacked (same initial weights, same data order, same dropout state, its own
+optimizer state and LR schedule); the stack only joins their train and test steps into one
+traced (and, as the budget says, XLA-compiled) function run ``steps_per_execution`` steps at
+a time, so the per-step cost of Keras's loop and of the launches is paid once for all copies.
+
+- Each copy's step runs under its own ``tf.cond`` on an ``active`` flag: a copy whose
+  callbacks stop it (:class:`lrstudy.callbacks.EpochLogger`'s divergence rules set
+  ``stop_training`` on *its* model, at the end of a call, as unstacked) is frozen there: no
+  more updates, metrics or recorded steps; the others go on.
+- :class:`Dispatcher` is the one callback of the stacked ``fit``: it hands each copy's own
+  callbacks (StepRecorder, EpochLogger, per-epoch schedulers, ReduceLROnPlateau) the copy's
+  model and the copy's logs (``c3/val_loss`` becomes copy 3's ``val_loss``), so per-epoch
+  schedulers and plateaus act per copy, each on its own validation loss.
+- Times: a copy's ``epoch_time_s`` and ``train_time_s`` are the stack's wall time (every copy
+  of the stack trained in it); the tag ``lrstudy.stack_size`` says how many.
+
+:func:`auto_size` picks the largest stack that fits the available memory, estimated before
+training from the sizes of the weights, optimizer state, activations and data pipelines.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lrstudy import tfquiet
+
+tf = tfquiet.import_tensorflow()
+import keras  # noqa: E402
+
+from lrstudy import data, train  # noqa: E402
+
+#: ``--stack`` values besides a positive integer.
+MODES = ("auto", "off")
+MAX_AUTO = 16  # more copies buy little once the per-step overhead is shared
+MEMORY_FRACTION = 0.5  # of the memory available when the stack is sized
+
+
+def _prefix(i: int) -> str:
+    return f"c{i}/"
+
+
+class StackedModel(keras.Model):
+    """N compiled Keras models trained side by side: ``train_step`` takes a tuple of N
+    ``(x, y)`` batches (one per copy), ``test_step`` one ``(x, y)`` batch shared by all.
+    Each copy's loss, gradients and update are its own (its ``compute_loss``, its optimizer);
+    the logs are ``c<i>/<metric>``."""
+
+    def __init__(self, copies, **kwargs):
+        super().__init__(**kwargs)
+        self.copies = list(copies)
+        self.active = [tf.Variable(True, trainable=False, name=f"active_{i}")
+                       for i in range(len(self.copies))]
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return [m(x, training=training) for m, x in zip(self.copies, inputs)]
+
+    @property
+    def metrics(self):
+        return [m for copy in self.copies for m in copy.metrics]
+
+    def _copy_step(self, i, copy, x, y, training):
+        if training:
+            with tf.GradientTape() as tape:
+                y_pred = copy(x, training=True)
+                loss = copy._compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+            weights = copy.trainable_weights
+            copy.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        else:
+            y_pred = copy(x, training=False)
+            loss = copy._compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+        copy._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+        return copy.compute_metrics(x, y, y_pred)
+
+    def _step(self, batches, training):
+        logs = {}
+        for i, (copy, (x, y)) in enumerate(zip(self.copies, batches)):
+            out = tf.cond(self.active[i],
+                          lambda i=i, c=copy, x=x, y=y: self._copy_step(i, c, x, y, training),
+                          lambda c=copy: c.get_metrics_result())
+            logs.update({_prefix(i) + k: v for k, v in out.items()})
+        return logs
+
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        x, y = data[:2]
+        return self._step([(x, y)] * len(self.copies), training=False)
+
+
+def copy_logs(logs, i: int) -> dict:
+    """Copy ``i``'s entries of the stack's ``logs``, under the names its callbacks know."""
+    out = {}
+    for key, value in (logs or {}).items():
+        val = key.startswith("val_")
+        name = key[4:] if val else key
+        if name.startswith(_prefix(i)):
+            out[("val_" if val else "") + name[len(_prefix(i)):]] = value
+    return out
+
+
+class Dispatcher(keras.callbacks.Callback):
+    """The stacked ``fit``'s callback: runs each copy's own callbacks on the copy's model and
+    logs, freezes a copy its callbacks stop (and ends its training there, as unstacked), and
+    stops the stack when every copy has stopped."""
+
+    def __init__(self, stacked: StackedModel, callbacks_per_copy):
+        super().__init__()
+        self.stacked = stacked
+        self.lists = [keras.callbacks.CallbackList(list(cbs), model=copy)
+                      for copy, cbs in zip(stacked.copies, callbacks_per_copy)]
+        self.done = [False] * len(self.lists)
+
+    def _live(self):
+        return [i for i, done in enumerate(self.done) if not done]
+
+    def _end(self, i, logs=None):
+        self.done[i] = True
+        self.stacked.active[i].assign(False)
+        copy = self.stacked.copies[i]
+        copy.optimizer.finalize_variable_values(copy.trainable_weights)
+        self.lists[i].on_train_end(copy_logs(logs, i))
+        if all(self.done):
+            self.stacked.stop_training = True
+
+    def on_train_begin(self, logs=None):
+        for i in self._live():
+            self.stacked.copies[i].stop_training = False
+            self.lists[i].on_train_begin()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for i in self._live():
+            self.lists[i].on_epoch_begin(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for i in self._live():
+            self.lists[i].on_train_batch_begin(batch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for i in self._live():
+            self.lists[i].on_train_batch_end(batch, copy_logs(logs, i))
+            if self.stacked.copies[i].stop_training:  # frozen from the next call on
+                self.stacked.active[i].assign(False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for i in self._live():
+            self.lists[i].on_epoch_end(epoch, copy_logs(logs, i))
+            if self.stacked.copies[i].stop_training:
+                self._end(i, logs)
+
+    def on_train_end(self, logs=None):
+        for i in self._live():
+            self._end(i, logs)
+
+
+def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]:
+    """Train ``trials`` (``(scenario, seed, evaluate_test)``, one budget) as one stack,
+    feeding each trial's sink; the outcomes as :func:`lrstudy.train.fit_scenario` returns
+    them, in order. No MLflow here."""
+    budgets = {repr(sorted(sc.budget.items())) for sc, _, _ in trials}
+    if len(budgets) != 1:
+        raise ValueError("the trials of a stack must share one budget")
+    scenario = trials[0][0]
+    budget = scenario.budget
+    with data.op_determinism(enabled=not budget["jit_compile"]):
+        prepared = [train.prepare_fit(sc, seed, sink, finder_bounds)
+                    for (sc, seed, _), sink in zip(trials, sinks)]
+        ds = prepared[0].dataset
+        sample = (ds.x_train[:budget["batch_size"]], ds.y_train[:budget["batch_size"]])
+        for p in prepared:
+            p.model._symbolic_build(data_batch=sample)  # metrics and optimizer state, now
+        stacked = StackedModel([p.model for p in prepared])
+        stacked.compile(optimizer="sgd", steps_per_execution=train.steps_per_execution(scenario),
+                        jit_compile=budget["jit_compile"])
+        kwargs = prepared[0].fit_kwargs()
+        kwargs["callbacks"] = [Dispatcher(stacked, [p.callbacks for p in prepared])]
+        stacked.fit(tf.data.Dataset.zip(tuple(p.data for p in prepared)),
+                    epochs=budget["epochs"], verbose=verbose, **kwargs)
+        return [train.finish_fit(p, sink, evaluate_test=test)
+                for p, sink, (_, _, test) in zip(prepared, sinks, trials)]
+
+
+# ---- how many copies fit ------------------------------------------------------------------
+
+def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
+    """An upper estimate of one copy's memory in a stack: weights, gradients and up to two
+    optimizer slots (float32), the activations of a training batch kept for the backward
+    pass (every layer's output, twice), and the copy's own shuffle buffer (the training set,
+    float32)."""
+    from lrstudy import models
+
+    model, _ = models.build(scenario.budget["model"], input_shape, num_classes)
+    params = sum(math.prod(w.shape) for w in model.weights)
+    acts = 0
+    for layer in model.layers:
+        shape = getattr(layer, "output", None)
+        shape = getattr(shape, "shape", None)
+        if shape is not None:
+            acts += math.prod(d for d in shape[1:] if d)
+    batch = scenario.budget["batch_size"]
+    sample = math.prod(input_shape) + 1
+    return 4 * (4 * params + 2 * batch * acts + train_size * sample)
+
+
+def available_bytes() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def auto_size(scenario, input_shape, num_classes: int, train_size: int,
+              available: int | None = None) -> int:
+    """The largest stack (at most :data:`MAX_AUTO`) whose estimated memory
+    (:func:`copy_bytes`) fits :data:`MEMORY_FRACTION` of the available memory; at least 1."""
+    avail = available_bytes() if available is None else available
+    per_copy = copy_bytes(scenario, input_shape, num_classes, train_size)
+    return max(1, min(MAX_AUTO, int(MEMORY_FRACTION * avail // max(per_copy, 1))))
+
+
+def parse(value) -> int | str:
+    """A ``--stack`` value: ``"auto"``, ``"off"`` or a positive integer (as an int)."""
+    text = str(value).strip().lower()
+    if text in MODES:
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ValueError(f"--stack must be auto, off or a positive integer, got {value!r}")

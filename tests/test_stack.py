@@ -1,0 +1,114 @@
+"""Stacking (lrstudy.stack): trials trained as one compiled program give what they give one by
+one. Exactness on the warm-up budget (2,000 training images, 2 epochs, XLA), each copy's own
+LR schedule, a diverging copy frozen while the others match, plateaus per copy."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from lrstudy import callbacks as cb
+from lrstudy import resolve, scenarios, stack, train
+
+
+def fit_alone(trials):
+    out = []
+    for sc, seed, test in trials:
+        sink = cb.MetricSink(None)
+        outcome = train.fit_scenario(sc, seed, sink, evaluate_test=test)
+        out.append((sink, outcome))
+    return out
+
+
+def fit_stacked(trials):
+    sinks = [cb.MetricSink(None) for _ in trials]
+    return list(zip(sinks, stack.fit_stack(trials, sinks)))
+
+
+def close(a, b, rel=1e-3):
+    return len(a) == len(b) and all(s == t and math.isclose(x, y, rel_tol=rel)
+                                    for (s, x), (t, y) in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def warmup():
+    """warmup-cosine on the warm-up budget (seeds-original's [budget]: mlp128, batch 32, XLA),
+    2,000 training images, 2 epochs: seeds 0 and 1, seed 0 at a third of the peak LR, and
+    seed 2 at 10^5 times it (diverges), in one stack; the first three also one by one."""
+    spec = scenarios.load_study("seeds-original", {"epochs": 2, "train_size": 2000})
+    sc = spec.scenarios["warmup-cosine"]
+    assert sc.budget["model"] == "mlp128" and sc.budget["batch_size"] == 32
+    trials = [(sc, 0, True), (sc, 1, False), (resolve.scaled(sc, 1 / 3), 0, False),
+              (resolve.scaled(sc, 1e5), 2, False)]
+    return trials, fit_stacked(trials), fit_alone(trials[:3])
+
+
+def test_stacked_trials_match_their_runs_one_by_one(warmup):
+    _, stacked, alone = warmup
+    for (s_sink, s_out), (a_sink, a_out) in zip(stacked, alone):
+        for key in ("val_loss", "val_accuracy", "loss", "learning_rate"):
+            assert close(s_sink.points[key], a_sink.points[key]), key
+        assert len(s_sink.points["val_loss"]) == 2
+        assert close(s_sink.points["step_loss"], a_sink.points["step_loss"], rel=1e-2)
+        assert close(s_sink.points["effective_lr_p50"], a_sink.points["effective_lr_p50"])
+        assert s_out["params"]["init_weights_sha"] == a_out["params"]["init_weights_sha"]
+        assert not s_out["diverged"]
+    assert math.isclose(stacked[0][1]["test_accuracy"], alone[0][1]["test_accuracy"],
+                        rel_tol=1e-3)
+    assert math.isnan(stacked[1][1]["test_accuracy"])  # a tuning trial: no test set
+
+
+def test_each_copy_records_its_own_lr_schedule(warmup):
+    trials, stacked, _ = warmup
+    lrs = [dict(sink.points["step_learning_rate"]) for sink, _ in stacked[:3]]
+    steps = sorted(lrs[0])
+    assert len(steps) == 2 * 63 and len(set(lrs[0].values())) > 10  # warm-up and cosine
+    for (sc, _, _), lr in zip(trials, lrs):
+        schedule = resolve.build_schedule(sc)
+        for step in steps:
+            assert math.isclose(lr[step], float(schedule.keras_schedule()(step)), rel_tol=1e-5)
+    assert all(math.isclose(lrs[2][s], lrs[0][s] / 3, rel_tol=1e-3) for s in steps[1:])
+
+
+def test_a_diverging_copy_is_frozen_and_recorded(warmup):
+    _, stacked, alone = warmup
+    sink, outcome = stacked[3]
+    assert outcome["diverged"] and outcome["diverged_reason"] in ("nonfinite", "blow_up")
+    assert outcome["logger"].diverged_step is not None
+    # frozen at the end of the call where its loss blew up: no epoch after the first
+    assert len(sink.points.get("val_loss", [])) <= 1
+    assert len(stacked[0][0].points["val_loss"]) == 2  # the others went on (and matched)
+
+
+def test_plateau_acts_per_copy_on_its_own_validation_loss(write_study):
+    """ReduceLROnPlateau per copy: two copies whose validation losses plateau at different
+    epochs get different LR curves, each the one it gets unstacked."""
+    path = write_study(scenarios='["plateau"]', epochs=5)
+    sc = scenarios.load_study(str(path)).scenarios["plateau"]
+    sc = dataclasses.replace(sc, plateau={"monitor": "val_loss", "factor": 0.5, "patience": 0,
+                                          "min_delta": 0.0, "min_lr": 0.0})
+    trials = [(sc, 0, False), (resolve.scaled(sc, 300), 1, False)]
+    stacked, alone = fit_stacked(trials), fit_alone(trials)
+    curves = []
+    for (s_sink, _), (a_sink, _) in zip(stacked, alone):
+        assert close(s_sink.points["learning_rate"], a_sink.points["learning_rate"])
+        assert close(s_sink.points["val_loss"], a_sink.points["val_loss"])
+        curves.append([v / s_sink.points["learning_rate"][0][1]
+                       for _, v in s_sink.points["learning_rate"]])
+    assert curves[0] != curves[1]  # each copy's plateaus are its own
+    assert min(curves[1]) < 1  # the unstable copy's LR was cut
+
+
+def test_auto_size_fits_the_memory_it_is_given():
+    spec = scenarios.load_study("seeds-original")
+    sc = spec.scenarios["fixed-baseline"]
+    per_copy = stack.copy_bytes(sc, (28, 28), 10, 50_000)
+    assert per_copy > 50_000 * 785 * 4  # the shuffle buffer at least
+    assert stack.auto_size(sc, (28, 28), 10, 50_000, available=int(5.5 * per_copy)) == 2
+    assert stack.auto_size(sc, (28, 28), 10, 50_000, available=per_copy) == 1
+    assert stack.auto_size(sc, (28, 28), 10, 50_000, available=10**15) == stack.MAX_AUTO
+    assert stack.parse("auto") == "auto" and stack.parse("3") == 3
+    with pytest.raises(ValueError, match="--stack must be"):
+        stack.parse("0")
