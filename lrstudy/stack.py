@@ -231,3 +231,58 @@ def parse(value) -> int | str:
     if text.isdigit() and int(text) >= 1:
         return int(text)
     raise ValueError(f"--stack must be auto, off or a positive integer, got {value!r}")
+
+
+def size_for(scenario, mode) -> int:
+    """The stack size ``mode`` (see :func:`parse`) gives the trials of ``scenario``'s budget:
+    1 for ``off``, the memory's for ``auto`` (:func:`auto_size`), else the number given."""
+    mode = parse(mode)
+    if mode == "off":
+        return 1
+    if mode != "auto":
+        return mode
+    budget = scenario.budget
+    ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
+                          budget["dataset_fallback"])
+    return auto_size(scenario, ds.input_shape, ds.num_classes, len(ds.x_train))
+
+
+def groups(trials: list, size: int) -> list[list]:
+    """``trials`` cut into stacks of at most ``size``, in order."""
+    size = max(1, int(size))
+    return [trials[i:i + size] for i in range(0, len(trials), size)]
+
+
+def run_trials(study: str, trials: list, *, tracking_uri=None, parent_run_id=None,
+               finder_bounds=None, mlflow_client=None) -> list[dict]:
+    """Run ``trials`` (:class:`lrstudy.competition.Trial`, one budget) into MLflow as one
+    stack, each its own trial (see :func:`lrstudy.train.run_trial`, which one trial alone
+    takes): a FINISHED or claimed trial is skipped, the others train together and are tagged
+    ``lrstudy.stack_size`` with how many did."""
+    from lrstudy import tracking
+    from lrstudy.tracking import TAG
+
+    if len(trials) == 1:
+        (t,) = trials
+        return [train.run_trial(study, t.scenario, t.seed, phase=t.phase, peak_lr=t.peak_lr,
+                                evaluate_test=t.evaluate_test, tracking_uri=tracking_uri,
+                                parent_run_id=parent_run_id, finder_bounds=finder_bounds,
+                                mlflow_client=mlflow_client)]
+    mlflow_client = mlflow_client or tracking.client(tracking_uri)
+    lives = [train.trial_life(study, t.scenario, t.seed, phase=t.phase, peak_lr=t.peak_lr,
+                              tracking_uri=tracking_uri, parent_run_id=parent_run_id,
+                              finder_bounds=finder_bounds, mlflow_client=mlflow_client)
+             for t in trials]
+
+    def fit(sinks):
+        pairs = [(t, sink) for t, sink in zip(trials, sinks) if sink is not None]
+        for _, sink in pairs:
+            mlflow_client.set_tag(sink.run_id, TAG + "stack_size", str(len(pairs)))
+        if len(pairs) == 1:
+            ((t, sink),) = pairs
+            return [train.fit_scenario(t.scenario, t.seed, sink, finder_bounds=finder_bounds,
+                                       evaluate_test=t.evaluate_test)]
+        return fit_stack([(t.scenario, t.seed, t.evaluate_test) for t, _ in pairs],
+                         [sink for _, sink in pairs], finder_bounds)
+
+    return train.live(lives, fit)

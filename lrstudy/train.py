@@ -300,6 +300,54 @@ def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str
     optimizer used); a ``tune`` trial is never evaluated on the test set.
     Returns a dict with ``status`` ("finished", "skipped", "diverged") and ``run_id``.
     """
+    life = trial_life(study, scenario, seed, phase=phase, peak_lr=peak_lr,
+                      tracking_uri=tracking_uri, parent_run_id=parent_run_id,
+                      finder_bounds=finder_bounds, mlflow_client=mlflow_client)
+    return live([life], lambda sinks: [fit_scenario(scenario, seed, sinks[0],
+                                                    finder_bounds=finder_bounds,
+                                                    evaluate_test=evaluate_test)])[0]
+
+
+def live(lives: list, fit) -> list[dict]:
+    """Drive the :func:`trial_life` of each trial around one ``fit(sinks)`` of those that
+    need training: ``sinks`` has one entry per life, None where the trial was skipped, and
+    ``fit`` returns the outcomes of the others, in order: one trial, or a stack of them. Each
+    run ends as its own trial would (FINISHED, FAILED or KILLED when ``fit`` raises)."""
+    results: list = [None] * len(lives)
+    waiting = []  # (index, life), opened and claimed, in order
+    try:
+        sinks = []
+        for i, life in enumerate(lives):
+            try:
+                sinks.append(next(life))
+                waiting.append((i, life))
+            except StopIteration as stop:
+                sinks.append(None)
+                results[i] = stop.value
+        outcomes = list(fit(sinks)) if waiting else []
+        while waiting:  # the runs end in the reverse order of their opening
+            i, life = waiting.pop()
+            try:
+                life.send(outcomes.pop())
+            except StopIteration as stop:
+                results[i] = stop.value
+    except BaseException as exc:
+        for _, life in reversed(waiting):
+            try:
+                life.throw(exc)
+            except BaseException:  # noqa: BLE001 (each re-raises exc once its run has ended)
+                pass
+        raise
+    return results
+
+
+def trial_life(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str = "",
+               peak_lr: float | None = None, tracking_uri=None, parent_run_id=None,
+               finder_bounds=None, mlflow_client=None, stack_size: int = 1):
+    """A trial's MLflow life around its fit, as a generator (see :func:`live`): it returns
+    the skipped result at once, or opens and claims the run and yields the trial's
+    :class:`~lrstudy.callbacks.MetricSink`; sent the fit's outcome, it logs the params,
+    tags and artifacts, and returns the result of :func:`run_trial`."""
     from mlflow.entities import Param, RunTag
 
     mlflow_client = mlflow_client or tracking.client(tracking_uri)
@@ -314,7 +362,7 @@ def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str
     extra = {"phase": phase} if phase else {}
     tags = tracking.run_tags("trial", study, scenario, name=f"{scenario.name}{label}-s{seed}",
                              parent=parent_run_id, seed=seed, run_key=key, diverged="false",
-                             **extra)
+                             stack_size=stack_size, **extra)
     with interrupts.stop_on_signals(), tracking.open_run(mlflow_client, exp_id, tags) as run:
         interrupts.raise_at("claim")
         if not tracking.claim(mlflow_client, exp_id, key, run.id):
@@ -331,8 +379,7 @@ def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str
                     Param("finder.max_lr", repr(finder_bounds[1])),
                     Param("finder.rule", resolve.finder_args(scenario)["rule"]),
                     Param("finder.key", finder_runs.finder_key(finder_runs.setup_of(scenario)))])
-            outcome = fit_scenario(scenario, seed, sink, finder_bounds=finder_bounds,
-                                   evaluate_test=evaluate_test)
+            outcome = yield sink
             interrupts.raise_at("params")
             used = [v for _, v in sink.points.get("step_learning_rate", [])]
             peak = peak_lr if peak_lr is not None else (max(used) if used else float("nan"))
@@ -356,7 +403,7 @@ def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str
 def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: int = 1,
                  *, phase: str = "", grid_points: int = 0, epochs: int = 0, train_size: int = 0,
                  batch_size: int = 0, tracking_uri: str = "", parent_run_id: str = "",
-                 threads: int = 0) -> list[dict]:
+                 threads: int = 0, stack: str = "auto") -> list[dict]:
     """What ``notebooks/scenario.ipynb`` runs: the trials of one scenario of a study.
 
     Without a competition: seeds ``0 .. seeds - 1``. In a competition: the trials of
@@ -366,8 +413,11 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     They run in this one process (one notebook execution), so that the kernel start and the
     TensorFlow import are paid once; each trial is resumable on its own through its run key.
     Without ``parent_run_id`` a scenario run is opened here to group the trials.
+    ``stack`` (``auto``, ``off`` or a number, see :func:`lrstudy.stack.size_for`): the trials
+    of a phase train in stacks of that many (:func:`lrstudy.stack.run_trials`).
     """
     from lrstudy import finder_runs
+    from lrstudy import stack as stacking
 
     configure_threads(threads)
     overrides = {k: v for k, v in (("epochs", epochs), ("train_size", train_size),
@@ -379,6 +429,7 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     comp = competition.with_grid_points(spec.competition, grid_points)
     phases = competition.phases_to_run(comp, sc, phase)
     scenarios.validate(spec, [sc])
+    size = stacking.size_for(sc, stack)
     uri = tracking.check_store(tracking_uri or None)
     mlflow_client = tracking.client(uri)
     exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
@@ -396,14 +447,15 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
         for ph in phases:
             won = (competition.winner(comp, sc, mlflow_client, exp_id)
                    if ph == "final" and comp.role(sc) == "tuned" else None)
-            for trial in competition.trials(comp, sc, ph, seeds, won):
-                results.append(run_trial(
-                    spec.name, trial.scenario, trial.seed, phase=trial.phase,
-                    peak_lr=trial.peak_lr, evaluate_test=trial.evaluate_test, tracking_uri=uri,
-                    parent_run_id=run.id, finder_bounds=bounds, mlflow_client=mlflow_client))
-                res = results[-1]
-                print(f"{sc.name} {ph or 'seed'} {res['seed']}: {res['status']}",
-                      file=sys.stderr)
+            trials = competition.trials(comp, sc, ph, seeds, won)
+            for group in stacking.groups(trials, size):
+                for res in stacking.run_trials(spec.name, group, tracking_uri=uri,
+                                               parent_run_id=run.id, finder_bounds=bounds,
+                                               mlflow_client=mlflow_client):
+                    results.append(res)
+                    print(f"{sc.name} {ph or 'seed'} {res['seed']}: {res['status']}"
+                          + (f" (stack of {len(group)})" if len(group) > 1 else ""),
+                          file=sys.stderr)
     return results
 
 

@@ -5,12 +5,13 @@ LR schedule, a diverging copy frozen while the others match, plateaus per copy."
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
 
 from lrstudy import callbacks as cb
-from lrstudy import resolve, scenarios, stack, train
+from lrstudy import resolve, scenarios, stack, tracking, train
 
 
 def fit_alone(trials):
@@ -112,3 +113,57 @@ def test_auto_size_fits_the_memory_it_is_given():
     assert stack.parse("auto") == "auto" and stack.parse("3") == 3
     with pytest.raises(ValueError, match="--stack must be"):
         stack.parse("0")
+
+
+# ---- each copy its own trial in MLflow; a stack interrupted mid-way resumes per trial -------
+
+DRIVER = """
+import json, os, sys
+from lrstudy import train
+
+study_path, uri = sys.argv[1], sys.argv[2]
+train.run_scenario(study_path, "fixed-baseline", 2, tracking_uri=uri, stack="off")  # seeds 0, 1
+os.environ["LRSTUDY_SIGNAL_AT"] = "epoch"
+try:
+    train.run_scenario(study_path, "fixed-baseline", 4, tracking_uri=uri, stack="4")
+    interrupted = False
+except KeyboardInterrupt:
+    interrupted = True
+os.environ.pop("LRSTUDY_SIGNAL_AT")
+resumed = train.run_scenario(study_path, "fixed-baseline", 4, tracking_uri=uri, stack="auto")
+print(json.dumps({"interrupted": interrupted, "resumed": [r["status"] for r in resumed]}))
+"""
+
+
+def test_a_stack_interrupted_mid_way_resumes_per_trial_each_a_full_trial(write_study, store):
+    """Seeds 0 and 1 run alone; seeds 0-3 then run as a stack of 4 (0 and 1 are done: 2 and 3
+    train) and a signal at the first epoch's end kills both; the resume (1 epoch each) trains them again as
+    one stack, and every trial has the whole contract."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from test_faults import assert_each_trial_finished_once, by_key, trials
+
+    path = write_study(epochs=1)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(path), store], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["interrupted"] and out["resumed"][:2] == ["skipped", "skipped"]
+    assert_each_trial_finished_once(store, "tiny", 4)
+    assert sorted(map(sorted, by_key(store, "tiny").values())) == sorted(
+        [["FINISHED"]] * 2 + [["FINISHED", "KILLED"]] * 2)
+    client = tracking.client(store)
+    runs = {int(r.data.tags["lrstudy.seed"]): r for r in trials(store, "tiny")
+            if r.info.status == "FINISHED"}
+    assert {s: r.data.tags["lrstudy.stack_size"] for s, r in runs.items()} == {
+        0: "1", 1: "1", 2: "2", 3: "2"}
+    for seed, r in runs.items():
+        assert r.data.params["seed"] == str(seed) and r.data.params["init_weights_sha"]
+        assert set(r.data.metrics) >= {"val_loss", "val_accuracy", "test_accuracy",
+                                       "effective_lr_p50", "train_time_s", "epoch_time_s"}
+        steps = client.get_metric_history(r.info.run_id, "step_learning_rate")
+        assert len(steps) == math.ceil(int(r.data.params["train_size"]) / 32)
+        files = {f.path for f in client.list_artifacts(r.info.run_id)}
+        assert {"config.json", "curves.png", "model_summary.txt"} <= files
