@@ -12,10 +12,13 @@
     slice of the default study, against the pure in-process time of the same fits (same data,
     model, epochs; no notebooks, no tracking).
 (d) the summary's query time over a store of 500 synthetic trials.
+(e) stacking (lrstudy.stack): the default study's trials trained as one program against one
+    by one, in turns: trial-epochs per second each way, the peak memory of the stack; and
+    the wall time of ``lrstudy run`` on a small slice with ``--stack auto`` and ``off``.
 (r) the wall time of refusing a bad study file (one line, exit 2, no TensorFlow import).
 
 Each pair runs alternately (A B A B ...) in this one process, so drift hits both sides alike.
-Usage: python bench/bench.py [--quick] [--only a,b,c,d,r] [--out bench/results.json]
+Usage: python bench/bench.py [--quick] [--only a,b,c,d,e,r] [--out bench/results.json]
 """
 
 from __future__ import annotations
@@ -221,6 +224,117 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
     }
 
 
+def plain_study(tmp: Path, scenario_names: list[str], seeds: int) -> Path:
+    """The default study's budget without its competition (tuning grids and finals would run
+    other trials than the in-process fits), on ``scenario_names``: a study file in ``tmp``."""
+    from lrstudy import scenarios
+
+    budget = scenarios.STUDIES_DIR.joinpath("seeds.toml").read_text().split("[budget]", 1)[1]
+    plain = tmp / "plain.toml"
+    plain.write_text(f'description = "bench"\nseeds = {seeds}\nscenarios = '
+                     f'{json.dumps(list(scenario_names))}\n\n[budget]{budget}')
+    return plain
+
+
+def timed_run(tmp: Path, study: Path, seeds: int, epochs: int | None, *extra) -> float:
+    """The wall time of ``lrstudy run`` on ``study`` into a fresh store under ``tmp``."""
+    store = Path(tempfile.mkdtemp(dir=tmp))
+    args = [sys.executable, "-m", "lrstudy", "run", "--study", str(study), "--seeds",
+            str(seeds), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}", "--quiet", *extra]
+    if epochs:
+        args += ["--epochs", str(epochs)]
+    env = {**os.environ, "LRSTUDY_RUNS_DIR": str(store / "runs")}
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"lrstudy run failed:\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+class PeakRSS:
+    """The peak resident memory of this process while the block runs (sampled every 20 ms),
+    and its rise over the memory at the start."""
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self._proc, self._stop = psutil.Process(), threading.Event()
+        self.start = self.peak = self._proc.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+        self.rise = self.peak - self.start
+
+
+def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[str],
+                   seeds: int, run_epochs: int | None) -> dict:
+    """(e) the default study's trials stacked against one by one: ``copies`` seeds of its
+    fixed-baseline on its budget, in turns (one by one, then one stack; ``repeats`` times),
+    trial-epochs per second each way; the peak memory of the stack; and the wall time of
+    ``lrstudy run`` on a small slice of the study with ``--stack auto`` and ``--stack off``."""
+    import tensorflow as tf
+
+    from lrstudy import scenarios, stack, train
+    from lrstudy.callbacks import MetricSink
+
+    sc = scenarios.load_study("seeds", {"epochs": epochs}).available["fixed-baseline"]
+    trials = [(sc, seed, False) for seed in range(copies)]
+    alone_s, stacked_s, peaks = [], [], []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        for sc_, seed, test in trials:
+            train.fit_scenario(sc_, seed, MetricSink(keep=False), evaluate_test=test)
+        alone_s.append(time.perf_counter() - t0)
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            stack.fit_stack(trials, [MetricSink(keep=False) for _ in trials])
+            stacked_s.append(time.perf_counter() - t0)
+        peaks.append(mem)
+        log(f"  (e) {copies} trials x {epochs} epochs: one by one {alone_s[-1]:.1f} s, "
+            f"stacked {stacked_s[-1]:.1f} s")
+    work = copies * epochs
+    alone, stacked = statistics.median(alone_s), statistics.median(stacked_s)
+    tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
+    plain = plain_study(tmp, scenario_names, seeds)
+    walls = {}
+    for mode in ("off", "auto"):
+        walls[mode] = timed_run(tmp, plain, seeds, run_epochs, "--stack", mode)
+        log(f"  (e) lrstudy run --stack {mode}: {walls[mode]:.1f} s")
+    ds = train.data.load_cached(sc.budget["dataset"], sc.budget["train_size"],
+                                sc.budget["val_size"], sc.budget["dataset_fallback"])
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "copies": copies, "epochs": epochs, "repeats": repeats,
+        "one_by_one_s": alone_s, "stacked_s": stacked_s,
+        "one_by_one_trial_epochs_per_s": work / alone,
+        "stacked_trial_epochs_per_s": work / stacked,
+        "stack_speedup": alone / stacked,
+        "stack_peak_rss_mb": max(p.peak for p in peaks) / 2**20,
+        "stack_peak_rss_rise_mb": max(p.rise for p in peaks) / 2**20,
+        "stack_estimated_mb": copies * stack.copy_bytes(sc, ds.input_shape, ds.num_classes,
+                                                        len(ds.x_train)) / 2**20,
+        "run_scenarios": scenario_names, "run_seeds": seeds, "run_epochs": run_epochs,
+        "run_stack_off_s": walls["off"], "run_stack_auto_s": walls["auto"],
+        "run_stack_speedup": walls["off"] / walls["auto"],
+        "device": f"GPU ({gpus[0].name})" if gpus else "CPU",
+        "note": "in-process fits untracked (sinks keep nothing), both sides with the trials' "
+                "own semantics (XLA, steps per execution, recording callbacks); the lrstudy "
+                "run walls are the whole command (kernels, MLflow); a loaded machine makes "
+                "every figure noisy",
+    }
+
+
 def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | None) -> dict:
     """(c) `lrstudy run` wall time vs the same fits in-process, untracked."""
     from lrstudy import scenarios, train
@@ -228,24 +342,9 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
 
     overrides = {"epochs": epochs} if epochs else {}
     tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    # the same trials on both sides: the default study's budget without its competition
-    # (tuning grids and finals would run other trials than the fits below)
-    budget = scenarios.STUDIES_DIR.joinpath("seeds.toml").read_text().split("[budget]", 1)[1]
-    plain = tmp / "orchestration.toml"
-    plain.write_text(f'description = "bench (c)"\nseeds = {seeds}\nscenarios = '
-                     f'{json.dumps(list(scenario_names))}\n\n[budget]{budget}')
+    plain = plain_study(tmp, scenario_names, seeds)
     study = scenarios.load_study(str(plain), overrides)
-    args = [sys.executable, "-m", "lrstudy", "run", "--study", str(plain), "--seeds",
-            str(seeds), "--tracking-uri", uri, "--quiet"]
-    if epochs:
-        args += ["--epochs", str(epochs)]
-    env = {**os.environ, "LRSTUDY_RUNS_DIR": str(tmp / "runs")}
-    t0 = time.perf_counter()
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
-    runner_s = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"lrstudy run failed:\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    runner_s = timed_run(tmp, plain, seeds, epochs, "--stack", "off")
     log(f"  (c) lrstudy run: {runner_s:.1f} s")
     t0 = time.perf_counter()
     for name in scenario_names:
@@ -256,7 +355,8 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
     return {"runner_s": runner_s, "in_process_s": inprocess_s,
             "overhead": runner_s / inprocess_s, "scenarios": scenario_names, "seeds": seeds,
             "epochs": epochs or study.scenarios[scenario_names[0]].budget["epochs"],
-            "note": "lrstudy run with its defaults (2 kernels at once, 1 TF thread each) "
+            "note": "lrstudy run --stack off (the fits below go one by one) with its defaults "
+                    "(2 kernels at once, 1 TF thread each) "
                     "against the fits one after another in this process (TF's own threads)"}
 
 
@@ -316,6 +416,12 @@ SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
     "c_orchestration": lambda c: (
         f"(c) orchestration overhead    {c['overhead']:.3f}   ({c['runner_s']:.0f} s "
         f"lrstudy run vs {c['in_process_s']:.0f} s in-process)   goal <= 1.15"),
+    "e_stack": lambda e: (
+        f"(e) stacking speed-up         {e['stack_speedup']:.2f}x  ({e['copies']} trials: "
+        f"{e['stacked_trial_epochs_per_s']:.2f} vs {e['one_by_one_trial_epochs_per_s']:.2f} "
+        f"trial-epochs/s on {e['device']}; lrstudy run --stack auto {e['run_stack_auto_s']:.0f}"
+        f" s vs off {e['run_stack_off_s']:.0f} s; stack peak {e['stack_peak_rss_mb']:.0f} MB)"
+        "   goal >= 3x"),
     "d_summary": lambda d: (
         f"(d) summary over {d.get('n_trials', '?')} trials   {d['summary_s']:.1f} s   "
         "goal <= 30 s"),
@@ -328,7 +434,7 @@ SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs/seeds (a smoke run)")
-    parser.add_argument("--only", default="a,b,c,d,r")
+    parser.add_argument("--only", default="a,b,c,d,e,r")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
@@ -347,6 +453,12 @@ def main(argv=None) -> int:
         names = ["fixed-baseline", "warmup-cosine", "decay-step", "adaptive-rmsprop"]
         results["c_orchestration"] = bench_orchestration(
             names[:2] if quick else names, seeds=1 if quick else 3, epochs=2 if quick else None)
+    if "e" in only:
+        log("(e) stacking: trials as one program vs one by one")
+        results["e_stack"] = bench_stacking(
+            copies=3 if quick else 6, epochs=1 if quick else 3, repeats=1 if quick else 3,
+            scenario_names=["fixed-baseline"] if quick else ["fixed-baseline", "warmup-cosine"],
+            seeds=3, run_epochs=1 if quick else None)
     if "d" in only:
         log("(d) summary over 500 synthetic trials")
         results["d_summary"] = bench_summary(50 if quick else 500)

@@ -71,3 +71,16 @@ def flag(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise fail(name, "a bool", value)
     return value
+
+
+STACK_MODES = ("auto", "off")
+
+
+def stack(value) -> int | str:
+    """A stack size (``lrstudy run --stack``, the scenario notebook's ``stack``): ``"auto"``,
+    ``"off"`` or a positive integer (given as text or a number), as ``"auto"``, ``"off"`` or
+    an int."""
+    text = str(value).strip().lower()
+    if isinstance(value, bool) or not (text in STACK_MODES or text.isdigit() and int(text) >= 1):
+        raise fail("stack", "auto, off or a positive integer", value)
+    return text if text in STACK_MODES else int(text)

@@ -15,6 +15,8 @@ import os
 import sys
 import textwrap
 
+from lrstudy import checks
+
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_STORE_LOST = 3
@@ -57,6 +59,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _stack(text: str) -> str:
+    try:
+        return str(checks.stack(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _workers(text: str) -> int:
     value = _positive_int(text)
     if value > MAX_WORKERS:
@@ -88,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_positive_int)
     run.add_argument("--workers", type=_workers, default=2,
                      help="notebook executions at once (default 2)")
+    run.add_argument("--stack", type=_stack, default="auto",
+                     help="trials trained together as one program: auto (as many as fit the "
+                          "memory), off, or a number")
     run.add_argument("--executor", choices=("local", "ray"), default="local")
     run.add_argument("--ray-address", default=None, help="an existing Ray cluster")
     run.add_argument("--tracking-uri", default=None)
@@ -193,7 +205,7 @@ def cmd_run(args) -> int:
         args.study, scenario_names=_names(args.scenarios), seeds=args.seeds,
         overrides=_overrides(args), workers=args.workers, executor=args.executor,
         tracking_uri=args.tracking_uri, ray_address=args.ray_address, progress=not args.quiet,
-        grid_points=args.grid_points)
+        grid_points=args.grid_points, stack=args.stack)
     print(runner.format_outcome(outcome))
     if args.report and outcome.finished + outcome.skipped:
         from lrstudy import report

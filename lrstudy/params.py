@@ -15,6 +15,7 @@ NOTEBOOKS = {
         "study": str, "scenario": str, "seeds": int, "phase": str, "grid_points": int,
         "epochs": int, "train_size": int,
         "batch_size": int, "tracking_uri": str, "parent_run_id": str, "threads": int,
+        "stack": str,
     },
     "lr_range_test": {
         "study": str, "scenario": str, "model": str, "optimizer": str, "dataset": str,

@@ -66,6 +66,7 @@ class Job:
     output: str
     phase: str = ""        # the competition's phase this execution runs ("" outside one)
     grid_points: int = 0   # 0: the study's own tuning grid
+    stack: str = "auto"    # trials trained together (lrstudy.stack): auto, off or a number
 
 
 @dataclasses.dataclass
@@ -101,6 +102,7 @@ def execute_job(job: Job) -> JobResult:
     parameters = {"study": job.study, "scenario": job.scenario, "seeds": job.seeds,
                   "phase": job.phase, "grid_points": job.grid_points,
                   "tracking_uri": job.tracking_uri, "threads": job.threads,
+                  "stack": str(job.stack),
                   **{k: v for k, v in job.overrides.items()
                      if k in ("epochs", "train_size", "batch_size")}}
     error = ""
@@ -382,7 +384,8 @@ def _reap_if_possible(mlflow_client, exp_id: str) -> None:
 def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int | None = None,
               overrides: dict | None = None, workers: int = 2, executor: str = "local",
               tracking_uri: str | None = None, ray_address: str | None = None,
-              progress: bool = True, threads: int = 0, grid_points: int = 0) -> StudyOutcome:
+              progress: bool = True, threads: int = 0, grid_points: int = 0,
+              stack: str = "auto") -> StudyOutcome:
     """Run a study, resumably (see the module docstring for its steps). In a competition the
     finals of a tuned strategy are a second round, once its tuning has finished."""
     from tqdm.auto import tqdm
@@ -408,7 +411,8 @@ def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int
         return [Job(study=study_arg, study_name=spec.name, scenario=sc.name, seeds=seeds,
                     overrides=dict(overrides or {}), tracking_uri=uri, threads=threads,
                     output=str(runs_dir(spec.name) / f"{sc.name}{'-' + phase if phase else ''}"
-                               ".ipynb"), phase=phase, grid_points=grid_points)
+                               ".ipynb"), phase=phase, grid_points=grid_points,
+                    stack=str(stack))
                 for sc, phase, _ in todo.todo]
 
     keys = {k for _, _, pending in first.todo for k in pending}

@@ -32,10 +32,8 @@ from lrstudy import tfquiet
 tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 
-from lrstudy import data, train  # noqa: E402
+from lrstudy import checks, data, train  # noqa: E402
 
-#: ``--stack`` values besides a positive integer.
-MODES = ("auto", "off")
 MAX_AUTO = 16  # more copies buy little once the per-step overhead is shared
 MEMORY_FRACTION = 0.5  # of the memory available when the stack is sized
 
@@ -223,20 +221,11 @@ def auto_size(scenario, input_shape, num_classes: int, train_size: int,
     return max(1, min(MAX_AUTO, int(MEMORY_FRACTION * avail // max(per_copy, 1))))
 
 
-def parse(value) -> int | str:
-    """A ``--stack`` value: ``"auto"``, ``"off"`` or a positive integer (as an int)."""
-    text = str(value).strip().lower()
-    if text in MODES:
-        return text
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise ValueError(f"--stack must be auto, off or a positive integer, got {value!r}")
-
-
 def size_for(scenario, mode) -> int:
-    """The stack size ``mode`` (see :func:`parse`) gives the trials of ``scenario``'s budget:
-    1 for ``off``, the memory's for ``auto`` (:func:`auto_size`), else the number given."""
-    mode = parse(mode)
+    """The stack size ``mode`` (see :func:`lrstudy.checks.stack`) gives the trials of
+    ``scenario``'s budget: 1 for ``off``, the memory's for ``auto`` (:func:`auto_size`), else
+    the number given."""
+    mode = checks.stack(mode)
     if mode == "off":
         return 1
     if mode != "auto":

@@ -66,6 +66,7 @@ def test_smoke_study_runs_every_trial_once_with_every_point(smoke_store):
         steps = client.get_metric_history(run.info.run_id, "step_learning_rate")
         assert len(steps) == sc.steps_per_epoch * sc.budget["epochs"]
         assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
+        assert run.data.tags["lrstudy.stack_size"] == "2"  # --stack auto: both seeds at once
     parents = all_runs(uri, "smoke", "scenario")
     assert sorted(p.data.tags["lrstudy.scenario"] for p in parents) == sorted(study.scenarios)
     for parent in parents:

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from lrstudy import callbacks as cb
-from lrstudy import resolve, scenarios, stack, tracking, train
+from lrstudy import checks, resolve, scenarios, stack, tracking, train
 
 
 def fit_alone(trials):
@@ -110,9 +110,10 @@ def test_auto_size_fits_the_memory_it_is_given():
     assert stack.auto_size(sc, (28, 28), 10, 50_000, available=int(5.5 * per_copy)) == 2
     assert stack.auto_size(sc, (28, 28), 10, 50_000, available=per_copy) == 1
     assert stack.auto_size(sc, (28, 28), 10, 50_000, available=10**15) == stack.MAX_AUTO
-    assert stack.parse("auto") == "auto" and stack.parse("3") == 3
-    with pytest.raises(ValueError, match="--stack must be"):
-        stack.parse("0")
+    assert checks.stack("auto") == "auto" and checks.stack("3") == 3 == checks.stack(3)
+    for bad in ("0", "-1", "many", True):
+        with pytest.raises(ValueError, match="must be auto, off or a positive integer"):
+            checks.stack(bad)
 
 
 # ---- each copy its own trial in MLflow; a stack interrupted mid-way resumes per trial -------
