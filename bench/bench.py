@@ -290,6 +290,8 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
 
     sc = scenarios.load_study("seeds", {"epochs": epochs}).available["fixed-baseline"]
     trials = [(sc, seed, False) for seed in range(copies)]
+    ds = train.data.load_cached(sc.budget["dataset"], sc.budget["train_size"],  # loaded once,
+                                sc.budget["val_size"], sc.budget["dataset_fallback"])  # first
     alone_s, stacked_s, peaks = [], [], []
     for r in range(repeats):
         t0 = time.perf_counter()
@@ -311,8 +313,6 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
     for mode in ("off", "auto"):
         walls[mode] = timed_run(tmp, plain, seeds, run_epochs, "--stack", mode)
         log(f"  (e) lrstudy run --stack {mode}: {walls[mode]:.1f} s")
-    ds = train.data.load_cached(sc.budget["dataset"], sc.budget["train_size"],
-                                sc.budget["val_size"], sc.budget["dataset_fallback"])
     gpus = tf.config.list_physical_devices("GPU")
     return {
         "copies": copies, "epochs": epochs, "repeats": repeats,
@@ -322,8 +322,9 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
         "stack_speedup": alone / stacked,
         "stack_peak_rss_mb": max(p.peak for p in peaks) / 2**20,
         "stack_peak_rss_rise_mb": max(p.rise for p in peaks) / 2**20,
-        "stack_estimated_mb": copies * stack.copy_bytes(sc, ds.input_shape, ds.num_classes,
-                                                        len(ds.x_train)) / 2**20,
+        "stack_estimated_mb": (stack.shared_bytes(ds.input_shape, len(ds.x_train))
+                               + copies * stack.copy_bytes(sc, ds.input_shape, ds.num_classes,
+                                                           len(ds.x_train))) / 2**20,
         "run_scenarios": scenario_names, "run_seeds": seeds, "run_epochs": run_epochs,
         "run_stack_off_s": walls["off"], "run_stack_auto_s": walls["auto"],
         "run_stack_speedup": walls["off"] / walls["auto"],

@@ -157,6 +157,18 @@ class Dispatcher(keras.callbacks.Callback):
             self._end(i, logs)
 
 
+def indexed_dataset(x, y, batch_size: int, seed: int) -> tf.data.Dataset:
+    """The batches of :func:`lrstudy.train.train_dataset` (``x``, ``y`` its arrays, the same
+    seeds), in the same order, but shuffling indices and gathering each batch: cheaper per
+    step, and the copies of a stack share one copy of the training set. The order of a seeded
+    shuffle depends on the seeds and the buffer only (see
+    :func:`lrstudy.train.batch_order_digest`)."""
+    n = int(x.shape[0])
+    return (tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]:
     """Train ``trials`` (``(scenario, seed, evaluate_test)``, one budget) as one stack,
     feeding each trial's sink; the outcomes as :func:`lrstudy.train.fit_scenario` returns
@@ -167,8 +179,14 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]
     scenario = trials[0][0]
     budget = scenario.budget
     with data.op_determinism(enabled=not budget["jit_compile"]):
-        prepared = [train.prepare_fit(sc, seed, sink, finder_bounds)
-                    for (sc, seed, _), sink in zip(trials, sinks)]
+        prepared, arrays = [], None
+        for (sc, seed, _), sink in zip(trials, sinks):
+            prepared.append(train.prepare_fit(sc, seed, sink, finder_bounds))
+            if arrays is None:  # one copy of the training set for the whole stack
+                arrays = (tf.constant(prepared[0].dataset.x_train),
+                          tf.constant(prepared[0].dataset.y_train))
+            tf.random.set_seed(seed)  # as prepare_fit had when it made the copy's pipeline
+            prepared[-1].data = indexed_dataset(*arrays, budget["batch_size"], seed)
         ds = prepared[0].dataset
         sample = (ds.x_train[:budget["batch_size"]], ds.y_train[:budget["batch_size"]])
         for p in prepared:
@@ -189,8 +207,8 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]
 def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
     """An upper estimate of one copy's memory in a stack: weights, gradients and up to two
     optimizer slots (float32), the activations of a training batch kept for the backward
-    pass (every layer's output, twice), and the copy's own shuffle buffer (the training set,
-    float32)."""
+    pass (every layer's output, twice), and its shuffle buffer of indices (int64). The
+    stack's one copy of the training set is :func:`shared_bytes`."""
     from lrstudy import models
 
     model, _ = models.build(scenario.budget["model"], input_shape, num_classes)
@@ -202,8 +220,13 @@ def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
         if shape is not None:
             acts += math.prod(d for d in shape[1:] if d)
     batch = scenario.budget["batch_size"]
-    sample = math.prod(input_shape) + 1
-    return 4 * (4 * params + 2 * batch * acts + train_size * sample)
+    return 4 * (4 * params + 2 * batch * acts) + 8 * train_size
+
+
+def shared_bytes(input_shape, train_size: int) -> int:
+    """The stack's training set (float32 images, labels), twice: the stack's own tensor, and
+    the one pipeline each trial makes while it is prepared (then dropped)."""
+    return 2 * 4 * train_size * (math.prod(input_shape) + 1)
 
 
 def available_bytes() -> int:
@@ -215,10 +238,12 @@ def available_bytes() -> int:
 def auto_size(scenario, input_shape, num_classes: int, train_size: int,
               available: int | None = None) -> int:
     """The largest stack (at most :data:`MAX_AUTO`) whose estimated memory
-    (:func:`copy_bytes`) fits :data:`MEMORY_FRACTION` of the available memory; at least 1."""
+    (:func:`shared_bytes` and :func:`copy_bytes` per copy) fits :data:`MEMORY_FRACTION` of
+    the available memory; at least 1."""
     avail = available_bytes() if available is None else available
     per_copy = copy_bytes(scenario, input_shape, num_classes, train_size)
-    return max(1, min(MAX_AUTO, int(MEMORY_FRACTION * avail // max(per_copy, 1))))
+    room = MEMORY_FRACTION * avail - shared_bytes(input_shape, train_size)
+    return max(1, min(MAX_AUTO, int(room // max(per_copy, 1))))
 
 
 def size_for(scenario, mode) -> int:

@@ -240,6 +240,8 @@ CASES = [
          study=study_text(scenario=VALID_X)),
     Case("workers-negative", _run_args("--workers", "-1"), ["--workers", "-1"],
          study=study_text(scenario=VALID_X)),
+    Case("stack-zero", _run_args("--stack", "0"), ["--stack", "auto, off or a positive", "'0'"],
+         study=study_text(scenario=VALID_X)),
 ]
 
 

@@ -106,9 +106,12 @@ def test_auto_size_fits_the_memory_it_is_given():
     spec = scenarios.load_study("seeds-original")
     sc = spec.scenarios["fixed-baseline"]
     per_copy = stack.copy_bytes(sc, (28, 28), 10, 50_000)
-    assert per_copy > 50_000 * 785 * 4  # the shuffle buffer at least
-    assert stack.auto_size(sc, (28, 28), 10, 50_000, available=int(5.5 * per_copy)) == 2
-    assert stack.auto_size(sc, (28, 28), 10, 50_000, available=per_copy) == 1
+    shared = stack.shared_bytes((28, 28), 50_000)
+    assert per_copy > 50_000 * 8 + 4 * 4 * (784 * 128 + 128 * 10)  # indices, weights, slots
+    assert shared == 2 * 4 * 50_000 * 785
+    assert stack.auto_size(sc, (28, 28), 10, 50_000,
+                           available=int(2 * (shared + 2.5 * per_copy))) == 2
+    assert stack.auto_size(sc, (28, 28), 10, 50_000, available=shared) == 1
     assert stack.auto_size(sc, (28, 28), 10, 50_000, available=10**15) == stack.MAX_AUTO
     assert checks.stack("auto") == "auto" and checks.stack("3") == 3 == checks.stack(3)
     for bad in ("0", "-1", "many", True):
