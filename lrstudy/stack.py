@@ -36,6 +36,9 @@ from lrstudy import checks, data, train  # noqa: E402
 
 MAX_AUTO = 16  # more copies buy little once the per-step overhead is shared
 MEMORY_FRACTION = 0.5  # of the memory available when the stack is sized
+# What a stack's fit adds beyond its data and copies: XLA's compile, TF's allocator, the
+# validation data Keras converts (bench (e) measured a rise of about 200 MB over them).
+RUNTIME_BYTES = 256 * 2**20
 
 
 def _prefix(i: int) -> str:
@@ -225,8 +228,9 @@ def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
 
 def shared_bytes(input_shape, train_size: int) -> int:
     """The stack's training set (float32 images, labels), twice: the stack's own tensor, and
-    the one pipeline each trial makes while it is prepared (then dropped)."""
-    return 2 * 4 * train_size * (math.prod(input_shape) + 1)
+    the one pipeline each trial makes while it is prepared (then dropped); and
+    :data:`RUNTIME_BYTES`."""
+    return 2 * 4 * train_size * (math.prod(input_shape) + 1) + RUNTIME_BYTES
 
 
 def available_bytes() -> int:

@@ -37,18 +37,18 @@ def close(a, b, rel=1e-3):
 def warmup():
     """warmup-cosine on the warm-up budget (seeds-original's [budget]: mlp128, batch 32, XLA),
     2,000 training images, 2 epochs: seeds 0 and 1, seed 0 at a third of the peak LR, and
-    seed 2 at 10^5 times it (diverges), in one stack; the first three also one by one."""
+    seed 2 at 10^5 times it (diverges), in one stack; the first and third also one by one."""
     spec = scenarios.load_study("seeds-original", {"epochs": 2, "train_size": 2000})
     sc = spec.scenarios["warmup-cosine"]
     assert sc.budget["model"] == "mlp128" and sc.budget["batch_size"] == 32
     trials = [(sc, 0, True), (sc, 1, False), (resolve.scaled(sc, 1 / 3), 0, False),
               (resolve.scaled(sc, 1e5), 2, False)]
-    return trials, fit_stacked(trials), fit_alone(trials[:3])
+    return trials, fit_stacked(trials), fit_alone([trials[0], trials[2]])
 
 
 def test_stacked_trials_match_their_runs_one_by_one(warmup):
     _, stacked, alone = warmup
-    for (s_sink, s_out), (a_sink, a_out) in zip(stacked, alone):
+    for (s_sink, s_out), (a_sink, a_out) in zip([stacked[0], stacked[2]], alone):
         for key in ("val_loss", "val_accuracy", "loss", "learning_rate"):
             assert close(s_sink.points[key], a_sink.points[key]), key
         assert len(s_sink.points["val_loss"]) == 2
@@ -59,6 +59,7 @@ def test_stacked_trials_match_their_runs_one_by_one(warmup):
     assert math.isclose(stacked[0][1]["test_accuracy"], alone[0][1]["test_accuracy"],
                         rel_tol=1e-3)
     assert math.isnan(stacked[1][1]["test_accuracy"])  # a tuning trial: no test set
+    assert not stacked[1][1]["diverged"] and len(stacked[1][0].points["val_loss"]) == 2
 
 
 def test_each_copy_records_its_own_lr_schedule(warmup):
@@ -108,7 +109,7 @@ def test_auto_size_fits_the_memory_it_is_given():
     per_copy = stack.copy_bytes(sc, (28, 28), 10, 50_000)
     shared = stack.shared_bytes((28, 28), 50_000)
     assert per_copy > 50_000 * 8 + 4 * 4 * (784 * 128 + 128 * 10)  # indices, weights, slots
-    assert shared == 2 * 4 * 50_000 * 785
+    assert shared == 2 * 4 * 50_000 * 785 + stack.RUNTIME_BYTES
     assert stack.auto_size(sc, (28, 28), 10, 50_000,
                            available=int(2 * (shared + 2.5 * per_copy))) == 2
     assert stack.auto_size(sc, (28, 28), 10, 50_000, available=shared) == 1
