@@ -300,7 +300,7 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
         alone_s.append(time.perf_counter() - t0)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
-            stack.fit_stack(trials, [MetricSink(keep=False) for _ in trials])
+            train.fit_stack(trials, [MetricSink(keep=False) for _ in trials])
             stacked_s.append(time.perf_counter() - t0)
         peaks.append(mem)
         log(f"  (e) {copies} trials x {epochs} epochs: one by one {alone_s[-1]:.1f} s, "

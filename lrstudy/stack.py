@@ -32,7 +32,7 @@ from lrstudy import tfquiet
 tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 
-from lrstudy import checks, data, train  # noqa: E402
+from lrstudy import checks, data  # noqa: E402
 
 MAX_AUTO = 16  # more copies buy little once the per-step overhead is shared
 MEMORY_FRACTION = 0.5  # of the memory available when the stack is sized
@@ -172,37 +172,34 @@ def indexed_dataset(x, y, batch_size: int, seed: int) -> tf.data.Dataset:
             .prefetch(tf.data.AUTOTUNE))
 
 
-def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]:
-    """Train ``trials`` (``(scenario, seed, evaluate_test)``, one budget) as one stack,
-    feeding each trial's sink; the outcomes as :func:`lrstudy.train.fit_scenario` returns
-    them, in order. No MLflow here."""
-    budgets = {repr(sorted(sc.budget.items())) for sc, _, _ in trials}
-    if len(budgets) != 1:
-        raise ValueError("the trials of a stack must share one budget")
-    scenario = trials[0][0]
-    budget = scenario.budget
-    with data.op_determinism(enabled=not budget["jit_compile"]):
-        prepared, arrays = [], None
-        for (sc, seed, _), sink in zip(trials, sinks):
-            prepared.append(train.prepare_fit(sc, seed, sink, finder_bounds))
-            if arrays is None:  # one copy of the training set for the whole stack
-                arrays = (tf.constant(prepared[0].dataset.x_train),
-                          tf.constant(prepared[0].dataset.y_train))
-            tf.random.set_seed(seed)  # as prepare_fit had when it made the copy's pipeline
-            prepared[-1].data = indexed_dataset(*arrays, budget["batch_size"], seed)
-        ds = prepared[0].dataset
-        sample = (ds.x_train[:budget["batch_size"]], ds.y_train[:budget["batch_size"]])
-        for p in prepared:
-            p.model._symbolic_build(data_batch=sample)  # metrics and optimizer state, now
-        stacked = StackedModel([p.model for p in prepared])
-        stacked.compile(optimizer="sgd", steps_per_execution=train.steps_per_execution(scenario),
-                        jit_compile=budget["jit_compile"])
-        kwargs = prepared[0].fit_kwargs()
-        kwargs["callbacks"] = [Dispatcher(stacked, [p.callbacks for p in prepared])]
-        stacked.fit(tf.data.Dataset.zip(tuple(p.data for p in prepared)),
-                    epochs=budget["epochs"], verbose=verbose, **kwargs)
-        return [train.finish_fit(p, sink, evaluate_test=test)
-                for p, sink, (_, _, test) in zip(prepared, sinks, trials)]
+def share_data(prepared, arrays=None):
+    """Give a trial's :class:`~lrstudy.train.PreparedFit` its pipeline of the stack
+    (:func:`indexed_dataset` on ``arrays``, the stack's one tensor of the training set, made
+    from this trial's data when None), in place of its own; returns ``arrays``. Called as
+    each trial is prepared, so that only one trial's own pipeline is alive at a time."""
+    if arrays is None:
+        arrays = (tf.constant(prepared.dataset.x_train), tf.constant(prepared.dataset.y_train))
+    tf.random.set_seed(prepared.seed)  # as prepare_fit had when it made the trial's pipeline
+    prepared.data = indexed_dataset(*arrays, prepared.scenario.budget["batch_size"],
+                                    prepared.seed)
+    return arrays
+
+
+def fit_prepared(prepared: list, steps_per_execution: int, verbose: int = 0) -> None:
+    """Train the prepared trials (one budget, see :func:`lrstudy.train.fit_stack`) as one
+    :class:`StackedModel`, each copy's callbacks fed through a :class:`Dispatcher`."""
+    budget = prepared[0].scenario.budget
+    ds = prepared[0].dataset
+    sample = (ds.x_train[:budget["batch_size"]], ds.y_train[:budget["batch_size"]])
+    for p in prepared:
+        p.model._symbolic_build(data_batch=sample)  # metrics and optimizer state, now
+    stacked = StackedModel([p.model for p in prepared])
+    stacked.compile(optimizer="sgd", steps_per_execution=steps_per_execution,
+                    jit_compile=budget["jit_compile"])
+    kwargs = prepared[0].fit_kwargs()
+    kwargs["callbacks"] = [Dispatcher(stacked, [p.callbacks for p in prepared])]
+    stacked.fit(tf.data.Dataset.zip(tuple(p.data for p in prepared)),
+                epochs=budget["epochs"], verbose=verbose, **kwargs)
 
 
 # ---- how many copies fit ------------------------------------------------------------------
@@ -269,38 +266,3 @@ def groups(trials: list, size: int) -> list[list]:
     """``trials`` cut into stacks of at most ``size``, in order."""
     size = max(1, int(size))
     return [trials[i:i + size] for i in range(0, len(trials), size)]
-
-
-def run_trials(study: str, trials: list, *, tracking_uri=None, parent_run_id=None,
-               finder_bounds=None, mlflow_client=None) -> list[dict]:
-    """Run ``trials`` (:class:`lrstudy.competition.Trial`, one budget) into MLflow as one
-    stack, each its own trial (see :func:`lrstudy.train.run_trial`, which one trial alone
-    takes): a FINISHED or claimed trial is skipped, the others train together and are tagged
-    ``lrstudy.stack_size`` with how many did."""
-    from lrstudy import tracking
-    from lrstudy.tracking import TAG
-
-    if len(trials) == 1:
-        (t,) = trials
-        return [train.run_trial(study, t.scenario, t.seed, phase=t.phase, peak_lr=t.peak_lr,
-                                evaluate_test=t.evaluate_test, tracking_uri=tracking_uri,
-                                parent_run_id=parent_run_id, finder_bounds=finder_bounds,
-                                mlflow_client=mlflow_client)]
-    mlflow_client = mlflow_client or tracking.client(tracking_uri)
-    lives = [train.trial_life(study, t.scenario, t.seed, phase=t.phase, peak_lr=t.peak_lr,
-                              tracking_uri=tracking_uri, parent_run_id=parent_run_id,
-                              finder_bounds=finder_bounds, mlflow_client=mlflow_client)
-             for t in trials]
-
-    def fit(sinks):
-        pairs = [(t, sink) for t, sink in zip(trials, sinks) if sink is not None]
-        for _, sink in pairs:
-            mlflow_client.set_tag(sink.run_id, TAG + "stack_size", str(len(pairs)))
-        if len(pairs) == 1:
-            ((t, sink),) = pairs
-            return [train.fit_scenario(t.scenario, t.seed, sink, finder_bounds=finder_bounds,
-                                       evaluate_test=t.evaluate_test)]
-        return fit_stack([(t.scenario, t.seed, t.evaluate_test) for t, _ in pairs],
-                         [sink for _, sink in pairs], finder_bounds)
-
-    return train.live(lives, fit)

@@ -227,6 +227,25 @@ def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
         return finish_fit(prepared, sink, evaluate_test=evaluate_test)
 
 
+def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]:
+    """Train ``trials`` (``(scenario, seed, evaluate_test)``, one budget) as one stack
+    (:mod:`lrstudy.stack`), feeding each trial's sink; the outcomes as :func:`fit_scenario`
+    returns them, in order. No MLflow here."""
+    from lrstudy import stack
+
+    if len({repr(sorted(sc.budget.items())) for sc, _, _ in trials}) != 1:
+        raise ValueError("the trials of a stack must share one budget")
+    budget = trials[0][0].budget
+    with data.op_determinism(enabled=not budget["jit_compile"]):
+        prepared, arrays = [], None
+        for (sc, seed, _), sink in zip(trials, sinks):
+            prepared.append(prepare_fit(sc, seed, sink, finder_bounds))
+            arrays = stack.share_data(prepared[-1], arrays)
+        stack.fit_prepared(prepared, steps_per_execution(trials[0][0]), verbose)
+        return [finish_fit(p, sink, evaluate_test=test)
+                for p, sink, (_, _, test) in zip(prepared, sinks, trials)]
+
+
 def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool = True) -> dict:
     """Evaluate on the test set and add the final metrics of the trial to ``sink``.
 
@@ -341,6 +360,37 @@ def live(lives: list, fit) -> list[dict]:
     return results
 
 
+def run_trials(study: str, trials: list, *, tracking_uri=None, parent_run_id=None,
+               finder_bounds=None, mlflow_client=None) -> list[dict]:
+    """Run ``trials`` (:class:`lrstudy.competition.Trial`, one budget) into MLflow as one
+    stack (:func:`fit_stack`), each its own trial: a FINISHED or claimed trial is skipped,
+    the others train together and are tagged ``lrstudy.stack_size`` with how many did."""
+    if len(trials) == 1:
+        (t,) = trials
+        return [run_trial(study, t.scenario, t.seed, phase=t.phase, peak_lr=t.peak_lr,
+                          evaluate_test=t.evaluate_test, tracking_uri=tracking_uri,
+                          parent_run_id=parent_run_id, finder_bounds=finder_bounds,
+                          mlflow_client=mlflow_client)]
+    mlflow_client = mlflow_client or tracking.client(tracking_uri)
+    lives = [trial_life(study, t.scenario, t.seed, phase=t.phase, peak_lr=t.peak_lr,
+                        tracking_uri=tracking_uri, parent_run_id=parent_run_id,
+                        finder_bounds=finder_bounds, mlflow_client=mlflow_client)
+             for t in trials]
+
+    def fit(sinks):
+        pairs = [(t, sink) for t, sink in zip(trials, sinks) if sink is not None]
+        for _, sink in pairs:
+            mlflow_client.set_tag(sink.run_id, TAG + "stack_size", str(len(pairs)))
+        if len(pairs) == 1:
+            ((t, sink),) = pairs
+            return [fit_scenario(t.scenario, t.seed, sink, finder_bounds=finder_bounds,
+                                 evaluate_test=t.evaluate_test)]
+        return fit_stack([(t.scenario, t.seed, t.evaluate_test) for t, _ in pairs],
+                         [sink for _, sink in pairs], finder_bounds)
+
+    return live(lives, fit)
+
+
 def trial_life(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str = "",
                peak_lr: float | None = None, tracking_uri=None, parent_run_id=None,
                finder_bounds=None, mlflow_client=None, stack_size: int = 1):
@@ -414,7 +464,7 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     TensorFlow import are paid once; each trial is resumable on its own through its run key.
     Without ``parent_run_id`` a scenario run is opened here to group the trials.
     ``stack`` (``auto``, ``off`` or a number, see :func:`lrstudy.stack.size_for`): the trials
-    of a phase train in stacks of that many (:func:`lrstudy.stack.run_trials`).
+    of a phase train in stacks of that many (:func:`run_trials`).
     """
     from lrstudy import finder_runs
     from lrstudy import stack as stacking
@@ -449,9 +499,9 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
                    if ph == "final" and comp.role(sc) == "tuned" else None)
             trials = competition.trials(comp, sc, ph, seeds, won)
             for group in stacking.groups(trials, size):
-                for res in stacking.run_trials(spec.name, group, tracking_uri=uri,
-                                               parent_run_id=run.id, finder_bounds=bounds,
-                                               mlflow_client=mlflow_client):
+                for res in run_trials(spec.name, group, tracking_uri=uri,
+                                      parent_run_id=run.id, finder_bounds=bounds,
+                                      mlflow_client=mlflow_client):
                     results.append(res)
                     print(f"{sc.name} {ph or 'seed'} {res['seed']}: {res['status']}"
                           + (f" (stack of {len(group)})" if len(group) > 1 else ""),

@@ -25,7 +25,7 @@ def fit_alone(trials):
 
 def fit_stacked(trials):
     sinks = [cb.MetricSink(None) for _ in trials]
-    return list(zip(sinks, stack.fit_stack(trials, sinks)))
+    return list(zip(sinks, train.fit_stack(trials, sinks)))
 
 
 def close(a, b, rel=1e-3):
