@@ -38,6 +38,7 @@ def setup_of(scenario) -> dict:
     return {"model": b["model"], "optimizer": scenario.optimizer,
             "optimizer_args": optimizer_args, "dataset": b["dataset"],
             "train_size": b["train_size"], "val_size": b["val_size"],
+            **({"split": b["split"]} if b["split"] != "seeded" else {}),  # keys stay stable
             "batch_size": b["batch_size"],
             "sweep": [sweep["start_lr"], sweep["end_lr"], sweep["num_it"]]}
 
@@ -62,7 +63,8 @@ def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
     with tracking.open_run(mlflow_client, exp_id, tags) as run, data.op_determinism():
         run_id = run.id
         data.seed_everything(seed)
-        ds = data.load_cached(setup["dataset"], setup["train_size"], setup["val_size"])
+        ds = data.load_cached(setup["dataset"], setup["train_size"], setup["val_size"],
+                             setup.get("split", "seeded"))
         model, from_logits = models.build(setup["model"], ds.input_shape, ds.num_classes)
         model.compile(optimizer=optimizers.make(setup["optimizer"], start_lr,
                                                 **setup["optimizer_args"]),

@@ -379,7 +379,8 @@ def _reap_if_possible(mlflow_client, exp_id: str) -> None:
                   "the next run of the study will", file=sys.stderr)
 
 
-def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int | None = None,
+def run_study(study: str, *, scenario_names: list[str] | None = None,
+              families: list[str] | None = None, seeds: int | None = None,
               overrides: dict | None = None, workers: int = 2, executor: str = "local",
               tracking_uri: str | None = None, ray_address: str | None = None,
               progress: bool = True, threads: int = 0, grid_points: int = 0) -> StudyOutcome:
@@ -389,7 +390,7 @@ def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int
 
     t0 = time.perf_counter()
     spec = scenarios.load_study(study, overrides)
-    selected, merged = distinct(spec.select(scenario_names))
+    selected, merged = distinct(spec.select(scenario_names, families))
     scenarios.validate(spec, selected)
     seeds = seeds or spec.seeds
     comp = competition.with_grid_points(spec.competition, grid_points)
@@ -397,7 +398,8 @@ def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int
     uri = tracking.check_store(tracking_uri)
     mlflow_client = tracking.client(uri)
     exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
-    for key, value in (("reference", spec.reference), ("margin", spec.margin)):
+    for key, value in (("reference", spec.reference), ("margin", spec.margin),
+                       ("claims", spec.claims or "")):
         mlflow_client.set_experiment_tag(exp_id, TAG + key, str(value))  # for the report
 
     first = plan(selected, seeds, comp, mlflow_client, exp_id)

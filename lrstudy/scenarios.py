@@ -10,9 +10,11 @@ values raise :class:`SpecError` naming the file, the key and the reason.
 Study file keys::
 
     description = "..."          seeds = 3          scenarios = "all" | ["name", ...]
-    [budget]            the shared budget (model, dataset, train_size, val_size, batch_size,
-                        epochs, target, log_every, steps_per_execution, jit_compile,
-                        dataset_fallback)
+    [budget]            the shared budget (model, dataset, train_size, val_size, split,
+                        batch_size, epochs, target, log_every, steps_per_execution,
+                        jit_compile, dataset_fallback)
+    claims = "FILE"     published claims to check against the study's trials (a TOML file,
+                        relative to the study; see lrstudy/report/reproduction.py)
     [budgets.NAME]      named budgets, each merged over [budget]
     [families]          family = "NAME": the named budget of every scenario of that family
     [scenario.NAME]     overrides of a catalogue scenario, or a new scenario; also written
@@ -37,6 +39,8 @@ FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "find
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 CATALOGUE = STUDIES_DIR / "_catalogue.toml"
 
+SPLITS = ("seeded", "random.sample")  # lrstudy.data.SPLITS (data imports numpy: not here)
+SUBSTITUTED = "dataset_substituted"  # budget key (and tag) of data used in place of another
 DATASET_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 1000}
 TARGETS = {"fashion_mnist": 0.85, "mnist": 0.97, "synthetic": 0.6}
 
@@ -45,7 +49,8 @@ BUDGET_DEFAULTS = {
     "dataset": "fashion_mnist",
     "dataset_fallback": "",
     "train_size": 0,  # 0: every image not in the validation set
-    "val_size": 10000,
+    "val_size": 10000,  # 0: no validation set (a tutorial that had none)
+    "split": "seeded",  # or "random.sample": the decay tutorial's draw (lrstudy.data)
     "batch_size": 32,
     "epochs": 5,
     "target": 0.0,  # 0: the dataset's default target validation accuracy
@@ -58,7 +63,7 @@ SCENARIO_KEYS = {
     "plateau", "finder", "baseline", "budget",
 }
 STUDY_KEYS = {"description", "seeds", "scenarios", "budget", "budgets", "families",
-              "scenario", "sweep", "name", "competition", "reference", "margin"}
+              "scenario", "sweep", "name", "competition", "reference", "margin", "claims"}
 NOT_IN_KEY = ("name", "description", "family", "baseline")
 SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
 #: Upper bounds of what a study may ask for: beyond them it is a typo, not a study.
@@ -112,7 +117,10 @@ class Scenario:
     def budget_label(self) -> str:
         """The budget in words: scenarios are comparable only where it is the same."""
         b = self.budget
-        return (f"{b['model']} on {b['dataset']} ({self.train_size} train / {b['val_size']} "
+        data = b["dataset"]
+        if b.get(SUBSTITUTED):
+            data += f" (in place of {b[SUBSTITUTED].split(' -> ')[0]})"
+        return (f"{b['model']} on {data} ({self.train_size} train / {b['val_size']} "
                 f"val), batch {b['batch_size']}, {b['epochs']} epochs")
 
 
@@ -127,19 +135,30 @@ class Study:
     competition: competition.Competition | None = None
     reference: str = ""     # what the verdict compares every strategy with
     margin: float = 0.003   # the practical-equivalence margin, in accuracy (0.3 points)
+    claims: Path | None = None  # published claims checked against the trials (reproduction)
 
-    def select(self, names: list[str] | None) -> list[Scenario]:
-        """The study's own scenarios, or the named ones of any it defines (the catalogue's)."""
-        if not names:
-            return list(self.scenarios.values())
+    def select(self, names: list[str] | None, families: list[str] | None = None
+               ) -> list[Scenario]:
+        """The study's own scenarios, or the named ones of any it defines (the catalogue's);
+        ``families`` keeps those of the named families (``--families decay,warmup``)."""
         known = self.available or self.scenarios
-        unknown = [n for n in names if n not in known]
+        unknown = [n for n in names or () if n not in known]
         if unknown:
             raise SpecError(
                 f"study {self.name!r} has no scenario {', '.join(map(repr, unknown))}; "
                 f"known: {', '.join(known)}"
             )
-        return [known[n] for n in names]
+        chosen = [known[n] for n in names] if names else list(self.scenarios.values())
+        if not families:
+            return chosen
+        bad = [f for f in families if f not in FAMILIES]
+        if bad:
+            raise SpecError(f"unknown family {bad[0]!r}; families: {', '.join(FAMILIES)}")
+        kept = [sc for sc in chosen if sc.family in families]
+        if not kept:
+            raise SpecError(f"study {self.name!r} runs no scenario of the families "
+                            f"{', '.join(families)}")
+        return kept
 
 
 def _load_toml(path: Path) -> dict:
@@ -249,10 +268,13 @@ def _check_budget(where: str, budget: dict) -> dict:
 
 
 def _validate_budget_values(where: str, budget: dict) -> None:
-    for key in ("epochs", "batch_size", "val_size", "log_every"):
+    for key in ("epochs", "batch_size", "log_every"):
         _count(where, key, budget[key], low=1)
-    for key in ("train_size", "steps_per_execution"):
+    for key in ("train_size", "val_size", "steps_per_execution"):
         _count(where, key, budget[key], low=0)
+    if budget["split"] not in SPLITS:
+        raise SpecError(f"{where}: split must be one of {', '.join(map(repr, SPLITS))}, "
+                        f"got {_show(budget['split'])}")
     if not 0 <= budget["target"] <= 1:
         raise SpecError(f"{where}: target must be a validation accuracy in [0, 1], "
                         f"got {budget['target']}")
@@ -345,6 +367,7 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
                         f"{', '.join(definitions)}")
 
     available = {}
+    unavailable: dict[str, str | None] = {}  # dataset -> why it cannot be had here
     for sname in list(definitions):
         spec = definitions[sname]
         swhere = f"{where} scenario {sname!r}"
@@ -368,7 +391,13 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             budget = {**base, **_check_budget(f"{swhere} budget", budget_spec)}
         if overrides:
             budget.update(_check_budget("command line", overrides))
+        budget = _substitute(budget, unavailable)
         _validate_budget_values(swhere, budget)
+        plateau = spec.get("plateau")
+        if (budget["val_size"] == 0 and isinstance(plateau, dict)
+                and str(plateau.get("monitor", "val_loss")).startswith("val_")):
+            raise SpecError(f"{swhere}: the plateau rule monitors {plateau.get('monitor', 'val_loss')}"
+                            f" but the budget has no validation set (val_size = 0)")
         lr = spec.get("learning_rate")
         if "schedule" not in spec and lr is None:
             raise SpecError(f"{swhere}: needs a learning_rate or a schedule")
@@ -394,6 +423,10 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
         for demo in comp.demos:
             if demo not in available:
                 raise SpecError(f"{where} [competition]: unknown scenario {demo!r}")
+        blind = [n for n in names if available[n].budget["val_size"] == 0]
+        if blind:
+            raise SpecError(f"{where} [competition]: tuning chooses on validation data, but "
+                            f"scenario {blind[0]!r} has no validation set (val_size = 0)")
     reference = _string(where, "reference", raw.get("reference", ""))
     if reference and reference not in available:
         raise SpecError(f"{where}: reference {reference!r} is not a scenario of the study")
@@ -402,9 +435,36 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             or not math.isfinite(margin) or not 0 <= margin < 1):
         raise SpecError(f"{where}: margin must be an accuracy difference in [0, 1) "
                         f"(0.003 is 0.3 points), got {margin!r}"[:300])
+    claims = None
+    if "claims" in raw:
+        from lrstudy import claims as claims_module
+
+        claims = (path.parent / _string(where, "claims", raw["claims"])).resolve()
+        try:
+            claims_module.load(claims)
+        except claims_module.ClaimError as exc:
+            raise SpecError(f"{where}: {exc}") from None
     return Study(name=name, description=description, seeds=seeds,
                  scenarios={n: available[n] for n in names}, path=path, available=available,
-                 competition=comp, reference=reference, margin=float(margin))
+                 competition=comp, reference=reference, margin=float(margin), claims=claims)
+
+
+def _substitute(budget: dict, unavailable: dict) -> dict:
+    """``budget`` with its ``dataset_fallback`` in place of a dataset that cannot be had here,
+    marked ``dataset_substituted = "mnist -> fashion_mnist"`` (a tag of its runs): the target,
+    the sizes and the run key then follow the data really used. ``unavailable`` caches the
+    reason per dataset (a study asks once)."""
+    requested, fallback = budget["dataset"], budget["dataset_fallback"]
+    if not fallback:
+        return budget
+    if requested not in unavailable:
+        from lrstudy import data
+
+        unavailable[requested] = data.unavailable(requested)
+    if unavailable[requested] is None:
+        return budget
+    return {**budget, "dataset": fallback, "dataset_fallback": "",
+            SUBSTITUTED: f"{requested} -> {fallback}"}
 
 
 def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
@@ -418,16 +478,13 @@ def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
     checked_data = set()
     for sc in scenarios or study.scenarios.values():
         b = sc.budget
-        setup = (b["dataset"], b["train_size"], b["val_size"], b["dataset_fallback"])
+        setup = (b["dataset"], b["train_size"], b["val_size"], b["split"])
         if setup not in checked_data:
             try:
                 data.check(b["dataset"], train_size=b["train_size"] or None,
-                           val_size=b["val_size"])
+                           val_size=b["val_size"], split=b["split"])
             except data.DataError as exc:
-                if not b["dataset_fallback"]:
-                    raise SpecError(f"{study.path} scenario {sc.name!r}: {exc}") from None
-                data.check(b["dataset_fallback"], train_size=b["train_size"] or None,
-                           val_size=b["val_size"])
+                raise SpecError(f"{study.path} scenario {sc.name!r}: {exc}") from None
             checked_data.add(setup)
         where = f"{study.path} scenario {sc.name!r}"
         try:

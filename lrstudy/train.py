@@ -171,6 +171,8 @@ class PreparedFit:
     def fit_kwargs(self) -> dict:
         """Keyword arguments of ``model.fit`` besides the data and epochs."""
         ds = self.dataset
+        if not len(ds.x_val):  # a tutorial without a validation split
+            return {"callbacks": self.callbacks}
         batch = max(VALIDATION_BATCH, self.scenario.budget["batch_size"])
         return {"validation_data": (ds.x_val, ds.y_val), "validation_batch_size": batch,
                 "callbacks": self.callbacks}
@@ -190,7 +192,7 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     data.seed_everything(seed)
     interrupts.raise_at("data")
     ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
-                          budget["dataset_fallback"])
+                          budget["split"])
     interrupts.raise_at("model")
     schedule = resolve.build_schedule(scenario, finder_bounds)
     model, from_logits = models.build(budget["model"], ds.input_shape, ds.num_classes)

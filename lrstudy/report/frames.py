@@ -150,6 +150,7 @@ def _run_row(run_id: str, tags: dict, params: dict, metrics: dict) -> dict:
         "phase": tags.get(TAG + "phase", ""),
         "finder_key": tags.get(TAG + "finder_key"),
         "run_key": tags.get(TAG + "run_key"),
+        "dataset_substituted": tags.get(TAG + "dataset_substituted", ""),
     }
     row.update({name: value for name, value in params.items() if name != "seed"})
     row.update({_metric_column(key): value for key, value in metrics.items()})
