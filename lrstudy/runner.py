@@ -323,6 +323,7 @@ def kernel_environment(selected: list, workers: int, threads: int) -> int:
     for var in THREAD_VARS:
         os.environ[var] = str(threads)  # TF reads them when it starts
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # kernels share a GPU
     extra = {str(d) for sc in selected if (d := models.locate(sc.budget["model"]))}
     path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if extra - set(path):

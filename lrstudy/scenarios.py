@@ -39,7 +39,6 @@ FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "find
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 CATALOGUE = STUDIES_DIR / "_catalogue.toml"
 
-SPLITS = ("seeded", "random.sample")  # lrstudy.data.SPLITS (data imports numpy: not here)
 SUBSTITUTED = "dataset_substituted"  # budget key (and tag) of data used in place of another
 DATASET_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 1000}
 TARGETS = {"fashion_mnist": 0.85, "mnist": 0.97, "synthetic": 0.6}
@@ -272,6 +271,8 @@ def _validate_budget_values(where: str, budget: dict) -> None:
         _count(where, key, budget[key], low=1)
     for key in ("train_size", "val_size", "steps_per_execution"):
         _count(where, key, budget[key], low=0)
+    from lrstudy.data import SPLITS
+
     if budget["split"] not in SPLITS:
         raise SpecError(f"{where}: split must be one of {', '.join(map(repr, SPLITS))}, "
                         f"got {_show(budget['split'])}")

@@ -136,6 +136,7 @@ def trial_params(scenario, schedule, ds, seed, finder_bounds=None, pairing=None)
         **(pairing or {}),
         "target": scenario.target,
         "steps_per_execution": steps_per_execution(scenario),
+        "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,

@@ -12,16 +12,30 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lrstudy.report.frames import SUGGESTION_KEYS
+from lrstudy.report.frames import BUDGET_COLUMNS, SUGGESTION_KEYS
 from lrstudy.report.stats import aggregate, t_interval
-from lrstudy.report.verdict import chance
+from lrstudy.report.verdict import budget_label, chance
 from lrstudy.scenarios import FAMILIES
 
 
 def _families(trials: pd.DataFrame) -> list[str]:
+    """The families (or panels, see :func:`_by_budget`) present, in the catalogue's order."""
     present = set(trials["family"].dropna())
-    known = [f for f in FAMILIES if f in present]
-    return known + sorted(present - set(known))
+    rank = {f: i for i, f in enumerate(FAMILIES)}
+    return sorted(present, key=lambda f: (rank.get(f.split(" @ ")[0], len(rank)), f))
+
+
+def _by_budget(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with ``family`` made a panel name: the family, and where one family ran at
+    several budgets (``seeds-original``) the budget too, so that no panel puts curves of
+    different budgets side by side."""
+    columns = [c for c in BUDGET_COLUMNS if c in trials]
+    if not columns or trials.empty:
+        return trials
+    labels = trials[columns].apply(lambda row: budget_label(row.to_dict()), axis=1)
+    several = labels.groupby(trials["family"]).transform("nunique") > 1
+    return trials.assign(family=trials["family"].where(~several,
+                                                       trials["family"] + " @ " + labels))
 
 
 def _palette(names) -> dict:
@@ -58,13 +72,15 @@ def _empty(ax, text: str) -> None:
 
 def plot_family_curves(trials: pd.DataFrame, histories: pd.DataFrame,
                        keys=("val_loss", "val_accuracy")) -> Figure:
-    """Per family (rows) and metric (columns): each scenario's curve over the 1-based epoch.
+    """Per family (rows; one per budget where a family ran at several) and metric (columns):
+    each scenario's curve over the 1-based epoch.
 
     Solid line: the mean across non-diverged seeds, with the 95% t-interval as a band
     (:func:`aggregate`). Dotted lines with crosses: diverged trials, one line each, up to their
     last finite value.
     """
     keys = list(keys)
+    trials = _by_budget(trials)
     info = trials[["run_id", "scenario", "family", "diverged"]]
     data = histories[histories["key"].isin(keys)].merge(info, on="run_id")
     data = data.assign(epoch=data["step"] + 1)
@@ -116,7 +132,9 @@ def _thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
 def plot_lr_curves(trials: pd.DataFrame, step_histories: pd.DataFrame,
                    key: str = "step_learning_rate", max_points: int = 2000) -> Figure:
     """The learning rate per optimizer step of each scenario (one seed each), log y, one
-    panel per family. Long series are thinned to about ``max_points`` points per run."""
+    panel per family (and budget). Long series are thinned to about ``max_points`` points
+    per run."""
+    trials = _by_budget(trials)
     info = trials[["run_id", "scenario", "family"]]
     data = step_histories[step_histories["key"] == key].merge(info, on="run_id")
     data = _thin(data.sort_values(["run_id", "step"]), max_points)
@@ -266,6 +284,14 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
     ax.set_yticks(y, labels)
     ax.set_ylim(len(order) - 0.5, -0.5)
     ax.set(xlabel="test accuracy (mean, 95% t-interval; dots: seeds)", ylabel="")
+    budgets = table["budget"].tolist() if "budget" in table else []
+    if len(set(budgets)) > 1:  # ranked within each budget, never across: say where they part
+        for i, label in enumerate(budgets):
+            if i == 0 or label != budgets[i - 1]:
+                if i:
+                    ax.axhline(i - 0.5, color="grey", lw=0.8)
+                ax.annotate(label, (0.01, i - 0.45), xycoords=("axes fraction", "data"),
+                            fontsize="x-small", color="grey", va="top")
     return fig
 
 
