@@ -157,6 +157,12 @@ CASES = [
          study=study_text(scenario=VALID_X + '\nbudget = { model = "nosuchmodel" }')),
     Case("unknown-schedule", _run_args(), ["nosuchsched"],
          study=study_text(scenario='schedule = { name = "nosuchsched", initial = 0.1 }')),
+    Case("missing-claims-file", _run_args(), ["nosuch_claims.toml", "does not exist"],
+         study='claims = "nosuch_claims.toml"\n' + study_text(scenario=VALID_X)),
+    Case("unknown-split", _run_args(), ["split", "'keras'"],
+         study=study_text(scenario=VALID_X, extra='split = "keras"')),
+    Case("unknown-family", _run_args("--families", "nosuch"), ["unknown family", "'nosuch'"],
+         study=study_text(scenario=VALID_X)),
     # ---- learning rates ------------------------------------------------------------------------
     Case("lr-zero", _run_args(), ["learning_rate=0"],
          study=study_text(scenario="learning_rate = 0.0")),
