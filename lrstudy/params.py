@@ -29,6 +29,7 @@ NOTEBOOKS = {
     },
     "summary": {"study": str, "tracking_uri": str, "reference": str, "margin": float | None},
     "schedules": {"study": str, "epochs": int, "batch_size": int},
+    "start_here": {"study": str, "scenario": str, "epochs": int, "tracking_uri": str},
 }
 _IPYTHON = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 INJECTED = "# Parameters"  # the first line of papermill's injected-parameters cell (Python)
