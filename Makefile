@@ -73,7 +73,7 @@ ui: $(STAMP)
 # JupyterLab on notebooks/, opening the start-here notebook (as root, Jupyter wants --allow-root)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(if $(IS_ROOT),--allow-root) \
-	  --ServerApp.default_url=/lab/tree/start_here.ipynb
+	  --LabApp.default_url=/lab/tree/start_here.ipynb
 
 bench: data
 	$(PY) bench/bench.py
