@@ -80,9 +80,13 @@ def test_lab_runs_all_cells_of_the_scenario_notebook_twice(tmp_path, store, star
             for attempt in (1, 2):
                 page.get_by_role("menuitem", name="Run", exact=True).click()
                 page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
-                try:  # the last cell executed, with the count of this run, in the same kernel
-                    expect(prompts.last).to_have_text(f"[{attempt * n_code}]:",
-                                                      timeout=RUN_TIMEOUT_S * 1000)
+                last = f"[{attempt * n_code}]:"  # the count of this run, in the same kernel
+                failed = notebook.locator(".jp-OutputArea-output",
+                                          has_text="Traceback (most recent call last)")
+                try:  # the last cell executed, or a cell failed (then run all stops)
+                    expect(prompts.last.filter(has_text=last).or_(failed).first).to_be_attached(
+                        timeout=RUN_TIMEOUT_S * 1000)
+                    expect(prompts.last).to_have_text(last)
                 finally:
                     page.screenshot(path=str(ARTIFACTS / f"lab-scenario-run{attempt}.png"))
                     # what JupyterLab holds, saved: no error output
