@@ -122,6 +122,16 @@ def sizes(spec: str) -> tuple[int, int | None]:
     return len(a["y_train"]), n_val
 
 
+def module_dir(name: str):
+    """The directory a kernel needs on its path to import a function source (None for any
+    other dataset), as :func:`lrstudy.models.locate` finds a user model's."""
+    if not is_spec(name) or "function" not in parse(name):
+        return None
+    from lrstudy import models
+
+    return models.locate(parse(name)["function"])
+
+
 def key_identity(spec: str) -> dict:
     """What the run key hashes for a user source: the spec without its path."""
     s = parse(spec)
