@@ -416,18 +416,26 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     return results
 
 
+def _metric(results: list[dict]) -> str:
+    """The primary metric the results were logged with: ``rmse`` for a regression."""
+    regression = any("val_rmse" in (res.get("points") or {}) for res in results)
+    return tasks.REGRESSION.primary if regression else tasks.CLASSIFICATION.primary
+
+
 def results_table(results: list[dict]):
-    """One row per seed: status, run id, final validation and test accuracy."""
+    """One row per seed: status, run id, final validation and test accuracy (RMSE for a
+    regression)."""
     import pandas as pd
 
+    m = _metric(results)
     rows = []
     for res in results:
         pts = res.get("points") or {}
         rows.append({
             "seed": res["seed"], "status": res["status"], "run_id": res["run_id"],
-            "val_accuracy": (pts.get("val_accuracy") or [(0, float("nan"))])[-1][1],
-            "test_accuracy": res.get("test_accuracy", float("nan")),
-            "epochs": len(pts.get("val_accuracy") or []),
+            f"val_{m}": (pts.get(f"val_{m}") or [(0, float("nan"))])[-1][1],
+            f"test_{m}": res.get(f"test_{m}", float("nan")),
+            "epochs": len(pts.get(f"val_{m}") or []),
         })
     return pd.DataFrame(rows).set_index("seed")
 
@@ -437,10 +445,11 @@ def plot_results(results: list[dict]):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    m = _metric(results)
     for res in results:
         pts = res.get("points") or {}
         label = f"seed {res['seed']}" + (" (diverged)" if res["status"] == "diverged" else "")
-        for ax, key in ((axes[0], "val_accuracy"), (axes[1], "val_loss")):
+        for ax, key in ((axes[0], f"val_{m}"), (axes[1], "val_loss")):
             series = pts.get(key, [])
             ax.plot([s + 1 for s, _ in series], [v for _, v in series], marker="o", label=label)
             ax.set(xlabel="epoch", title=key)

@@ -164,6 +164,9 @@ def test_a_regression_logs_mse_mae_and_rmse_not_accuracy(user_study):
     assert metrics["val_rmse"] < 1000.0
     assert metrics["epochs_to_target"] == 1 and metrics["time_to_target_s"] > 0
     assert float(run.data.params["target"]) == 1000.0
+    # the executed notebook's results table shows the regression's metric
+    notebook = (user_study["root"] / "runs" / "mine" / "regression.ipynb").read_text()
+    assert "val_rmse" in notebook and "test_rmse" in notebook
 
 
 def test_the_logged_input_dataset_carries_the_data_fingerprint(user_study):
