@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrstudy import fashion_mnist
+from lrstudy import fashion_mnist, sources
 from lrstudy.fashion_mnist import DataError, one_line
 
 __all__ = [
@@ -79,6 +79,10 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    #: "classification" (int32 labels) or "regression" (float32 targets, num_classes 1)
+    task: str = "classification"
+    #: SHA-256 of a user source's arrays (:func:`lrstudy.sources.fingerprint`), else ""
+    digest: str = ""
 
     @property
     def input_shape(self) -> tuple:
@@ -261,6 +265,8 @@ def _check_split(split) -> str:
 
 
 def _check_name(name) -> str:
+    if sources.is_spec(name):
+        return name
     if name not in DATASETS:
         raise ValueError(f"Argument `name` must be one of {DATASETS}. Received: name={name!r}")
     return name
@@ -289,6 +295,9 @@ def load(
     _check_name(name)
     seed = _check_seed(split_seed)
     _check_split(split)
+    if sources.is_spec(name):
+        return _load_source(name, train_size=train_size, val_size=val_size,
+                            val_fraction=val_fraction, seed=seed)
     if name == "fashion_mnist":
         arrays = fashion_mnist.arrays()
     elif name == "mnist":
@@ -314,6 +323,33 @@ def load(
     )
 
 
+def _load_source(spec: str, *, train_size, val_size, val_fraction, seed) -> Dataset:
+    """A user source (:mod:`lrstudy.sources`): its own validation set, or one carved by
+    :func:`split_indices`; its test set, its own or carved when the study was loaded."""
+    arrays = sources.arrays(spec)
+    s = sources.parse(spec)
+    if "x_val" in arrays:
+        n = len(arrays["y_train"])
+        train = np.arange(train_size or n)
+        x_val, y_val = arrays["x_val"], arrays["y_val"]
+    else:
+        val, train = split_indices(len(arrays["y_train"]), train_size=train_size,
+                                   val_size=val_size, val_fraction=val_fraction, seed=seed)
+        x_val, y_val = arrays["x_train"][val], arrays["y_train"][val]
+    return Dataset(
+        name=sources.label(spec),
+        x_train=arrays["x_train"][train],
+        y_train=arrays["y_train"][train],
+        x_val=np.asarray(x_val),
+        y_val=np.asarray(y_val),
+        x_test=np.array(arrays["x_test"]),
+        y_test=np.array(arrays["y_test"]),
+        num_classes=sources.num_classes(s, arrays),
+        task=s["task"],
+        digest=s.get("sha256") or sources.fingerprint(*(arrays[k] for k in sorted(arrays))),
+    )
+
+
 def check(
     name: str,
     *,
@@ -333,7 +369,11 @@ def check(
     _check_name(name)
     _check_seed(split_seed)
     _check_split(split)
-    if name == "fashion_mnist":
+    if sources.is_spec(name):
+        n, n_val = sources.sizes(name)  # loaded and checked (DataError) when the study was
+        if n_val is not None:
+            return
+    elif name == "fashion_mnist":
         n = fashion_mnist.pool_size()
     elif name == "mnist":
         reason = _mnist_unavailable()

@@ -316,7 +316,7 @@ class StoreWatch:
 def kernel_environment(selected: list, workers: int, threads: int) -> int:
     """Set what the kernels inherit: absolute paths, thread counts, the directories of user
     models (so a model importable from here is importable in ``notebooks/`` too)."""
-    from lrstudy import models
+    from lrstudy import models, sources
 
     absolute_paths()
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -325,6 +325,7 @@ def kernel_environment(selected: list, workers: int, threads: int) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # kernels share a GPU
     extra = {str(d) for sc in selected if (d := models.locate(sc.budget["model"]))}
+    extra |= {str(d) for sc in selected if (d := sources.module_dir(sc.budget["dataset"]))}
     path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if extra - set(path):
         os.environ["PYTHONPATH"] = os.pathsep.join(sorted(extra - set(path)) + path)

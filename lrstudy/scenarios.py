@@ -33,7 +33,7 @@ import math
 import tomllib
 from pathlib import Path
 
-from lrstudy import competition, resolve
+from lrstudy import competition, resolve, sources
 
 FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "finder")
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
@@ -56,7 +56,14 @@ BUDGET_DEFAULTS = {
     "log_every": 1,
     "steps_per_execution": 0,  # 0: automatic
     "jit_compile": True,
+    "task": "classification",  # or "regression" (a user's dataset, see lrstudy.sources)
+    "test_size": sources.DEFAULT_TEST_SIZE,  # a user's dataset without a test split of its own
 }
+#: Budget keys left out of the run key at their default (the keys of older studies stand).
+KEY_WHEN_SET = ("task", "test_size", "split")
+#: The validation set of a built-in dataset when the study does not say.
+DEFAULT_VAL_SIZE = 10000
+DATA_VAL_FRACTION = 1 / 6  # of a user source's training pool, as lrstudy.data's default
 SCENARIO_KEYS = {
     "family", "description", "optimizer", "optimizer_args", "learning_rate", "schedule",
     "plateau", "finder", "baseline", "budget",
@@ -97,11 +104,24 @@ class Scenario:
         budget = self.budget
         if budget["train_size"]:
             return budget["train_size"]
+        if sources.is_spec(budget["dataset"]):
+            n, n_val = sources.sizes(budget["dataset"])
+            return n if n_val is not None else n - budget["val_size"]
         return DATASET_SIZES.get(budget["dataset"], 0) - budget["val_size"]
 
     @property
     def target(self) -> float:
         return self.budget["target"] or TARGETS.get(self.budget["dataset"], 0.0)
+
+    @property
+    def task(self) -> str:
+        return self.budget["task"]
+
+    @property
+    def dataset_label(self) -> str:
+        """The dataset's name: a built-in one, or a user source's file or function."""
+        name = self.budget["dataset"]
+        return sources.label(name) if sources.is_spec(name) else name
 
     def config(self) -> dict:
         """The canonical, JSON-able config of this scenario."""
@@ -110,13 +130,18 @@ class Scenario:
     def key_config(self) -> dict:
         """What the run key hashes: the config without the names and words, so that two
         scenarios training the same thing are one trial."""
-        return {k: v for k, v in self.config().items() if k not in NOT_IN_KEY}
+        config = {k: v for k, v in self.config().items() if k not in NOT_IN_KEY}
+        budget = {k: v for k, v in config["budget"].items()
+                  if not (k in KEY_WHEN_SET and v == BUDGET_DEFAULTS[k])}
+        if sources.is_spec(budget["dataset"]):  # its content, not where it lies
+            budget["dataset"] = sources.key_identity(budget["dataset"])
+        return {**config, "budget": budget}
 
     @property
     def budget_label(self) -> str:
         """The budget in words: scenarios are comparable only where it is the same."""
         b = self.budget
-        data = b["dataset"]
+        data = self.dataset_label
         if b.get(SUBSTITUTED):
             data += f" (in place of {b[SUBSTITUTED].split(' -> ')[0]})"
         return (f"{b['model']} on {data} ({self.train_size} train / {b['val_size']} "
@@ -255,6 +280,10 @@ def _check_budget(where: str, budget: dict) -> dict:
         elif isinstance(default, int):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise SpecError(f"{where}: key {key!r} must be an integer, got {_show(value)}")
+        elif key == "dataset":
+            if not isinstance(value, (str, dict)):
+                raise SpecError(f"{where}: key 'dataset' must be a name, "
+                                f"\"package.module:function\" or a table, got {_show(value)}")
         elif isinstance(default, float):
             if (isinstance(value, bool) or not isinstance(value, (int, float))
                     or not math.isfinite(value)):
@@ -276,25 +305,72 @@ def _validate_budget_values(where: str, budget: dict) -> None:
     if budget["split"] not in SPLITS:
         raise SpecError(f"{where}: split must be one of {', '.join(map(repr, SPLITS))}, "
                         f"got {_show(budget['split'])}")
-    if not 0 <= budget["target"] <= 1:
+    if budget["task"] == "classification" and not 0 <= budget["target"] <= 1:
         raise SpecError(f"{where}: target must be a validation accuracy in [0, 1], "
                         f"got {budget['target']}")
-    size = DATASET_SIZES.get(budget["dataset"])
+    if budget["target"] < 0:
+        raise SpecError(f"{where}: target must be a validation RMSE >= 0, "
+                        f"got {budget['target']}")
+    if sources.is_spec(budget["dataset"]):
+        size = sum(n or 0 for n in sources.sizes(budget["dataset"]))
+        what = f"{sources.label(budget['dataset'])} has {size} rows"
+    else:
+        size = DATASET_SIZES.get(budget["dataset"])
+        what = f"{budget['dataset']} has {size} training images"
     if size is None:
         raise SpecError(f"{where}: unknown dataset {budget['dataset']!r}; "
                         f"known: {', '.join(DATASET_SIZES)}")
     if budget["val_size"] >= size:
         raise SpecError(f"{where}: val_size {budget['val_size']} leaves no training data "
-                        f"({budget['dataset']} has {size} training images)")
+                        f"({what})")
     room = size - budget["val_size"]
     if budget["train_size"] > room:
         raise SpecError(f"{where}: train_size {budget['train_size']} is larger than the data: "
-                        f"{budget['dataset']} has {room} images left after {budget['val_size']} "
-                        f"for validation")
+                        f"{room} examples are left after {budget['val_size']} for validation "
+                        f"({what})")
     train = budget["train_size"] or room
     if budget["batch_size"] > train:
         raise SpecError(f"{where}: batch_size {budget['batch_size']} is larger than the "
-                        f"training set ({train} images)")
+                        f"training set ({train} examples)")
+
+
+def _resolve_dataset(where: str, budget: dict, base: Path, resolved: dict) -> dict:
+    """The budget with its dataset resolved: a user source becomes its spec (loaded and
+    checked, see :mod:`lrstudy.sources`), and an unset ``val_size`` its default (10,000
+    images of a built-in dataset; a user source's own validation set, else a sixth of its
+    training pool). ``resolved`` caches the specs of one study file."""
+    out = dict(budget)
+    if out["task"] not in sources.TASKS:
+        raise SpecError(f"{where}: task must be one of {', '.join(sources.TASKS)}, "
+                        f"got {_show(out['task'])}")
+    dataset = out["dataset"]
+    if isinstance(dataset, str) and (dataset in DATASET_SIZES or sources.is_spec(dataset)):
+        if dataset in DATASET_SIZES and out["task"] != "classification":
+            raise SpecError(f"{where}: {dataset} is a classification dataset, not for task "
+                            f"{out['task']!r}")
+        if out["val_size"] is None:
+            out["val_size"] = DEFAULT_VAL_SIZE
+        return out
+    if isinstance(dataset, str) and ":" not in dataset:
+        raise SpecError(f"{where}: unknown dataset {dataset!r}; known: "
+                        f"{', '.join(DATASET_SIZES)}, \"package.module:function\", "
+                        "{ csv = ... }, { npz = ... } or { images = ... }")
+    test_size = out["test_size"]
+    cache = repr((dataset, out["task"], test_size))
+    if cache not in resolved:
+        try:
+            test_size = sources.check_test_size(where, test_size)
+            resolved[cache] = sources.resolve(where, dataset, base, out["task"], test_size)
+        except ValueError as exc:  # DataError included: bad data, one line
+            msg = " ".join(str(exc).split())
+            raise SpecError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    out["dataset"] = resolved[cache]
+    n, n_val = sources.sizes(out["dataset"])
+    if n_val is not None:
+        out["val_size"] = n_val
+    elif out["val_size"] is None:
+        out["val_size"] = max(1, round(n * DATA_VAL_FRACTION))
+    return out
 
 
 def _sweep_scenarios(where: str, sweep: dict) -> dict[str, dict]:
@@ -331,7 +407,8 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     name = _string(where, "name", raw.get("name", path.stem))
     description = _string(where, "description", raw.get("description", ""))
     seeds = _count(where, "seeds", raw.get("seeds", 3))
-    base = dict(BUDGET_DEFAULTS)
+    base = {**BUDGET_DEFAULTS, "val_size": None}  # None: the dataset's default
+    resolved: dict = {}
     base.update(_check_budget(f"{where} [budget]", raw.get("budget", {})))
     named = {
         key: {**base, **_check_budget(f"{where} [budgets.{key}]", table)}
@@ -393,6 +470,7 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
         if overrides:
             budget.update(_check_budget("command line", overrides))
         budget = _substitute(budget, unavailable)
+        budget = _resolve_dataset(swhere, budget, path.parent, resolved)
         _validate_budget_values(swhere, budget)
         plateau = spec.get("plateau")
         if (budget["val_size"] == 0 and isinstance(plateau, dict)
@@ -456,7 +534,7 @@ def _substitute(budget: dict, unavailable: dict) -> dict:
     the sizes and the run key then follow the data really used. ``unavailable`` caches the
     reason per dataset (a study asks once)."""
     requested, fallback = budget["dataset"], budget["dataset_fallback"]
-    if not fallback:
+    if not fallback or not isinstance(requested, str):
         return budget
     if requested not in unavailable:
         from lrstudy import data
