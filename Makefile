@@ -7,15 +7,36 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1su
 APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: study test ui lab bench data venv system-test clean-store
+.PHONY: study test ui lab bench data venv lock system-test clean-store
 
+# The lock (requirements.txt: every package at an exact version, with its hashes), then the
+# project itself without dependencies.
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*; touch $@
+
+# Regenerate the lock from pyproject.toml's ranges (all extras) after changing them: uv keeps
+# every version the lock has unless a range excludes it; `make lock UPGRADE=--upgrade` moves
+# all to the newest allowed. Then `make venv` and the tests.
+define LOCK_HEADER
+# The lock: every package of lrstudy's environment (pyproject.toml with all its extras: the
+# runtime, `cluster`, `test`) at an exact version, with the sha256 of each of its files.
+# `make venv` installs exactly this (pip --require-hashes), then lrstudy itself (--no-deps).
+# Made by uv (`uv pip compile --generate-hashes`; regenerate with `make lock`), not pip-tools:
+# uv resolves these 200-odd packages in seconds from the index's metadata and hashes, where
+# pip-compile runs pip's resolver, downloading wheels (TensorFlow's is 250 MB) to read and
+# hash them; uv is also the installer of tests/test_install.py's fresh environment.
+# Why some versions are held back: the comments in pyproject.toml.
+endef
+export LOCK_HEADER
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile -q pyproject.toml --all-extras --generate-hashes --python $(PY) \
+	  --custom-compile-command "make lock" $(UPGRADE) -o requirements.txt
+	@{ echo "$$LOCK_HEADER"; cat requirements.txt; } > requirements.txt.new
+	@mv requirements.txt.new requirements.txt
 
 # Fashion-MNIST: $$LRSTUDY_DATA_DIR, the Keras cache or Debian's dataset-fashion-mnist;
 # installs the Debian package when no copy is found and we are root.
@@ -49,8 +70,10 @@ test: data system-test
 ui: $(STAMP)
 	$(PY) -m lrstudy ui
 
+# JupyterLab on notebooks/, opening the start-here notebook (as root, Jupyter wants --allow-root)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(if $(IS_ROOT),--allow-root) \
+	  --LabApp.default_url=/lab/tree/start_here.ipynb
 
 bench: data
 	$(PY) bench/bench.py

@@ -19,7 +19,7 @@ import math
 import statistics
 import time
 
-from lrstudy import interrupts, tfquiet
+from lrstudy import interrupts, tasks, tfquiet
 from lrstudy.finder import smooth
 
 tf = tfquiet.import_tensorflow()
@@ -368,11 +368,14 @@ class EpochLogger(keras.callbacks.Callback):
     ends. :attr:`diverged_reason` says which (or ""), :attr:`diverged` whether any.
     """
 
-    EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+    EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy",
+                  "mae", "rmse", "val_mae", "val_rmse")  # those Keras logs (by the task)
 
     def __init__(self, sink: MetricSink, *, target: float = 0.0, log_every: int = 1,
-                 loss_fn=None, probe=None, num_classes: int | None = None):
+                 loss_fn=None, probe=None, num_classes: int | None = None, task=None):
         super().__init__()
+        #: the target is on ``task.val_metric`` (``val_accuracy`` by default, >= target)
+        self.task = task or tasks.CLASSIFICATION
         self.sink, self.target, self.log_every = sink, target, max(1, int(log_every))
         self.loss_fn, self.probe, self.num_classes = loss_fn, probe, num_classes
         self._probe = None
@@ -479,9 +482,9 @@ class EpochLogger(keras.callbacks.Callback):
         if self._ratios is not None and self._ratios.size:
             for q in (10, 50, 90):
                 self.sink.add(f"effective_lr_p{q}", np.percentile(self._ratios, q), epoch)
-        val_acc = logs.get("val_accuracy")
-        if (self.epochs_to_target is None and self.target and val_acc is not None
-                and val_acc >= self.target):
+        val = logs.get(self.task.val_metric)
+        if (self.epochs_to_target is None and self.target and val is not None
+                and self.task.reached(val, self.target)):
             self.epochs_to_target = epoch + 1
         self.sink.send()
 

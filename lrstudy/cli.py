@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a study (resumable)")
     run.add_argument("--study", default="seeds", help="a study name or a .toml file")
     run.add_argument("--scenarios", default="", help="comma-separated scenario names")
+    run.add_argument("--families", default="",
+                     help="comma-separated families: only their scenarios (e.g. decay,warmup)")
     run.add_argument("--seeds", type=_positive_int,
                      help="seeds per scenario (in a competition: final seeds per strategy)")
     run.add_argument("--grid-points", type=_positive_int, default=0,
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check a study (file) without running it")
     check.add_argument("--study", default="seeds", help="a study name or a .toml file")
     check.add_argument("--scenarios", default="", help="comma-separated scenario names")
+    check.add_argument("--families", default="", help="comma-separated families")
 
     ui = sub.add_parser("ui", help="the MLflow UI on the default store")
     ui.add_argument("--host", default="127.0.0.1")
@@ -175,7 +178,8 @@ def cmd_check(args) -> int:
     from lrstudy import runner, scenarios
 
     study = scenarios.load_study(args.study)
-    selected, merged = runner.distinct(study.select(_names(args.scenarios)))
+    selected, merged = runner.distinct(study.select(_names(args.scenarios),
+                                                    _names(args.families)))
     scenarios.validate(study, selected)
     budgets = {sc.budget_label for sc in selected}
     comp = study.competition
@@ -202,7 +206,8 @@ def cmd_run(args) -> int:
     from lrstudy import runner
 
     outcome = runner.run_study(
-        args.study, scenario_names=_names(args.scenarios), seeds=args.seeds,
+        args.study, scenario_names=_names(args.scenarios), families=_names(args.families),
+        seeds=args.seeds,
         overrides=_overrides(args), workers=args.workers, executor=args.executor,
         tracking_uri=args.tracking_uri, ray_address=args.ray_address, progress=not args.quiet,
         grid_points=args.grid_points, stack=args.stack)

@@ -34,12 +34,13 @@ import dataclasses
 import functools
 import numbers
 import operator
+import random
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from lrstudy import fashion_mnist
+from lrstudy import fashion_mnist, sources
 from lrstudy.fashion_mnist import DataError, one_line
 
 __all__ = [
@@ -49,10 +50,15 @@ __all__ = [
     "check",
     "ensure",
     "load",
+    "sample_split",
     "split_indices",
+    "unavailable",
 ]
 
 DATASETS = ("fashion_mnist", "mnist", "synthetic")
+#: How the validation and training sets are drawn from the pool (see :func:`split_indices`
+#: and :func:`sample_split`).
+SPLITS = ("seeded", "random.sample")
 DEFAULT_SPLIT_SEED = 9125
 DEFAULT_VAL_FRACTION = 1 / 6  # 10,000 of the 60,000 training images
 SYNTHETIC_FEATURES = 20
@@ -73,6 +79,10 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    #: "classification" (int32 labels) or "regression" (float32 targets, num_classes 1)
+    task: str = "classification"
+    #: SHA-256 of a user source's arrays (:func:`lrstudy.sources.fingerprint`), else ""
+    digest: str = ""
 
     @property
     def input_shape(self) -> tuple:
@@ -171,6 +181,21 @@ def split_indices(
     return perm[:v], perm[v : v + t]
 
 
+def sample_split(
+    n: int, *, train_size: int | None = None, val_size: int = 0, seed: int = DEFAULT_SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) indices drawn the way the decay tutorial drew its subset.
+
+    ``random.seed(seed); idx = random.sample(range(n), train_size + val_size)``, then Keras's
+    ``validation_split``: the *last* ``val_size`` of the drawn indices are the validation set,
+    the first ``train_size`` the training set (in the drawn order). ``random.Random(seed)``
+    is the generator ``random.seed`` seeds, so the global state is left alone.
+    """
+    v, t = _split_sizes(n, train_size=train_size, val_size=val_size)
+    idx = np.asarray(random.Random(_check_seed(seed)).sample(range(n), t + v), dtype=np.int64)
+    return idx[t:], idx[:t]
+
+
 def _split_sizes(
     n: int, *, train_size=None, val_size=None, val_fraction=None
 ) -> tuple[int, int]:
@@ -182,10 +207,11 @@ def _split_sizes(
         )
     if val_size is not None:
         v = _as_int("val_size", val_size)
-        if not 0 < v < n:
+        if not 0 <= v < n:
             raise ValueError(
-                f"Argument `val_size` must be > 0 and < {n} (the training pool, leaving at least "
-                f"one example to train on). Received: val_size={val_size!r}"
+                f"Argument `val_size` must be >= 0 and < {n} (the training pool, leaving at "
+                f"least one example to train on; 0: no validation set). "
+                f"Received: val_size={val_size!r}"
             )
     else:
         fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
@@ -231,7 +257,16 @@ def _check_seed(seed) -> int:
     return s
 
 
+def _check_split(split) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"Argument `split` must be one of {', '.join(map(repr, SPLITS))}. "
+                         f"Received: split={split!r}")
+    return split
+
+
 def _check_name(name) -> str:
+    if sources.is_spec(name):
+        return name
     if name not in DATASETS:
         raise ValueError(f"Argument `name` must be one of {DATASETS}. Received: name={name!r}")
     return name
@@ -248,28 +283,33 @@ def load(
     val_size: int | None = None,
     val_fraction: float | None = None,
     split_seed: int = DEFAULT_SPLIT_SEED,
+    split: str = "seeded",
 ) -> Dataset:
     """Load ``name`` and split its training pool into training and validation sets.
 
-    See :func:`split_indices` for the split. Fashion-MNIST is served from the array cache
+    ``split`` is ``"seeded"`` (:func:`split_indices`) or ``"random.sample"`` (the decay
+    tutorial's draw, :func:`sample_split`; ``val_fraction`` does not apply). Fashion-MNIST is served from the array cache
     (built on first use, see :func:`ensure`). Raises ValueError for bad arguments and
     :class:`DataError` when the data cannot be had.
     """
     _check_name(name)
     seed = _check_seed(split_seed)
+    _check_split(split)
+    if sources.is_spec(name):
+        return _load_source(name, train_size=train_size, val_size=val_size,
+                            val_fraction=val_fraction, seed=seed)
     if name == "fashion_mnist":
         arrays = fashion_mnist.arrays()
     elif name == "mnist":
         arrays = _mnist_arrays()
     else:
         arrays = _synthetic_arrays(seed)
-    val, train = split_indices(
-        len(arrays["y_train"]),
-        train_size=train_size,
-        val_size=val_size,
-        val_fraction=val_fraction,
-        seed=seed,
-    )
+    if split == "random.sample":
+        val, train = sample_split(len(arrays["y_train"]), train_size=train_size,
+                                  val_size=val_size or 0, seed=seed)
+    else:
+        val, train = split_indices(len(arrays["y_train"]), train_size=train_size,
+                                   val_size=val_size, val_fraction=val_fraction, seed=seed)
     x, y = arrays["x_train"], arrays["y_train"]
     return Dataset(
         name=name,
@@ -283,6 +323,33 @@ def load(
     )
 
 
+def _load_source(spec: str, *, train_size, val_size, val_fraction, seed) -> Dataset:
+    """A user source (:mod:`lrstudy.sources`): its own validation set, or one carved by
+    :func:`split_indices`; its test set, its own or carved when the study was loaded."""
+    arrays = sources.arrays(spec)
+    s = sources.parse(spec)
+    if "x_val" in arrays:
+        n = len(arrays["y_train"])
+        train = np.arange(train_size or n)
+        x_val, y_val = arrays["x_val"], arrays["y_val"]
+    else:
+        val, train = split_indices(len(arrays["y_train"]), train_size=train_size,
+                                   val_size=val_size, val_fraction=val_fraction, seed=seed)
+        x_val, y_val = arrays["x_train"][val], arrays["y_train"][val]
+    return Dataset(
+        name=sources.label(spec),
+        x_train=arrays["x_train"][train],
+        y_train=arrays["y_train"][train],
+        x_val=np.asarray(x_val),
+        y_val=np.asarray(y_val),
+        x_test=np.array(arrays["x_test"]),
+        y_test=np.array(arrays["y_test"]),
+        num_classes=sources.num_classes(s, arrays),
+        task=s["task"],
+        digest=s.get("sha256") or sources.fingerprint(*(arrays[k] for k in sorted(arrays))),
+    )
+
+
 def check(
     name: str,
     *,
@@ -290,6 +357,7 @@ def check(
     val_size: int | None = None,
     val_fraction: float | None = None,
     split_seed: int = DEFAULT_SPLIT_SEED,
+    split: str = "seeded",
 ) -> None:
     """Validate the arguments of :func:`load` and that the data can be had, cheaply.
 
@@ -300,7 +368,12 @@ def check(
     """
     _check_name(name)
     _check_seed(split_seed)
-    if name == "fashion_mnist":
+    _check_split(split)
+    if sources.is_spec(name):
+        n, n_val = sources.sizes(name)  # loaded and checked (DataError) when the study was
+        if n_val is not None:
+            return
+    elif name == "fashion_mnist":
         n = fashion_mnist.pool_size()
     elif name == "mnist":
         reason = _mnist_unavailable()
@@ -310,6 +383,15 @@ def check(
     else:
         n = SYNTHETIC_TRAIN
     _split_sizes(n, train_size=train_size, val_size=val_size, val_fraction=val_fraction)
+
+
+def unavailable(name: str) -> str | None:
+    """Why ``name`` cannot be had here (one line), or None when :func:`load` can have it."""
+    try:
+        check(name)
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def ensure(name: str = "fashion_mnist") -> Path:
@@ -331,15 +413,11 @@ def ensure(name: str = "fashion_mnist") -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def load_cached(name: str, train_size: int, val_size: int, fallback: str = "") -> Dataset:
-    """:func:`load` once per process and set-up (the seeds of a scenario share the arrays);
-    ``fallback`` is loaded instead when ``name`` cannot be had. ``train_size`` 0: all."""
-    try:
-        return load(name, train_size=train_size or None, val_size=val_size)
-    except DataError:
-        if not fallback:
-            raise
-        return load(fallback, train_size=train_size or None, val_size=val_size)
+def load_cached(name: str, train_size: int, val_size: int, split: str = "seeded") -> Dataset:
+    """:func:`load` once per process and set-up (the seeds of a scenario share the arrays).
+    ``train_size`` 0: all. No fallback here: a study substitutes data that cannot be had when
+    it is loaded (:func:`lrstudy.scenarios.load_study`), and says so."""
+    return load(name, train_size=train_size or None, val_size=val_size, split=split)
 
 
 def seed_everything(seed: int) -> None:

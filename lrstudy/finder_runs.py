@@ -38,6 +38,7 @@ def setup_of(scenario) -> dict:
     return {"model": b["model"], "optimizer": scenario.optimizer,
             "optimizer_args": optimizer_args, "dataset": b["dataset"],
             "train_size": b["train_size"], "val_size": b["val_size"],
+            **({"split": b["split"]} if b["split"] != "seeded" else {}),  # keys stay stable
             "batch_size": b["batch_size"],
             "sweep": [sweep["start_lr"], sweep["end_lr"], sweep["num_it"]]}
 
@@ -50,7 +51,7 @@ def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
     from matplotlib.figure import Figure
     from mlflow.entities import Metric, Param
 
-    from lrstudy import data, finder, models, optimizers, tfquiet
+    from lrstudy import data, finder, models, optimizers, tasks, tfquiet
 
     keras = tfquiet.import_tensorflow("keras")
     mlflow_client = mlflow_client or tracking.client(tracking_uri)
@@ -62,11 +63,13 @@ def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
     with tracking.open_run(mlflow_client, exp_id, tags) as run, data.op_determinism():
         run_id = run.id
         data.seed_everything(seed)
-        ds = data.load_cached(setup["dataset"], setup["train_size"], setup["val_size"])
-        model, from_logits = models.build(setup["model"], ds.input_shape, ds.num_classes)
+        ds = data.load_cached(setup["dataset"], setup["train_size"], setup["val_size"],
+                              setup.get("split", "seeded"))
+        model, from_logits = models.build(setup["model"], ds.input_shape, ds.num_classes,
+                                          ds.task)
+        loss, _ = tasks.get(ds.task).compile_args(keras, from_logits)  # MSE for a regression
         model.compile(optimizer=optimizers.make(setup["optimizer"], start_lr,
-                                                **setup["optimizer_args"]),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
+                                                **setup["optimizer_args"]), loss=loss)
         result = finder.lr_range_test(model, ds.x_train, ds.y_train,
                                       batch_size=setup["batch_size"], start_lr=start_lr,
                                       end_lr=end_lr, num_it=num_it, rule=rule, seed=seed)

@@ -20,9 +20,12 @@ from traitlets import Unicode
 
 
 def notebooks_dir() -> Path:
+    """The notebooks: an installed package's own copy (package data, ``lrstudy/notebooks``),
+    else the checkout's ``notebooks/`` (or ``$LRSTUDY_HOME``'s)."""
     from lrstudy import tracking
 
-    return tracking.project_root() / "notebooks"
+    installed = Path(__file__).resolve().parent / "notebooks"
+    return installed if installed.is_dir() else tracking.project_root() / "notebooks"
 
 
 def log_path(output: Path | str) -> Path:

@@ -184,7 +184,25 @@ def outputs_logits(model) -> bool:
     return getattr(activation, "__name__", "") != "softmax"
 
 
-def build(name: str, input_shape, num_classes: int):
-    """Build model ``name``; returns ``(model, from_logits)``."""
+def build(name: str, input_shape, num_classes: int, task: str = "classification"):
+    """Build model ``name``; returns ``(model, from_logits)``.
+
+    For ``task = "regression"`` the model is built with one output (``num_classes`` 1) and a
+    softmax on that output, as the built-in classifiers end, is made linear: the output is the
+    predicted value. A user model gets ``(input_shape, 1)`` and should end in one linear unit.
+    """
     model = resolve(name)(tuple(input_shape), int(num_classes))
+    if task == "regression":
+        if int(model.outputs[0].shape[-1]) != 1:
+            raise ValueError(f"model {name!r} has {model.outputs[0].shape[-1]} outputs; a "
+                             "regression model needs one")
+        if not outputs_logits(model):
+            model.layers[-1].activation = _linear()
+        return model, True
     return model, outputs_logits(model)
+
+
+def _linear():
+    from lrstudy import tfquiet
+
+    return tfquiet.import_tensorflow("keras").activations.linear

@@ -318,14 +318,16 @@ class StoreWatch:
 def kernel_environment(selected: list, workers: int, threads: int) -> int:
     """Set what the kernels inherit: absolute paths, thread counts, the directories of user
     models (so a model importable from here is importable in ``notebooks/`` too)."""
-    from lrstudy import models
+    from lrstudy import models, sources
 
     absolute_paths()
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     for var in THREAD_VARS:
         os.environ[var] = str(threads)  # TF reads them when it starts
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # kernels share a GPU
     extra = {str(d) for sc in selected if (d := models.locate(sc.budget["model"]))}
+    extra |= {str(d) for sc in selected if (d := sources.module_dir(sc.budget["dataset"]))}
     path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if extra - set(path):
         os.environ["PYTHONPATH"] = os.pathsep.join(sorted(extra - set(path)) + path)
@@ -381,7 +383,8 @@ def _reap_if_possible(mlflow_client, exp_id: str) -> None:
                   "the next run of the study will", file=sys.stderr)
 
 
-def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int | None = None,
+def run_study(study: str, *, scenario_names: list[str] | None = None,
+              families: list[str] | None = None, seeds: int | None = None,
               overrides: dict | None = None, workers: int = 2, executor: str = "local",
               tracking_uri: str | None = None, ray_address: str | None = None,
               progress: bool = True, threads: int = 0, grid_points: int = 0,
@@ -392,7 +395,7 @@ def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int
 
     t0 = time.perf_counter()
     spec = scenarios.load_study(study, overrides)
-    selected, merged = distinct(spec.select(scenario_names))
+    selected, merged = distinct(spec.select(scenario_names, families))
     scenarios.validate(spec, selected)
     seeds = seeds or spec.seeds
     comp = competition.with_grid_points(spec.competition, grid_points)
@@ -400,7 +403,8 @@ def run_study(study: str, *, scenario_names: list[str] | None = None, seeds: int
     uri = tracking.check_store(tracking_uri)
     mlflow_client = tracking.client(uri)
     exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
-    for key, value in (("reference", spec.reference), ("margin", spec.margin)):
+    for key, value in (("reference", spec.reference), ("margin", spec.margin),
+                       ("claims", spec.claims or "")):
         mlflow_client.set_experiment_tag(exp_id, TAG + key, str(value))  # for the report
 
     first = plan(selected, seeds, comp, mlflow_client, exp_id)

@@ -10,9 +10,11 @@ values raise :class:`SpecError` naming the file, the key and the reason.
 Study file keys::
 
     description = "..."          seeds = 3          scenarios = "all" | ["name", ...]
-    [budget]            the shared budget (model, dataset, train_size, val_size, batch_size,
-                        epochs, target, log_every, steps_per_execution, jit_compile,
-                        dataset_fallback)
+    [budget]            the shared budget (model, dataset, train_size, val_size, split,
+                        batch_size, epochs, target, log_every, steps_per_execution,
+                        jit_compile, dataset_fallback)
+    claims = "FILE"     published claims to check against the study's trials (a TOML file,
+                        relative to the study; see lrstudy/report/reproduction.py)
     [budgets.NAME]      named budgets, each merged over [budget]
     [families]          family = "NAME": the named budget of every scenario of that family
     [scenario.NAME]     overrides of a catalogue scenario, or a new scenario; also written
@@ -31,12 +33,13 @@ import math
 import tomllib
 from pathlib import Path
 
-from lrstudy import competition, resolve
+from lrstudy import competition, resolve, sources
 
 FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "finder")
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 CATALOGUE = STUDIES_DIR / "_catalogue.toml"
 
+SUBSTITUTED = "dataset_substituted"  # budget key (and tag) of data used in place of another
 DATASET_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 1000}
 TARGETS = {"fashion_mnist": 0.85, "mnist": 0.97, "synthetic": 0.6}
 
@@ -45,20 +48,28 @@ BUDGET_DEFAULTS = {
     "dataset": "fashion_mnist",
     "dataset_fallback": "",
     "train_size": 0,  # 0: every image not in the validation set
-    "val_size": 10000,
+    "val_size": 10000,  # 0: no validation set (a tutorial that had none)
+    "split": "seeded",  # or "random.sample": the decay tutorial's draw (lrstudy.data)
     "batch_size": 32,
     "epochs": 5,
     "target": 0.0,  # 0: the dataset's default target validation accuracy
     "log_every": 1,
     "steps_per_execution": 0,  # 0: automatic
     "jit_compile": True,
+    "task": "classification",  # or "regression" (a user's dataset, see lrstudy.sources)
+    "test_size": sources.DEFAULT_TEST_SIZE,  # a user's dataset without a test split of its own
 }
+#: Budget keys left out of the run key at their default (the keys of older studies stand).
+KEY_WHEN_SET = ("task", "test_size", "split")
+#: The validation set of a built-in dataset when the study does not say.
+DEFAULT_VAL_SIZE = 10000
+DATA_VAL_FRACTION = 1 / 6  # of a user source's training pool, as lrstudy.data's default
 SCENARIO_KEYS = {
     "family", "description", "optimizer", "optimizer_args", "learning_rate", "schedule",
     "plateau", "finder", "baseline", "budget",
 }
 STUDY_KEYS = {"description", "seeds", "scenarios", "budget", "budgets", "families",
-              "scenario", "sweep", "name", "competition", "reference", "margin"}
+              "scenario", "sweep", "name", "competition", "reference", "margin", "claims"}
 NOT_IN_KEY = ("name", "description", "family", "baseline")
 SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
 #: Upper bounds of what a study may ask for: beyond them it is a typo, not a study.
@@ -93,11 +104,24 @@ class Scenario:
         budget = self.budget
         if budget["train_size"]:
             return budget["train_size"]
+        if sources.is_spec(budget["dataset"]):
+            n, n_val = sources.sizes(budget["dataset"])
+            return n if n_val is not None else n - budget["val_size"]
         return DATASET_SIZES.get(budget["dataset"], 0) - budget["val_size"]
 
     @property
     def target(self) -> float:
         return self.budget["target"] or TARGETS.get(self.budget["dataset"], 0.0)
+
+    @property
+    def task(self) -> str:
+        return self.budget["task"]
+
+    @property
+    def dataset_label(self) -> str:
+        """The dataset's name: a built-in one, or a user source's file or function."""
+        name = self.budget["dataset"]
+        return sources.label(name) if sources.is_spec(name) else name
 
     def config(self) -> dict:
         """The canonical, JSON-able config of this scenario."""
@@ -106,13 +130,21 @@ class Scenario:
     def key_config(self) -> dict:
         """What the run key hashes: the config without the names and words, so that two
         scenarios training the same thing are one trial."""
-        return {k: v for k, v in self.config().items() if k not in NOT_IN_KEY}
+        config = {k: v for k, v in self.config().items() if k not in NOT_IN_KEY}
+        budget = {k: v for k, v in config["budget"].items()
+                  if not (k in KEY_WHEN_SET and v == BUDGET_DEFAULTS[k])}
+        if sources.is_spec(budget["dataset"]):  # its content, not where it lies
+            budget["dataset"] = sources.key_identity(budget["dataset"])
+        return {**config, "budget": budget}
 
     @property
     def budget_label(self) -> str:
         """The budget in words: scenarios are comparable only where it is the same."""
         b = self.budget
-        return (f"{b['model']} on {b['dataset']} ({self.train_size} train / {b['val_size']} "
+        data = self.dataset_label
+        if b.get(SUBSTITUTED):
+            data += f" (in place of {b[SUBSTITUTED].split(' -> ')[0]})"
+        return (f"{b['model']} on {data} ({self.train_size} train / {b['val_size']} "
                 f"val), batch {b['batch_size']}, {b['epochs']} epochs")
 
 
@@ -127,19 +159,30 @@ class Study:
     competition: competition.Competition | None = None
     reference: str = ""     # what the verdict compares every strategy with
     margin: float = 0.003   # the practical-equivalence margin, in accuracy (0.3 points)
+    claims: Path | None = None  # published claims checked against the trials (reproduction)
 
-    def select(self, names: list[str] | None) -> list[Scenario]:
-        """The study's own scenarios, or the named ones of any it defines (the catalogue's)."""
-        if not names:
-            return list(self.scenarios.values())
+    def select(self, names: list[str] | None, families: list[str] | None = None
+               ) -> list[Scenario]:
+        """The study's own scenarios, or the named ones of any it defines (the catalogue's);
+        ``families`` keeps those of the named families (``--families decay,warmup``)."""
         known = self.available or self.scenarios
-        unknown = [n for n in names if n not in known]
+        unknown = [n for n in names or () if n not in known]
         if unknown:
             raise SpecError(
                 f"study {self.name!r} has no scenario {', '.join(map(repr, unknown))}; "
                 f"known: {', '.join(known)}"
             )
-        return [known[n] for n in names]
+        chosen = [known[n] for n in names] if names else list(self.scenarios.values())
+        if not families:
+            return chosen
+        bad = [f for f in families if f not in FAMILIES]
+        if bad:
+            raise SpecError(f"unknown family {bad[0]!r}; families: {', '.join(FAMILIES)}")
+        kept = [sc for sc in chosen if sc.family in families]
+        if not kept:
+            raise SpecError(f"study {self.name!r} runs no scenario of the families "
+                            f"{', '.join(families)}")
+        return kept
 
 
 def _load_toml(path: Path) -> dict:
@@ -237,6 +280,10 @@ def _check_budget(where: str, budget: dict) -> dict:
         elif isinstance(default, int):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise SpecError(f"{where}: key {key!r} must be an integer, got {_show(value)}")
+        elif key == "dataset":
+            if not isinstance(value, (str, dict)):
+                raise SpecError(f"{where}: key 'dataset' must be a name, "
+                                f"\"package.module:function\" or a table, got {_show(value)}")
         elif isinstance(default, float):
             if (isinstance(value, bool) or not isinstance(value, (int, float))
                     or not math.isfinite(value)):
@@ -249,29 +296,81 @@ def _check_budget(where: str, budget: dict) -> dict:
 
 
 def _validate_budget_values(where: str, budget: dict) -> None:
-    for key in ("epochs", "batch_size", "val_size", "log_every"):
+    for key in ("epochs", "batch_size", "log_every"):
         _count(where, key, budget[key], low=1)
-    for key in ("train_size", "steps_per_execution"):
+    for key in ("train_size", "val_size", "steps_per_execution"):
         _count(where, key, budget[key], low=0)
-    if not 0 <= budget["target"] <= 1:
+    from lrstudy.data import SPLITS
+
+    if budget["split"] not in SPLITS:
+        raise SpecError(f"{where}: split must be one of {', '.join(map(repr, SPLITS))}, "
+                        f"got {_show(budget['split'])}")
+    if budget["task"] == "classification" and not 0 <= budget["target"] <= 1:
         raise SpecError(f"{where}: target must be a validation accuracy in [0, 1], "
                         f"got {budget['target']}")
-    size = DATASET_SIZES.get(budget["dataset"])
+    if budget["target"] < 0:
+        raise SpecError(f"{where}: target must be a validation RMSE >= 0, "
+                        f"got {budget['target']}")
+    if sources.is_spec(budget["dataset"]):
+        size = sum(n or 0 for n in sources.sizes(budget["dataset"]))
+        what = f"{sources.label(budget['dataset'])} has {size} rows"
+    else:
+        size = DATASET_SIZES.get(budget["dataset"])
+        what = f"{budget['dataset']} has {size} training images"
     if size is None:
         raise SpecError(f"{where}: unknown dataset {budget['dataset']!r}; "
                         f"known: {', '.join(DATASET_SIZES)}")
     if budget["val_size"] >= size:
         raise SpecError(f"{where}: val_size {budget['val_size']} leaves no training data "
-                        f"({budget['dataset']} has {size} training images)")
+                        f"({what})")
     room = size - budget["val_size"]
     if budget["train_size"] > room:
         raise SpecError(f"{where}: train_size {budget['train_size']} is larger than the data: "
-                        f"{budget['dataset']} has {room} images left after {budget['val_size']} "
-                        f"for validation")
+                        f"{room} examples are left after {budget['val_size']} for validation "
+                        f"({what})")
     train = budget["train_size"] or room
     if budget["batch_size"] > train:
         raise SpecError(f"{where}: batch_size {budget['batch_size']} is larger than the "
-                        f"training set ({train} images)")
+                        f"training set ({train} examples)")
+
+
+def _resolve_dataset(where: str, budget: dict, base: Path, resolved: dict) -> dict:
+    """The budget with its dataset resolved: a user source becomes its spec (loaded and
+    checked, see :mod:`lrstudy.sources`), and an unset ``val_size`` its default (10,000
+    images of a built-in dataset; a user source's own validation set, else a sixth of its
+    training pool). ``resolved`` caches the specs of one study file."""
+    out = dict(budget)
+    if out["task"] not in sources.TASKS:
+        raise SpecError(f"{where}: task must be one of {', '.join(sources.TASKS)}, "
+                        f"got {_show(out['task'])}")
+    dataset = out["dataset"]
+    if isinstance(dataset, str) and (dataset in DATASET_SIZES or sources.is_spec(dataset)):
+        if dataset in DATASET_SIZES and out["task"] != "classification":
+            raise SpecError(f"{where}: {dataset} is a classification dataset, not for task "
+                            f"{out['task']!r}")
+        if out["val_size"] is None:
+            out["val_size"] = DEFAULT_VAL_SIZE
+        return out
+    if isinstance(dataset, str) and ":" not in dataset:
+        raise SpecError(f"{where}: unknown dataset {dataset!r}; known: "
+                        f"{', '.join(DATASET_SIZES)}, \"package.module:function\", "
+                        "{ csv = ... }, { npz = ... } or { images = ... }")
+    test_size = out["test_size"]
+    cache = repr((dataset, out["task"], test_size))
+    if cache not in resolved:
+        try:
+            test_size = sources.check_test_size(where, test_size)
+            resolved[cache] = sources.resolve(where, dataset, base, out["task"], test_size)
+        except ValueError as exc:  # DataError included: bad data, one line
+            msg = " ".join(str(exc).split())
+            raise SpecError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    out["dataset"] = resolved[cache]
+    n, n_val = sources.sizes(out["dataset"])
+    if n_val is not None:
+        out["val_size"] = n_val
+    elif out["val_size"] is None:
+        out["val_size"] = max(1, round(n * DATA_VAL_FRACTION))
+    return out
 
 
 def _sweep_scenarios(where: str, sweep: dict) -> dict[str, dict]:
@@ -308,7 +407,8 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     name = _string(where, "name", raw.get("name", path.stem))
     description = _string(where, "description", raw.get("description", ""))
     seeds = _count(where, "seeds", raw.get("seeds", 3))
-    base = dict(BUDGET_DEFAULTS)
+    base = {**BUDGET_DEFAULTS, "val_size": None}  # None: the dataset's default
+    resolved: dict = {}
     base.update(_check_budget(f"{where} [budget]", raw.get("budget", {})))
     named = {
         key: {**base, **_check_budget(f"{where} [budgets.{key}]", table)}
@@ -345,6 +445,7 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
                         f"{', '.join(definitions)}")
 
     available = {}
+    unavailable: dict[str, str | None] = {}  # dataset -> why it cannot be had here
     for sname in list(definitions):
         spec = definitions[sname]
         swhere = f"{where} scenario {sname!r}"
@@ -368,7 +469,14 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             budget = {**base, **_check_budget(f"{swhere} budget", budget_spec)}
         if overrides:
             budget.update(_check_budget("command line", overrides))
+        budget = _substitute(budget, unavailable)
+        budget = _resolve_dataset(swhere, budget, path.parent, resolved)
         _validate_budget_values(swhere, budget)
+        plateau = spec.get("plateau")
+        if (budget["val_size"] == 0 and isinstance(plateau, dict)
+                and str(plateau.get("monitor", "val_loss")).startswith("val_")):
+            raise SpecError(f"{swhere}: the plateau rule monitors {plateau.get('monitor', 'val_loss')}"
+                            f" but the budget has no validation set (val_size = 0)")
         lr = spec.get("learning_rate")
         if "schedule" not in spec and lr is None:
             raise SpecError(f"{swhere}: needs a learning_rate or a schedule")
@@ -394,6 +502,10 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
         for demo in comp.demos:
             if demo not in available:
                 raise SpecError(f"{where} [competition]: unknown scenario {demo!r}")
+        blind = [n for n in names if available[n].budget["val_size"] == 0]
+        if blind:
+            raise SpecError(f"{where} [competition]: tuning chooses on validation data, but "
+                            f"scenario {blind[0]!r} has no validation set (val_size = 0)")
     reference = _string(where, "reference", raw.get("reference", ""))
     if reference and reference not in available:
         raise SpecError(f"{where}: reference {reference!r} is not a scenario of the study")
@@ -402,9 +514,36 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             or not math.isfinite(margin) or not 0 <= margin < 1):
         raise SpecError(f"{where}: margin must be an accuracy difference in [0, 1) "
                         f"(0.003 is 0.3 points), got {margin!r}"[:300])
+    claims = None
+    if "claims" in raw:
+        from lrstudy import claims as claims_module
+
+        claims = (path.parent / _string(where, "claims", raw["claims"])).resolve()
+        try:
+            claims_module.load(claims)
+        except claims_module.ClaimError as exc:
+            raise SpecError(f"{where}: {exc}") from None
     return Study(name=name, description=description, seeds=seeds,
                  scenarios={n: available[n] for n in names}, path=path, available=available,
-                 competition=comp, reference=reference, margin=float(margin))
+                 competition=comp, reference=reference, margin=float(margin), claims=claims)
+
+
+def _substitute(budget: dict, unavailable: dict) -> dict:
+    """``budget`` with its ``dataset_fallback`` in place of a dataset that cannot be had here,
+    marked ``dataset_substituted = "mnist -> fashion_mnist"`` (a tag of its runs): the target,
+    the sizes and the run key then follow the data really used. ``unavailable`` caches the
+    reason per dataset (a study asks once)."""
+    requested, fallback = budget["dataset"], budget["dataset_fallback"]
+    if not fallback or not isinstance(requested, str):
+        return budget
+    if requested not in unavailable:
+        from lrstudy import data
+
+        unavailable[requested] = data.unavailable(requested)
+    if unavailable[requested] is None:
+        return budget
+    return {**budget, "dataset": fallback, "dataset_fallback": "",
+            SUBSTITUTED: f"{requested} -> {fallback}"}
 
 
 def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
@@ -418,16 +557,13 @@ def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
     checked_data = set()
     for sc in scenarios or study.scenarios.values():
         b = sc.budget
-        setup = (b["dataset"], b["train_size"], b["val_size"], b["dataset_fallback"])
+        setup = (b["dataset"], b["train_size"], b["val_size"], b["split"])
         if setup not in checked_data:
             try:
                 data.check(b["dataset"], train_size=b["train_size"] or None,
-                           val_size=b["val_size"])
+                           val_size=b["val_size"], split=b["split"])
             except data.DataError as exc:
-                if not b["dataset_fallback"]:
-                    raise SpecError(f"{study.path} scenario {sc.name!r}: {exc}") from None
-                data.check(b["dataset_fallback"], train_size=b["train_size"] or None,
-                           val_size=b["val_size"])
+                raise SpecError(f"{study.path} scenario {sc.name!r}: {exc}") from None
             checked_data.add(setup)
         where = f"{study.path} scenario {sc.name!r}"
         try:

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from lrstudy import callbacks as cb  # noqa: E402
 from lrstudy import (competition, data, interrupts, models, optimizers,  # noqa: E402
-                     resolve, scenarios, sqlstore, tracking)
+                     resolve, scenarios, sqlstore, tasks, tracking)
 from lrstudy.tracking import TAG  # noqa: E402
 
 interrupts.raise_at("import")
@@ -133,9 +133,12 @@ def trial_params(scenario, schedule, ds, seed, finder_bounds=None, pairing=None)
         "batch_size": scenario.budget["batch_size"],
         "seed": seed,
         "num_classes": ds.num_classes,
+        **({"task": ds.task} if ds.task != "classification" else {}),
+        **({"dataset.sha256": ds.digest} if ds.digest else {}),
         **(pairing or {}),
         "target": scenario.target,
         "steps_per_execution": steps_per_execution(scenario),
+        "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
@@ -171,6 +174,8 @@ class PreparedFit:
     def fit_kwargs(self) -> dict:
         """Keyword arguments of ``model.fit`` besides the data and epochs."""
         ds = self.dataset
+        if not len(ds.x_val):  # a tutorial without a validation split
+            return {"callbacks": self.callbacks}
         batch = max(VALIDATION_BATCH, self.scenario.budget["batch_size"])
         return {"validation_data": (ds.x_val, ds.y_val), "validation_batch_size": batch,
                 "callbacks": self.callbacks}
@@ -190,17 +195,18 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     data.seed_everything(seed)
     interrupts.raise_at("data")
     ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
-                          budget["dataset_fallback"])
+                          budget["split"])
     interrupts.raise_at("model")
     schedule = resolve.build_schedule(scenario, finder_bounds)
-    model, from_logits = models.build(budget["model"], ds.input_shape, ds.num_classes)
+    task = tasks.get(ds.task)
+    model, from_logits = models.build(budget["model"], ds.input_shape, ds.num_classes, ds.task)
     pairing = {"init_weights_sha": weights_digest(model),
                "batch_order_sha": batch_order_digest(len(ds.x_train), seed)}
     optimizer = build_optimizer(scenario, schedule, finder_bounds)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    loss_fn, metrics = task.compile_args(keras, from_logits)
     spe = steps_per_execution(scenario)
     interrupts.raise_at("compile")
-    model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"],
+    model.compile(optimizer=optimizer, loss=loss_fn, metrics=metrics,
                   steps_per_execution=spe, jit_compile=budget["jit_compile"])
     callbacks = []
     if schedule is not None and schedule.unit == "epoch":
@@ -211,7 +217,7 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     if sink is not None:  # after the schedulers: the logger reads the LR they set
         logger = cb.EpochLogger(sink, target=scenario.target, log_every=budget["log_every"],
                                 loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]),
-                                num_classes=ds.num_classes)
+                                num_classes=ds.num_classes, task=task)
         callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
     return PreparedFit(scenario, seed, model, train_dataset(ds, budget["batch_size"], seed), ds,
                        schedule, callbacks, logger, finder_bounds, pairing)
@@ -259,12 +265,14 @@ def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool =
                                    prepared.model)
     epochs = scenario.budget["epochs"]
     interrupts.raise_at("evaluate")
-    test_loss = test_acc = float("nan")
+    task = tasks.get(ds.task)
+    test = dict.fromkeys(("loss",) + task.metrics, float("nan"))
     if evaluate_test:
-        test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test,
-                                             batch_size=VALIDATION_BATCH, verbose=0)
-    for key, value in (("test_loss", test_loss), ("test_accuracy", test_acc),
-                       ("train_time_s", logger.train_time)):
+        test = dict(zip(test, model.evaluate(ds.x_test, ds.y_test,
+                                             batch_size=VALIDATION_BATCH, verbose=0)))
+    test_loss, test_acc = test["loss"], test.get("accuracy", float("nan"))
+    for key, value in ([(f"test_{k}", v) for k, v in test.items()]
+                       + [("train_time_s", logger.train_time)]):
         sink.add(key, value, epochs)  # a NaN is not logged
     if logger.compile_time is not None:
         sink.add("compile_time_s", logger.compile_time, epochs)
@@ -277,6 +285,7 @@ def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool =
                                prepared.finder_bounds, prepared.pairing),
         "diverged": bool(logger.diverged), "diverged_reason": logger.diverged_reason,
         "test_accuracy": test_acc, "test_loss": test_loss,
+        **{f"test_{k}": v for k, v in test.items()},
     }
 
 
@@ -292,8 +301,9 @@ def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
     (run_dir / "model_summary.txt").write_text(lines.getvalue())
     fig = Figure(figsize=(13, 3.5))
     axes = fig.subplots(1, 3)
+    metric = tasks.get(scenario.task).primary
     for ax, keys, title in ((axes[0], ("loss", "val_loss"), "loss"),
-                            (axes[1], ("accuracy", "val_accuracy"), "accuracy")):
+                            (axes[1], (metric, f"val_{metric}"), metric)):
         for key in keys:
             pts = sink.points.get(key, [])
             ax.plot([p[0] + 1 for p in pts], [p[1] for p in pts], marker="o", label=key)
@@ -438,6 +448,7 @@ def trial_life(study: str, scenario: scenarios.Scenario, seed: int, *, phase: st
             mlflow_client.log_batch(run.id, params=params, tags=[
                 RunTag(TAG + "diverged", str(outcome["diverged"]).lower()),
                 RunTag(TAG + "diverged_reason", outcome.get("diverged_reason") or "")])
+            tracking.log_dataset(mlflow_client, run.id, outcome["dataset"])
             interrupts.raise_at("artifacts")
             with tempfile.TemporaryDirectory() as tmp:
                 _artifacts(Path(tmp), scenario, seed, outcome, sink)
@@ -447,7 +458,8 @@ def trial_life(study: str, scenario: scenarios.Scenario, seed: int, *, phase: st
             sink.flush()
     return {**base, "status": "diverged" if outcome["diverged"] else "finished",
             "run_id": run.id, "points": sink.points, "peak_lr": peak,
-            "test_accuracy": outcome["test_accuracy"]}
+            "test_accuracy": outcome["test_accuracy"],
+            **{k: v for k, v in outcome.items() if k == "test_rmse"}}
 
 
 def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: int = 1,
@@ -509,18 +521,26 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     return results
 
 
+def _metric(results: list[dict]) -> str:
+    """The primary metric the results were logged with: ``rmse`` for a regression."""
+    regression = any("val_rmse" in (res.get("points") or {}) for res in results)
+    return tasks.REGRESSION.primary if regression else tasks.CLASSIFICATION.primary
+
+
 def results_table(results: list[dict]):
-    """One row per seed: status, run id, final validation and test accuracy."""
+    """One row per seed: status, run id, final validation and test accuracy (RMSE for a
+    regression)."""
     import pandas as pd
 
+    m = _metric(results)
     rows = []
     for res in results:
         pts = res.get("points") or {}
         rows.append({
             "seed": res["seed"], "status": res["status"], "run_id": res["run_id"],
-            "val_accuracy": (pts.get("val_accuracy") or [(0, float("nan"))])[-1][1],
-            "test_accuracy": res.get("test_accuracy", float("nan")),
-            "epochs": len(pts.get("val_accuracy") or []),
+            f"val_{m}": (pts.get(f"val_{m}") or [(0, float("nan"))])[-1][1],
+            f"test_{m}": res.get(f"test_{m}", float("nan")),
+            "epochs": len(pts.get(f"val_{m}") or []),
         })
     return pd.DataFrame(rows).set_index("seed")
 
@@ -530,10 +550,11 @@ def plot_results(results: list[dict]):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    m = _metric(results)
     for res in results:
         pts = res.get("points") or {}
         label = f"seed {res['seed']}" + (" (diverged)" if res["status"] == "diverged" else "")
-        for ax, key in ((axes[0], "val_accuracy"), (axes[1], "val_loss")):
+        for ax, key in ((axes[0], f"val_{m}"), (axes[1], "val_loss")):
             series = pts.get(key, [])
             ax.plot([s + 1 for s, _ in series], [v for _, v in series], marker="o", label=label)
             ax.set(xlabel="epoch", title=key)

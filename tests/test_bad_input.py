@@ -133,6 +133,35 @@ def _unwritable_store(case_dir: Path) -> dict:
     return {}
 
 
+def _user_data(case_dir: Path) -> dict:
+    """Small bad (and good) data files beside the study, for the user-data cases."""
+    import numpy as np
+
+    rows = "\n".join(f"{i % 7},{i % 5 / 4},{i % 2}" for i in range(60))
+    (case_dir / "good.csv").write_text("a,b,y\n" + rows + "\n")
+    (case_dir / "text.csv").write_text("a,colour,y\n" + "\n".join(
+        f"{i},{'red' if i % 2 else 'blue'},{i % 2}" for i in range(60)) + "\n")
+    (case_dir / "nan.csv").write_text("a,b,y\n" + rows.replace("3,0.75,1", "3,,1", 1) + "\n")
+    (case_dir / "float_labels.csv").write_text("a,b,y\n" + "\n".join(
+        f"{i},{i / 3},{i / 7}" for i in range(60)) + "\n")
+    (case_dir / "small.csv").write_text("a,b,y\n" + "\n".join(rows.splitlines()[:20]) + "\n")
+    x = np.ones((50, 4), np.float32)
+    x[7, 2] = np.inf
+    np.savez(case_dir / "inf.npz", x_train=x, y_train=np.arange(50) % 2)
+    np.savez(case_dir / "shapes.npz", x_train=np.ones((50, 4)), y_train=np.arange(50) % 2,
+             x_test=np.ones((10, 5)), y_test=np.arange(10) % 2)
+    for name in ("cat", "dog"):
+        (case_dir / "images" / name).mkdir(parents=True)
+    (case_dir / "images" / "cat" / "a.png").write_bytes(b"not read: the dog class is empty")
+    return {}
+
+
+def data_study(dataset: str, **kwargs) -> str:
+    """A study on a user's data: ``dataset`` is the TOML value of the budget's key."""
+    return study_text(scenario=VALID_X, **kwargs).replace('dataset = "synthetic"',
+                                                          f"dataset = {dataset}")
+
+
 DATA_ENV = {"LRSTUDY_DATA_DIR": "{tmp}/data", "LRSTUDY_CACHE_DIR": "{tmp}/cache",
             "KERAS_HOME": "{tmp}/keras"}
 
@@ -157,6 +186,12 @@ CASES = [
          study=study_text(scenario=VALID_X + '\nbudget = { model = "nosuchmodel" }')),
     Case("unknown-schedule", _run_args(), ["nosuchsched"],
          study=study_text(scenario='schedule = { name = "nosuchsched", initial = 0.1 }')),
+    Case("missing-claims-file", _run_args(), ["nosuch_claims.toml", "does not exist"],
+         study='claims = "nosuch_claims.toml"\n' + study_text(scenario=VALID_X)),
+    Case("unknown-split", _run_args(), ["split", "'keras'"],
+         study=study_text(scenario=VALID_X, extra='split = "keras"')),
+    Case("unknown-family", _run_args("--families", "nosuch"), ["unknown family", "'nosuch'"],
+         study=study_text(scenario=VALID_X)),
     # ---- learning rates ------------------------------------------------------------------------
     Case("lr-zero", _run_args(), ["learning_rate=0"],
          study=study_text(scenario="learning_rate = 0.0")),
@@ -201,6 +236,33 @@ CASES = [
               "https_proxy": "http://127.0.0.1:{port}", "HTTPS_PROXY": "http://127.0.0.1:{port}",
               "no_proxy": "", "NO_PROXY": ""},
          setup=_empty_dirs),
+    # ---- a user's data: loaded and checked with the study, before any training ----------------
+    Case("data-missing-file", _run_args(), ["nosuch.csv", "does not exist"],
+         study=data_study('{ csv = "nosuch.csv", label = "y" }', val_size=10)),
+    Case("data-missing-column", _run_args(), ["good.csv", "'price'"],
+         study=data_study('{ csv = "good.csv", label = "price" }', val_size=10),
+         setup=_user_data),
+    Case("data-non-numeric-feature", _run_args(), ["text.csv", "'colour'", "not numeric"],
+         study=data_study('{ csv = "text.csv", label = "y" }', val_size=10), setup=_user_data),
+    Case("data-nan-feature", _run_args(), ["nan.csv", "NaN"],
+         study=data_study('{ csv = "nan.csv", label = "y" }', val_size=10), setup=_user_data),
+    Case("data-inf-feature", _run_args(), ["inf.npz", "infinite", "row 7"],
+         study=data_study('{ npz = "inf.npz" }', val_size=10), setup=_user_data),
+    Case("data-non-integer-labels", _run_args(), ["float_labels.csv", "non-integer"],
+         study=data_study('{ csv = "float_labels.csv", label = "y" }', val_size=10),
+         setup=_user_data),
+    Case("data-fewer-rows-than-a-batch", _run_args(), ["batch_size 32", "12 examples"],
+         study=data_study('{ csv = "small.csv", label = "y" }', val_size=4), setup=_user_data),
+    Case("data-train-test-shapes-differ", _run_args(), ["shapes.npz", "x_test", "(5,)"],
+         study=data_study('{ npz = "shapes.npz" }', val_size=10), setup=_user_data),
+    Case("data-empty-class-directory", _run_args(), ["images", "'dog'", "no images"],
+         study=data_study('{ images = "images" }', val_size=10), setup=_user_data),
+    Case("data-regression-on-a-classification-dataset", _run_args(),
+         ["synthetic", "'regression'"], study=study_text(scenario=VALID_X,
+                                                          extra='task = "regression"')),
+    Case("data-unknown-task", _run_args(), ["task", "'clustering'"],
+         study=data_study('{ csv = "good.csv", label = "y" }', val_size=10,
+                          extra='task = "clustering"'), setup=_user_data),
     # ---- the study file (no Keras needed) ------------------------------------------------------
     Case("unknown-study", ["run", "--study", "nosuchstudy", "--tracking-uri", "{store}"],
          ["'nosuchstudy'"]),

@@ -94,8 +94,9 @@ def test_synthetic_split_properties():
         ({"train_size": 0}, r"`train_size` must be > 0.*train_size=0"),
         ({"train_size": 1.5}, r"`train_size` must be an integer.*train_size=1.5"),
         ({"train_size": True}, r"`train_size` must be an integer.*train_size=True"),
-        ({"val_size": 0}, r"`val_size` must be > 0 and < 1000.*val_size=0"),
-        ({"val_size": 1000}, r"`val_size` must be > 0 and < 1000.*val_size=1000"),
+        ({"val_size": -1}, r"`val_size` must be >= 0 and < 1000.*val_size=-1"),
+        ({"val_size": 1000}, r"`val_size` must be >= 0 and < 1000.*val_size=1000"),
+        ({"split": "keras"}, r"`split` must be one of 'seeded', 'random.sample'"),
         ({"val_fraction": 0.0}, r"`val_fraction` must be in \(0, 1\).*val_fraction=0.0"),
         ({"val_fraction": 1}, r"`val_fraction` must be in \(0, 1\).*val_fraction=1"),
         ({"val_fraction": -0.1}, r"val_fraction=-0.1"),
@@ -111,6 +112,11 @@ def test_bad_sizes_raise(kwargs, pattern):
     assert not isinstance(info.value, data.DataError)
     with pytest.raises(ValueError, match=pattern):
         data.check("synthetic", **kwargs)
+
+
+def test_no_validation_set():
+    ds = data.load("synthetic", val_size=0)
+    assert (len(ds.x_train), len(ds.x_val)) == (data.SYNTHETIC_TRAIN, 0)
 
 
 def test_unknown_name():

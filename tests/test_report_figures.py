@@ -33,6 +33,28 @@ def test_plot_family_curves(store):
                       "fixed-too-large (2/2 diverged)"]
 
 
+def test_a_family_at_two_budgets_is_drawn_in_two_panels():
+    """seeds-original runs fixed-sgd on the decay tutorial's MLP and fixed-baseline on the CNN:
+    their curves never share an axis."""
+    import pandas as pd
+
+    rows, hist = [], []
+    for name, model in (("fixed-baseline", "cnn"), ("fixed-large", "cnn"),
+                        ("fixed-sgd", "mlp512_200")):
+        for seed in range(2):
+            run = f"{name}-{seed}"
+            rows.append({"run_id": run, "scenario": name, "family": "fixed", "seed": seed,
+                         "diverged": False, "model": model, "dataset": "d", "train_size": 100,
+                         "batch_size": 10, "epochs": 2})
+            hist += [{"run_id": run, "key": "val_loss", "step": e, "value": 1.0 - 0.1 * e,
+                      "timestamp": 0} for e in range(2)]
+    fig = report.plot_family_curves(pd.DataFrame(rows), pd.DataFrame(hist), keys=("val_loss",))
+    titles = [ax.get_title() for ax in fig.get_axes()]
+    assert titles == ["fixed @ cnn on d (100 train), batch 10, 2 epochs: val_loss",
+                      "fixed @ mlp512_200 on d (100 train), batch 10, 2 epochs: val_loss"]
+    assert [len(ax.get_lines()) for ax in fig.get_axes()] == [2, 1]
+
+
 def test_plot_lr_curves(store):
     trials = store["trials"]
     steps = report.load_histories(report.one_seed_per_scenario(trials), report.STEP_KEYS,

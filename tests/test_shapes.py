@@ -84,10 +84,14 @@ def _warmup(initial, peak, warmup, then):
     return lambda t: initial + (peak - initial) * t / warmup if t < warmup else then(t)
 
 
-W = 7815  # the warm-up tutorial (and the cyclical ones): 5 epochs of 1,563 steps
+W = 7815  # the cyclical tutorials' budget: 5 epochs of 1,563 steps (50,000 images, batch 32)
 W_UP = 782  # its 10% warm-up, in whole steps
 W_COSINE = _warmup(1e-4, 0.01, W_UP, lambda t: 0.01 * (
     1 + math.cos(math.pi * (t - W_UP) / (W - W_UP))) / 2)
+WT = 9375  # the warm-up tutorial: all 60,000 images, batch 32, 5 epochs of 1,875 steps
+WT_UP = round(0.1 * WT)
+WT_COSINE = _warmup(1e-4, 0.01, WT_UP, lambda t: 0.01 * (
+    1 + math.cos(math.pi * (t - WT_UP) / (WT - WT_UP))) / 2)
 HALF = (W - 1) / 4  # two whole cycles ending on its last step
 GAMMA = float(np.float32(0.9999))  # as the schedule holds it: gamma ** t multiplies its rounding
 
@@ -97,7 +101,7 @@ TUTORIALS = {
     # the TF tutorial: 10 epochs of 422 steps
     "warmup-piecewise": ("step", 4220, lambda t: [0.0003, 0.001, 0.0005, 0.0001][
         bisect.bisect_left([1000, 2000, 3000], t)]),
-    "warmup-cosine": ("step", W, W_COSINE),
+    "warmup-cosine": ("step", WT, WT_COSINE),
     "adamw-cosine": ("step", W, W_COSINE),
     "linear-to-zero": ("step", W, _warmup(1e-4, 0.01, W_UP, lambda t: 0.01 * (
         1 - (t - W_UP) / (W - W_UP)))),

@@ -65,14 +65,16 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 class UI:
-    """One ``python -m lrstudy ui ...`` process, its output in a log file."""
+    """One ``python -m lrstudy ui ...`` process (or another server's ``command``), its output in
+    a log file."""
 
-    def __init__(self, args, log: Path, env=None):
+    def __init__(self, args, log: Path, env=None, command=None):
         self.log = log
         full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        command = command or [sys.executable, "-m", "lrstudy", "ui"]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lrstudy", "ui", *map(str, args)], cwd=ROOT,
+                [*command, *map(str, args)], cwd=ROOT,
                 env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
@@ -90,13 +92,14 @@ class UI:
         pytest.fail(f"{needle!r} not printed by lrstudy ui (exit {self.proc.poll()}):\n"
                     f"{self.output()[-3000:]}")
 
-    def wait_until_serving(self, port: int, timeout: float = START_TIMEOUT_S) -> None:
+    def wait_until_serving(self, port: int, timeout: float = START_TIMEOUT_S,
+                           path: str = "/health") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"lrstudy ui exited {self.proc.returncode}:\n{self.output()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
                     if r.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -110,8 +113,8 @@ def start_ui(tmp_path):
     """Start ``lrstudy ui ARGS``; every process group started is killed at teardown."""
     started: list[UI] = []
 
-    def start(*args, env=None) -> UI:
-        ui = UI(args, tmp_path / f"ui-{len(started)}.log", env=env)
+    def start(*args, env=None, command=None) -> UI:
+        ui = UI(args, tmp_path / f"ui-{len(started)}.log", env=env, command=command)
         started.append(ui)
         return ui
 

@@ -4,7 +4,8 @@ the report that executes ``notebooks/summary.ipynb``.
 One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
 :mod:`~lrstudy.report.stats` (means, t-intervals),
 :mod:`~lrstudy.report.verdict` (the paired comparison and the verdict),
-:mod:`~lrstudy.report.tables` (the benchmark table), :mod:`~lrstudy.report.figures`
+:mod:`~lrstudy.report.tables` (the benchmark table),
+:mod:`~lrstudy.report.reproduction` (published claims beside ours), :mod:`~lrstudy.report.figures`
 (``plot_*``), :mod:`~lrstudy.report.export` (:func:`make_report`). This package re-exports
 what the notebook and the command line use, so ``report.load_trials(...)`` works as is.
 """
@@ -36,6 +37,7 @@ from lrstudy.report.frames import (
     sensitivity_trials,
     study_settings,
 )
+from lrstudy.report.reproduction import format_reproduction, load_reproduction
 from lrstudy.report.stats import aggregate, mean_ci, t_interval
 from lrstudy.report.tables import (benchmark_table, finder_calibration, format_table,
                                    tuning_table)
@@ -53,9 +55,11 @@ __all__ = [
     "best_val_loss",
     "budget",
     "finder_calibration",
+    "format_reproduction",
     "format_table",
     "load_histories",
     "load_range_tests",
+    "load_reproduction",
     "load_trials",
     "make_report",
     "mean_ci",

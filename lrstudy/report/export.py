@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrstudy import tracking
+from lrstudy.report import reproduction
 from lrstudy.report.frames import (experiment, finished_filter, load_trials, missing_sqlite,
                                    no_trials, phases, study_settings)
 from lrstudy.report.tables import benchmark_table, format_table
@@ -46,10 +47,12 @@ def _export_html(notebook: Path, output: Path) -> Path:
 
 
 def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "",
-                 table=None) -> str:
+                 table=None, reproduced=None) -> str:
     """A summary run holding ``paths`` as artifacts, the verdict as its description (the
-    ``mlflow.note.content`` tag) and the benchmark table (``log_table``); it ends FINISHED, or
-    FAILED / KILLED when logging them fails or is interrupted."""
+    ``mlflow.note.content`` tag), the benchmark table (``log_table``) and the reproduction
+    table of the study's claims (``reproduction.json``, a list of rows, see
+    :func:`lrstudy.report.reproduction.records`); it ends FINISHED, or FAILED / KILLED when
+    logging them fails or is interrupted."""
     tags = tracking.run_tags("summary", study, name=f"summary-{study}")
     if verdict:
         tags["mlflow.note.content"] = verdict
@@ -58,6 +61,8 @@ def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "
             mlflow_client.log_artifact(run.id, str(path))
         if table is not None:
             mlflow_client.log_table(run.id, data=table, artifact_file="benchmark_table.json")
+        if reproduced is not None:  # the study checks published claims
+            mlflow_client.log_dict(run.id, reproduction.records(reproduced), "reproduction.json")
     return run.id
 
 
@@ -106,5 +111,6 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
     out.mkdir(parents=True, exist_ok=True)
     executed = _execute(study, uri, out / "summary.ipynb", reference, margin)
     html = _export_html(executed, out / "summary.html")
-    _log_summary(study, exp_id, mlflow_client, [executed, html], text, table)
+    _log_summary(study, exp_id, mlflow_client, [executed, html], text, table,
+                 reproduction.load_reproduction(study, uri))
     return html

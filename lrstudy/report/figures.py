@@ -12,16 +12,30 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lrstudy.report.frames import SUGGESTION_KEYS
+from lrstudy.report.frames import BUDGET_COLUMNS, SUGGESTION_KEYS
 from lrstudy.report.stats import aggregate, t_interval
-from lrstudy.report.verdict import chance
+from lrstudy.report.verdict import budget_label, chance
 from lrstudy.scenarios import FAMILIES
 
 
 def _families(trials: pd.DataFrame) -> list[str]:
+    """The families (or panels, see :func:`_by_budget`) present, in the catalogue's order."""
     present = set(trials["family"].dropna())
-    known = [f for f in FAMILIES if f in present]
-    return known + sorted(present - set(known))
+    rank = {f: i for i, f in enumerate(FAMILIES)}
+    return sorted(present, key=lambda f: (rank.get(f.split(" @ ")[0], len(rank)), f))
+
+
+def _by_budget(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with ``family`` made a panel name: the family, and where one family ran at
+    several budgets (``seeds-original``) the budget too, so that no panel puts curves of
+    different budgets side by side."""
+    columns = [c for c in BUDGET_COLUMNS if c in trials]
+    if not columns or trials.empty:
+        return trials
+    labels = trials[columns].apply(lambda row: budget_label(row.to_dict()), axis=1)
+    several = labels.groupby(trials["family"]).transform("nunique") > 1
+    return trials.assign(family=trials["family"].where(~several,
+                                                       trials["family"] + " @ " + labels))
 
 
 def _palette(names) -> dict:
@@ -58,13 +72,15 @@ def _empty(ax, text: str) -> None:
 
 def plot_family_curves(trials: pd.DataFrame, histories: pd.DataFrame,
                        keys=("val_loss", "val_accuracy")) -> Figure:
-    """Per family (rows) and metric (columns): each scenario's curve over the 1-based epoch.
+    """Per family (rows; one per budget where a family ran at several) and metric (columns):
+    each scenario's curve over the 1-based epoch.
 
     Solid line: the mean across non-diverged seeds, with the 95% t-interval as a band
     (:func:`aggregate`). Dotted lines with crosses: diverged trials, one line each, up to their
     last finite value.
     """
     keys = list(keys)
+    trials = _by_budget(trials)
     info = trials[["run_id", "scenario", "family", "diverged"]]
     data = histories[histories["key"].isin(keys)].merge(info, on="run_id")
     data = data.assign(epoch=data["step"] + 1)
@@ -116,7 +132,9 @@ def _thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
 def plot_lr_curves(trials: pd.DataFrame, step_histories: pd.DataFrame,
                    key: str = "step_learning_rate", max_points: int = 2000) -> Figure:
     """The learning rate per optimizer step of each scenario (one seed each), log y, one
-    panel per family. Long series are thinned to about ``max_points`` points per run."""
+    panel per family (and budget). Long series are thinned to about ``max_points`` points
+    per run."""
+    trials = _by_budget(trials)
     info = trials[["run_id", "scenario", "family"]]
     data = step_histories[step_histories["key"] == key].merge(info, on="run_id")
     data = _thin(data.sort_values(["run_id", "step"]), max_points)
@@ -235,7 +253,10 @@ def plot_range_tests(range_tests: pd.DataFrame, histories: pd.DataFrame) -> Figu
 def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
     """Mean test accuracy per scenario (rows in rank order, as :func:`benchmark_table` ranks:
     a diverged seed at chance) with its 95% t-interval, coloured by family; each seed a dot,
-    a diverged one a red cross at chance; diverged counts in the labels."""
+    a diverged one a red cross at chance; diverged counts in the labels. For a regression
+    (a table of ``test_rmse_*``), the test RMSE, a diverged seed at the worst RMSE."""
+    regression = _regression(table)
+    m = "test_rmse" if regression else "test_accuracy"
     order = table["scenario"].tolist()
     fig = Figure(figsize=(8.0, 1.5 + 0.3 * len(order)))
     ax = fig.add_subplot()
@@ -244,13 +265,14 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
     y = np.arange(len(order))
     for i, row in enumerate(table.itertuples(index=False)):
         color = colors.get(row.family, "grey")
-        low, high = row.test_accuracy_low, row.test_accuracy_high
+        low, high = getattr(row, f"{m}_low"), getattr(row, f"{m}_high")
         if np.isfinite(low) and np.isfinite(high):
             ax.plot([low, high], [i, i], color=color, lw=2)
-        ax.plot([row.test_accuracy_mean], [i], "o", color=color, ms=7)
+        ax.plot([getattr(row, f"{m}_mean")], [i], "o", color=color, ms=7)
     seeds = trials[trials["scenario"].isin(order)].copy()
-    seeds["score"] = seeds["test_accuracy"].astype(float).where(~seeds["diverged"],
-                                                                chance(seeds))
+    values = seeds[m].astype(float)
+    seeds["score"] = values.where(~seeds["diverged"], values.where(np.isfinite(values)).max()
+                                  if regression else chance(seeds))
     position = {name: i for i, name in enumerate(order)}
     for diverged, marker, color in ((False, ".", "black"), (True, "x", "red")):
         some = seeds[seeds["diverged"] == diverged]
@@ -259,14 +281,29 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
                    color=color, s=14, alpha=0.6, zorder=3)
     ax.legend(handles=[Line2D([], [], color=colors[f], marker="o", lw=2, label=f)
                        for f in families] +
-              [Line2D([], [], color="red", marker="x", lw=0, label="diverged (chance)")],
+              [Line2D([], [], color="red", marker="x", lw=0,
+                      label="diverged (worst)" if regression else "diverged (chance)")],
               loc="upper left", bbox_to_anchor=(1.02, 1), title="family")
     labels = [_diverged_label(s, d, n)
               for s, d, n in zip(table["scenario"], table["diverged"], table["seeds"])]
     ax.set_yticks(y, labels)
     ax.set_ylim(len(order) - 0.5, -0.5)
-    ax.set(xlabel="test accuracy (mean, 95% t-interval; dots: seeds)", ylabel="")
+    shown = "test RMSE, lower is better" if regression else "test accuracy"
+    ax.set(xlabel=f"{shown} (mean, 95% t-interval; dots: seeds)", ylabel="")
+    budgets = table["budget"].tolist() if "budget" in table else []
+    if len(set(budgets)) > 1:  # ranked within each budget, never across: say where they part
+        for i, label in enumerate(budgets):
+            if i == 0 or label != budgets[i - 1]:
+                if i:
+                    ax.axhline(i - 0.5, color="grey", lw=0.8)
+                ax.annotate(label, (0.01, i - 0.45), xycoords=("axes fraction", "data"),
+                            fontsize="x-small", color="grey", va="top")
     return fig
+
+
+def _regression(table: pd.DataFrame) -> bool:
+    """Whether a :func:`~lrstudy.report.tables.benchmark_table` is a regression's (RMSE)."""
+    return "test_accuracy_mean" not in table and "test_rmse_mean" in table
 
 
 CALL_COLORS = {"better": "tab:green", "equivalent": "tab:blue", "worse": "tab:red",
@@ -278,28 +315,32 @@ def plot_forest(table: pd.DataFrame, margin: float) -> Figure:
     reference (points) with the 95% interval, coloured by the call; the shaded band is the
     practical-equivalence margin. One panel per budget."""
     compared = table[table["call"].isin(list(CALL_COLORS))]
+    # accuracy points; a regression's oriented difference -(x - y) back to an RMSE change
+    scale, unit = (-1, "RMSE") if _regression(table) else (100, "points")
     groups = list(compared.groupby("budget", sort=False)) or [("", compared)]
     rows = max(len(g) for _, g in groups) if len(compared) else 1
     fig = Figure(figsize=(8.0, 1.4 + 0.32 * rows * len(groups)))
     for k, (budget, group) in enumerate(groups):
         ax = fig.add_subplot(len(groups), 1, k + 1)
-        ax.axvspan(-100 * margin, 100 * margin, color="tab:blue", alpha=0.12, lw=0)
+        ax.axvspan(-abs(scale) * margin, abs(scale) * margin, color="tab:blue", alpha=0.12, lw=0)
         ax.axvline(0, color="black", lw=0.8)
         for i, row in enumerate(group.itertuples(index=False)):
             color = CALL_COLORS[row.call]
             if np.isfinite(row.diff_low) and np.isfinite(row.diff_high):
-                ax.plot([100 * row.diff_low, 100 * row.diff_high], [i, i], color=color, lw=2)
-            ax.plot([100 * row.diff], [i], "D", color=color, ms=6)
+                ax.plot([scale * row.diff_low, scale * row.diff_high], [i, i], color=color, lw=2)
+            ax.plot([scale * row.diff], [i], "D", color=color, ms=6)
         ax.set_yticks(range(len(group)), group["scenario"].tolist())
         ax.set_ylim(len(group) - 0.5, -0.5)
         reference = group["reference"].iloc[0] if len(group) else ""
         title = f"against {reference}" + (f", {budget}" if budget else "")
-        ax.set(xlabel="difference in test accuracy, points (paired, 95% CI)", ylabel="",
+        ax.set(xlabel=f"difference in test {'RMSE' if scale < 0 else 'accuracy'}, {unit} "
+                      "(paired, 95% CI)", ylabel="",
                title=title)
     fig.legend(handles=[Line2D([], [], color=c, marker="D", lw=2, label=n)
                         for n, c in CALL_COLORS.items()] +
                [Line2D([], [], color="tab:blue", alpha=0.3, lw=8,
-                       label=f"within ±{100 * margin:.1f} points")],
+                       label=f"within ±{100 * margin:.1f} points" if scale > 0
+                       else f"within ±{margin:.3g} RMSE")],
                loc="upper left", bbox_to_anchor=(1.0, 0.95))
     fig.tight_layout()
     return fig

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from lrstudy import sqlstore, tracking
+from lrstudy import sqlstore, tasks, tracking
 from lrstudy.scenarios import Study
 from lrstudy.tracking import TAG
 
@@ -27,7 +27,8 @@ EPOCH_KEYS = (
     "effective_lr_p10", "effective_lr_p50", "effective_lr_p90",
 )
 STEP_KEYS = ("step_learning_rate", "step_loss")
-FINAL_KEYS = ("test_loss", "test_accuracy", "train_time_s", "epochs_to_target", "time_to_target_s")
+FINAL_KEYS = ("test_loss", "test_accuracy", "train_time_s", "epochs_to_target", "time_to_target_s",
+              "test_mae", "test_rmse")  # the last two: task = "regression"
 FINDER_KEYS = ("finder_lr", "finder_loss", "finder_loss_smoothed")
 SUGGESTION_KEYS = (
     "suggestion_steepest", "suggestion_valley", "suggestion_minimum", "suggestion_slide",
@@ -150,6 +151,7 @@ def _run_row(run_id: str, tags: dict, params: dict, metrics: dict) -> dict:
         "phase": tags.get(TAG + "phase", ""),
         "finder_key": tags.get(TAG + "finder_key"),
         "run_key": tags.get(TAG + "run_key"),
+        "dataset_substituted": tags.get(TAG + "dataset_substituted", ""),
     }
     row.update({name: value for name, value in params.items() if name != "seed"})
     row.update({_metric_column(key): value for key, value in metrics.items()})
@@ -207,11 +209,20 @@ def load_trials(study: str, tracking_uri: str | None = None,
     runs = _runs(study, "trial", uri, method)
     if not runs:
         raise no_trials(study, uri)
-    columns = list(FINAL_KEYS) + [f"final_{k}" for k in ("val_accuracy", "val_loss")]
+    columns = list(FINAL_KEYS) + [f"final_{k}" for k in ("val_accuracy", "val_loss",
+                                                          "val_rmse")]
     trials = _runs_frame(runs, columns)
     best = best_val_loss(load_histories(trials["run_id"], ["val_loss"], uri, method))
     trials = trials.merge(best, on="run_id", how="left")
     return trials.sort_values(["family", "scenario", "seed"], kind="stable", ignore_index=True)
+
+
+def task_of(trials: pd.DataFrame) -> tasks.Task:
+    """The task of the trials (their ``task`` param; classification when absent), which
+    says the metric the summary ranks on and its direction."""
+    if "task" in trials and (trials["task"] == "regression").any():
+        return tasks.REGRESSION
+    return tasks.CLASSIFICATION
 
 
 def phases(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lrstudy import tasks
 from lrstudy.report.verdict import MARGIN, verdicts
 from lrstudy.report.stats import aggregate
 
@@ -20,6 +21,8 @@ _TABLE_METRICS = {
     "test_accuracy": "test_accuracy",
     "test_loss": "test_loss",
 }
+_REGRESSION_METRICS = {"val_rmse": "final_val_rmse", "val_loss": "final_val_loss",
+                       "test_rmse": "test_rmse", "test_loss": "test_loss"}
 
 
 def _per_scenario(trials: pd.DataFrame) -> pd.DataFrame:
@@ -33,9 +36,11 @@ def _per_scenario(trials: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _seed_statistics(table: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
+def _seed_statistics(table: pd.DataFrame, ok: pd.DataFrame,
+                     task: tasks.Task = tasks.CLASSIFICATION) -> pd.DataFrame:
     """Means (and t half-widths) over the non-diverged trials ``ok``, aligned on ``table``."""
-    for name, column in _TABLE_METRICS.items():
+    metrics = _TABLE_METRICS if task.higher_is_better else _REGRESSION_METRICS
+    for name, column in metrics.items():
         agg = aggregate(ok, "scenario", column).set_index("scenario")
         table[f"{name}_mean"] = agg["mean"]
         table[f"{name}_ci"] = agg["ci"]
@@ -62,11 +67,15 @@ def _verdict_columns(table: pd.DataFrame, found: list[dict]) -> pd.DataFrame:
         compared["reference"] = v["reference"] or ""
         compared["rank"] = np.arange(1, len(compared) + 1)
         parts.append(compared)
-    compared = pd.concat(parts, ignore_index=True).rename(columns={
-        "mean": "test_accuracy_mean", "ci_low": "test_accuracy_low",
-        "ci_high": "test_accuracy_high", "n_seeds": "scored_seeds"})
-    compared["test_accuracy_ci"] = compared["test_accuracy_high"] - compared["test_accuracy_mean"]
-    table = table.drop(columns=["test_accuracy_mean", "test_accuracy_ci"])
+    compared = pd.concat(parts, ignore_index=True).rename(columns={"n_seeds": "scored_seeds"})
+    m = _task(found).test_metric
+    if _task(found).higher_is_better:
+        mean, low, high = compared["mean"], compared["ci_low"], compared["ci_high"]
+    else:  # the scores are -rmse: the RMSE itself, its interval the other way round
+        mean, low, high = -compared["mean"], -compared["ci_high"], -compared["ci_low"]
+    compared = compared.drop(columns=["mean", "ci_low", "ci_high"]).assign(
+        **{f"{m}_mean": mean, f"{m}_low": low, f"{m}_high": high, f"{m}_ci": high - mean})
+    table = table.drop(columns=[f"{m}_mean", f"{m}_ci"])
     return table.merge(compared, on="scenario", how="left")
 
 
@@ -95,14 +104,21 @@ def benchmark_table(trials: pd.DataFrame, reference: str | None = None,
     margin) saves computing the comparisons a second time.
     """
     ok = trials[~trials["diverged"]]
-    table = _seed_statistics(_per_scenario(trials), ok)
-    table = table.rename_axis("scenario").reset_index()
     if found is None:
         found = verdicts(trials, reference, margin)
+    task = _task(found)
+    table = _seed_statistics(_per_scenario(trials), ok, task)
+    table = table.rename_axis("scenario").reset_index()
     table = _verdict_columns(table, found)
-    table["family_rank"] = (table.groupby(["budget", "family"])["test_accuracy_mean"]
-                            .rank(ascending=False, method="min").astype("Int64"))
+    table["family_rank"] = (table.groupby(["budget", "family"])[f"{task.test_metric}_mean"]
+                            .rank(ascending=not task.higher_is_better, method="min")
+                            .astype("Int64"))
     return table.sort_values(["budget", "rank"], ignore_index=True)
+
+
+def _task(found: list[dict]) -> tasks.Task:
+    """The task of the verdicts (one study has one: the first budget's)."""
+    return found[0].get("task", tasks.CLASSIFICATION) if found else tasks.CLASSIFICATION
 
 
 def _pm(mean: float, half: float, digits: int = 4) -> str:
@@ -115,10 +131,13 @@ def _num(value, fmt: str = "{:.3g}") -> str:
     return "-" if pd.isna(value) else fmt.format(value)
 
 
-def _points(diff, low, high) -> str:
-    """A difference of accuracies in points, with its interval: ``+0.42 [+0.10, +0.74]``."""
+def _points(diff, low, high, task: tasks.Task = tasks.CLASSIFICATION) -> str:
+    """A difference of accuracies in points, with its interval: ``+0.42 [+0.10, +0.74]``;
+    of a lower-is-better metric (the oriented ``diff`` is ``-(x - y)``), in its own units."""
     if pd.isna(diff):
         return "-"
+    if not task.higher_is_better:
+        return f"{-diff:+.4g}" + ("" if pd.isna(low) else f" [{-high:+.4g}, {-low:+.4g}]")
     shown = f"{100 * diff:+.2f}"
     return shown + ("" if pd.isna(low) else f" [{100 * low:+.2f}, {100 * high:+.2f}]")
 
@@ -126,6 +145,9 @@ def _points(diff, low, high) -> str:
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`benchmark_table` for reading: one row per scenario, strings."""
     reference = table["call"] == "reference"
+    regression = "test_accuracy_mean" not in table and "test_rmse_mean" in table
+    task = tasks.REGRESSION if regression else tasks.CLASSIFICATION
+    m, shown = task.primary, "accuracy" if not regression else "RMSE"
     out = pd.DataFrame({
         "budget": table["budget"],
         "rank": table["rank"],
@@ -135,11 +157,11 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         "schedule": table["schedule"],
         "peak LR": table["peak_lr"].fillna(table["learning_rate"]).map(_num),
         "diverged / seeds": [f"{d} / {s}" for d, s in zip(table["diverged"], table["seeds"])],
-        "test accuracy": [_pm(m, h) for m, h in zip(table["test_accuracy_mean"],
-                                                     table["test_accuracy_ci"])],
+        f"test {shown}": [_pm(v, h) for v, h in zip(table[f"test_{m}_mean"],
+                                                    table[f"test_{m}_ci"])],
         "P(best)": table["p_best"].map(lambda v: _num(v, "{:.2f}")),
-        "vs reference, points [95% CI]": [
-            "reference" if r else _points(d, lo, hi) for r, d, lo, hi in zip(
+        f"vs reference, {'points' if not regression else 'RMSE'} [95% CI]": [
+            "reference" if r else _points(d, lo, hi, task) for r, d, lo, hi in zip(
                 reference, table["diff"], table["diff_low"], table["diff_high"])],
         "Holm p": table["p_holm"].map(_num),
         "P(improvement) [95% CI]": [
@@ -149,8 +171,8 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         "seeds to decide": [
             _num(n, "{:.0f}") if c == "undecided" else "" for n, c in zip(
                 table["seeds_needed"], table["call"])],
-        "val accuracy": [_pm(m, h) for m, h in zip(table["val_accuracy_mean"],
-                                                    table["val_accuracy_ci"])],
+        f"val {shown}": [_pm(v, h) for v, h in zip(table[f"val_{m}_mean"],
+                                                   table[f"val_{m}_ci"])],
         "test loss": [_pm(m, h) for m, h in zip(table["test_loss_mean"], table["test_loss_ci"])],
         "epochs to target (reached)": [
             f"{_num(e, '{:.1f}')} ({r}/{s - d})" for e, r, s, d in zip(

@@ -9,6 +9,10 @@ Rules, stated once:
 
 * **Diverged seeds** are not dropped: a diverged seed scores chance accuracy, ``1 / classes``,
   whatever it measured (:func:`seed_scores`).
+* **The metric** is the task's primary one (:func:`lrstudy.report.frames.task_of`): test
+  accuracy, or for a regression the test RMSE, lower is better. Scores are oriented so that
+  higher is better (an RMSE enters as ``-rmse``; a diverged seed as the worst RMSE of its
+  budget), so every rule below reads the same; the words and tables show the RMSE itself.
 * **Against the reference**, per strategy, over the seeds both have: the mean difference of
   test accuracy with its 95% t-interval and the paired t-test p-value
   (``scipy.stats.ttest_rel``), Holm-adjusted over the comparisons with the reference
@@ -39,7 +43,8 @@ import pandas as pd
 from scipy import stats
 
 from lrstudy import tracking
-from lrstudy.report.frames import BUDGET_COLUMNS
+from lrstudy import tasks
+from lrstudy.report.frames import BUDGET_COLUMNS, task_of
 from lrstudy.report.stats import ALPHA, CONFIDENCE, mean_ci
 from lrstudy.scenarios import Study
 from lrstudy.tracking import TAG
@@ -96,13 +101,23 @@ def chance(trials: pd.DataFrame) -> pd.Series:
     return 1.0 / classes
 
 
-def seed_scores(trials: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
+def seed_scores(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """Seeds by strategies: ``metric`` per (seed, scenario), a diverged seed at chance.
 
-    A missing value (no such seed) stays NaN. Several trials of one (scenario, seed), which a
-    store with duplicated runs could hold, are averaged.
+    ``metric`` defaults to the task's (:func:`~lrstudy.report.frames.task_of`); a
+    lower-is-better one (RMSE) is negated, a diverged seed then scoring the worst value of the
+    trials. A missing value (no such seed) stays NaN. Several trials of one (scenario, seed),
+    which a store with duplicated runs could hold, are averaged.
     """
-    score = trials[metric].astype(float).where(~trials["diverged"].astype(bool), chance(trials))
+    task = task_of(trials)
+    metric = metric or task.test_metric
+    diverged = trials["diverged"].astype(bool)
+    values = trials[metric].astype(float)
+    if task.higher_is_better:
+        score = values.where(~diverged, chance(trials))
+    else:
+        worst = values.where(np.isfinite(values)).max()  # NaN when none is finite
+        score = -values.where(~diverged, worst)
     frame = pd.DataFrame({"seed": trials["seed"].astype(int), "scenario": trials["scenario"],
                           "score": score})
     return frame.pivot_table(index="seed", columns="scenario", values="score", aggfunc="mean")
@@ -274,43 +289,60 @@ def _paired_t(x, y, confidence: float) -> tuple[float, float, float]:
 
 # ---- the verdict, in words and in MLflow -------------------------------------------------------
 
-def _pts(value: float) -> str:
-    return f"{100 * value:+.2f}"
+def _pts(value: float, task: tasks.Task = tasks.CLASSIFICATION) -> str:
+    """An oriented difference as shown: accuracy points, or the RMSE's own change."""
+    return f"{100 * value:+.2f}" if task.higher_is_better else f"{-value:+.4g}"
 
 
-def _interval(low: float, high: float) -> str:
-    return "" if not (np.isfinite(low) and np.isfinite(high)) else f" [{_pts(low)}, {_pts(high)}]"
+def _interval(low: float, high: float, task: tasks.Task = tasks.CLASSIFICATION) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    low, high = (low, high) if task.higher_is_better else (high, low)
+    return f" [{_pts(low, task)}, {_pts(high, task)}]"
+
+
+def _score(mean: float, task: tasks.Task) -> str:
+    """An oriented mean score as shown: ``test accuracy 85.12%`` or ``test RMSE 3.2``."""
+    if task.higher_is_better:
+        return f"test accuracy {100 * mean:.2f}%"
+    return f"test {task.primary.upper()} {-mean:.4g} (lower is better)"
 
 
 def budget_verdict(table: pd.DataFrame, reference: str | None, margin: float,
-                   diverged: int = 0, paired: dict | None = None) -> str:
+                   diverged: int = 0, paired: dict | None = None,
+                   task: tasks.Task = tasks.CLASSIFICATION) -> str:
     """The verdict of one budget in a few sentences, from :func:`compare`'s ``table``."""
     if table.empty:
         return "No finished trials to compare."
     best = table.iloc[0]
     words = []
+    pts = "points" if task.higher_is_better else task.primary.upper()
     if reference is None:
-        words.append(f"Best: {best.scenario}, test accuracy {100 * best['mean']:.2f}%, "
+        words.append(f"Best: {best.scenario}, {_score(best['mean'], task)}, "
                      f"P(best) {best.p_best:.2f}. No reference in this budget, so no "
                      "comparisons.")
     elif best.scenario == reference:
-        words.append(f"Best: {reference} (the reference), test accuracy "
-                     f"{100 * best['mean']:.2f}%, P(best) {best.p_best:.2f}.")
+        words.append(f"Best: {reference} (the reference), {_score(best['mean'], task)}, "
+                     f"P(best) {best.p_best:.2f}.")
     else:
         words.append(
-            f"Best: {best.scenario}, {_pts(best['diff'])} points over the reference "
-            f"{reference}{_interval(best.diff_low, best.diff_high)}, P(best) "
+            f"Best: {best.scenario}, {_pts(best['diff'], task)} {pts} "
+            f"{'over' if task.higher_is_better else 'against'} the reference "
+            f"{reference}{_interval(best.diff_low, best.diff_high, task)}, P(best) "
             f"{best.p_best:.2f} ({best.call}).")
     if reference is not None:
         others = table[table["call"] != "reference"]
         for label, name in (("Better than the reference", "better"),
-                            (f"Equivalent within {100 * margin:.1f} points", "equivalent"),
+                            (f"Equivalent within {100 * margin:.1f} points"
+                             if task.higher_is_better else
+                             f"Equivalent within {margin:.4g} {pts}", "equivalent"),
                             ("Worse", "worse"), ("Undecided", "undecided")):
             rows = others[others["call"] == name]
             if rows.empty:
                 continue
             listed = ", ".join(
-                f"{r.scenario} ({_pts(r['diff'])}{_interval(r.diff_low, r.diff_high)})"
+                f"{r.scenario} ({_pts(r['diff'], task)}"
+                f"{_interval(r.diff_low, r.diff_high, task)})"
                 if name in ("better", "worse") else str(r.scenario)
                 for _, r in rows.iterrows())
             sentence = f"{label}: {listed}"
@@ -318,11 +350,12 @@ def budget_verdict(table: pd.DataFrame, reference: str | None, margin: float,
                 sentence += (f" (about {int(rows['seeds_needed'].median())} seeds would "
                              "decide)")
             words.append(sentence + ".")
-        words.append(f"Differences in accuracy points, paired over {int(table['n_seeds'].max())}"
+        words.append(f"Differences in {'accuracy points' if task.higher_is_better else pts}, "
+                     f"paired over {int(table['n_seeds'].max())}"
                      f" seeds, 95% intervals, Holm over {len(others)} comparisons.")
     if diverged:
         words.append(f"{diverged} diverged seed{'s' if diverged != 1 else ''} scored at "
-                     "chance.")
+                     + ("chance." if task.higher_is_better else "the worst RMSE."))
     if paired and paired.get("checked"):
         words.append("Seed i gave every strategy the same initial weights and batch order "
                      f"(checked on {paired['seeds']} seeds)." if paired["paired"] else
@@ -341,9 +374,10 @@ def verdicts(trials: pd.DataFrame, reference: str | None = None,
         table = compare(seed_scores(group), ref, margin)
         diverged = int(group["diverged"].astype(bool).sum())
         paired = pairing(group)
+        task = task_of(group)
         out.append({"budget": budget_label(budget), "reference": ref, "table": table,
-                    "pairing": paired, "diverged": diverged,
-                    "text": budget_verdict(table, ref, margin, diverged, paired)})
+                    "pairing": paired, "diverged": diverged, "task": task,
+                    "text": budget_verdict(table, ref, margin, diverged, paired, task)})
     return out
 
 
@@ -358,6 +392,16 @@ def verdict_paragraphs(found: list[dict]) -> str:
     if len(found) == 1:
         return found[0]["text"]
     return "\n\n".join(f"**{v['budget']}.** {v['text']}" for v in found)
+
+
+def shown_scores(row: pd.Series, task: tasks.Task) -> pd.Series:
+    """A :func:`compare` row with, for a lower-is-better metric, its own values beside the
+    oriented ones: ``rmse_mean``, ``rmse_low``, ``rmse_high`` (the RMSE, not ``-rmse``)."""
+    if task.higher_is_better:
+        return row
+    m = task.primary
+    return pd.concat([row, pd.Series({f"{m}_mean": -row["mean"], f"{m}_low": -row["ci_high"],
+                                      f"{m}_high": -row["ci_low"]})])
 
 
 SCENARIO_METRICS = {"test_accuracy_mean": "mean", "test_accuracy_ci_low": "ci_low",
@@ -378,7 +422,8 @@ def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dic
     rows = {}
     for v in found:
         for _, row in v["table"].iterrows():
-            rows[row.scenario] = (row, row.scenario == v["reference"])
+            rows[row.scenario] = (shown_scores(row, v.get("task", tasks.CLASSIFICATION)),
+                                  row.scenario == v["reference"])
     runs = tracking.search(mlflow_client, [exp_id], f"tags.`{TAG}kind` = 'scenario'")
     written = 0
     now = int(pd.Timestamp.now().timestamp() * 1000)
@@ -390,6 +435,11 @@ def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dic
         row, is_reference = rows[name]
         values = {**{key: row[column] for key, column in SCENARIO_METRICS.items()
                      if column in row}, "n_diverged": int(diverged.get(name, 0))}
+        if "rmse_mean" in row:  # a regression: test_rmse_mean, _ci_low, _ci_high
+            values = {k.replace("test_accuracy_", "test_rmse_"): v for k, v in values.items()}
+            for key, column in (("test_rmse_mean", "rmse_mean"), ("test_rmse_ci_low", "rmse_low"),
+                                ("test_rmse_ci_high", "rmse_high")):
+                values[key] = row[column]
         if is_reference:
             values.pop("p_vs_reference_holm", None)
         metrics = [Metric(key, float(value), now, 0) for key, value in values.items()
