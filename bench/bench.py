@@ -291,7 +291,7 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
     sc = scenarios.load_study("seeds", {"epochs": epochs}).available["fixed-baseline"]
     trials = [(sc, seed, False) for seed in range(copies)]
     ds = train.data.load_cached(sc.budget["dataset"], sc.budget["train_size"],  # loaded once,
-                                sc.budget["val_size"], sc.budget["dataset_fallback"])  # first
+                                sc.budget["val_size"], split=sc.budget["split"])  # first
     alone_s, stacked_s, peaks = [], [], []
     for r in range(repeats):
         t0 = time.perf_counter()

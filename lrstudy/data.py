@@ -413,7 +413,8 @@ def ensure(name: str = "fashion_mnist") -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def load_cached(name: str, train_size: int, val_size: int, split: str = "seeded") -> Dataset:
+def load_cached(name: str, train_size: int, val_size: int, *, split: str = "seeded"
+                ) -> Dataset:
     """:func:`load` once per process and set-up (the seeds of a scenario share the arrays).
     ``train_size`` 0: all. No fallback here: a study substitutes data that cannot be had when
     it is loaded (:func:`lrstudy.scenarios.load_study`), and says so."""

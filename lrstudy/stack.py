@@ -258,7 +258,7 @@ def size_for(scenario, mode) -> int:
         return mode
     budget = scenario.budget
     ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
-                          budget["dataset_fallback"])
+                          split=budget["split"])
     return auto_size(scenario, ds.input_shape, ds.num_classes, len(ds.x_train))
 
 

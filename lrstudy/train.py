@@ -195,7 +195,7 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     data.seed_everything(seed)
     interrupts.raise_at("data")
     ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
-                          budget["split"])
+                          split=budget["split"])
     interrupts.raise_at("model")
     schedule = resolve.build_schedule(scenario, finder_bounds)
     task = tasks.get(ds.task)
