@@ -89,8 +89,8 @@ def _decide_order(picked: pd.DataFrame, values: pd.Series, claim) -> tuple[str, 
         return NOT_RUN if len(missing) == len(claim.scenarios) else UNDECIDED, \
             f"not run: {', '.join(missing)}", 0
     means = [score[list(group)].mean(axis=1) for group in claim.groups]  # per seed
-    words = " > ".join(f"{m.mean():.4g}" for m in means)
     sign = 1.0 if claim.higher_is_better else -1.0
+    words = (" > " if sign > 0 else " < ").join(f"{m.mean():.4g}" for m in means)  # best first
     pairs = len(means) - 1
     verdicts = []
     for better, worse in zip(means, means[1:]):
