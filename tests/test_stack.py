@@ -38,7 +38,9 @@ def warmup():
     """warmup-cosine on the warm-up budget (seeds-original's [budget]: mlp128, batch 32, XLA),
     2,000 training images, 2 epochs: seeds 0 and 1, seed 0 at a third of the peak LR, and
     seed 2 at 10^5 times it (diverges), in one stack; the first and third also one by one."""
-    spec = scenarios.load_study("seeds-original", {"epochs": 2, "train_size": 2000})
+    # the warm-up tutorial had no validation split: these trials keep 10,000 images for one
+    spec = scenarios.load_study("seeds-original", {"epochs": 2, "train_size": 2000,
+                                                   "val_size": 10000})
     sc = spec.scenarios["warmup-cosine"]
     assert sc.budget["model"] == "mlp128" and sc.budget["batch_size"] == 32
     trials = [(sc, 0, True), (sc, 1, False), (resolve.scaled(sc, 1 / 3), 0, False),
