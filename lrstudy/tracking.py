@@ -219,8 +219,9 @@ def run_tags(kind: str, study: str, scenario=None, *, name: str | None = None,
         tags[TAG + "family"] = scenario.family
         if scenario.baseline:
             tags[TAG + "baseline"] = scenario.baseline
-        if scenario.budget.get("dataset_substituted"):  # "mnist -> fashion_mnist"
-            tags[TAG + "dataset_substituted"] = scenario.budget["dataset_substituted"]
+        substituted = (getattr(scenario, "budget", None) or {}).get("dataset_substituted")
+        if substituted:  # "mnist -> fashion_mnist"
+            tags[TAG + "dataset_substituted"] = substituted
     tags.update({TAG + key: str(value) for key, value in extra.items()})
     if name:
         tags["mlflow.runName"] = name
