@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrstudy import tracking
-from lrstudy.report import reproduction
+from lrstudy.report.reproduction import load_reproduction, records
 from lrstudy.report.frames import (experiment, finished_filter, load_trials, missing_sqlite,
                                    no_trials, phases, study_settings)
 from lrstudy.report.tables import benchmark_table, format_table
@@ -62,7 +62,7 @@ def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "
         if table is not None:
             mlflow_client.log_table(run.id, data=table, artifact_file="benchmark_table.json")
         if reproduced is not None:  # the study checks published claims
-            mlflow_client.log_dict(run.id, reproduction.records(reproduced), "reproduction.json")
+            mlflow_client.log_dict(run.id, records(reproduced), "reproduction.json")
     return run.id
 
 
@@ -112,5 +112,5 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
     executed = _execute(study, uri, out / "summary.ipynb", reference, margin)
     html = _export_html(executed, out / "summary.html")
     _log_summary(study, exp_id, mlflow_client, [executed, html], text, table,
-                 reproduction.load_reproduction(study, uri))
+                 load_reproduction(study, uri))
     return html

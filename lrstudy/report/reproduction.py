@@ -21,7 +21,8 @@ from scipy import stats as sps
 
 from lrstudy import claims as claims_module
 from lrstudy import tracking
-from lrstudy.report import frames
+from lrstudy.report.frames import (HISTORY_COLUMNS, experiment, load_histories, load_trials,
+                                   missing_sqlite)
 from lrstudy.report.stats import ALPHA, CONFIDENCE, mean_ci
 
 CLAIMS_TAG = tracking.TAG + "claims"
@@ -114,7 +115,7 @@ def reproduction_table(trials: pd.DataFrame, claims, histories: pd.DataFrame | N
     :func:`lrstudy.report.frames.load_histories`) holds the series a claim reads at an epoch
     or a step."""
     if histories is None:
-        histories = pd.DataFrame(columns=frames.HISTORY_COLUMNS)
+        histories = pd.DataFrame(columns=HISTORY_COLUMNS)
     rows = []
     for claim in claims:
         picked, substituted = _at_setting(trials, claim)
@@ -167,9 +168,9 @@ def claims_of(study: str, tracking_uri: str | None = None):
     """The claims the study named (the experiment tag ``lrstudy.claims`` that ``lrstudy run``
     sets), or [] when it named none."""
     uri = tracking.tracking_uri(tracking_uri)
-    if frames.missing_sqlite(uri):
+    if missing_sqlite(uri):
         return []
-    exp = frames.experiment(study, tracking.client(uri))
+    exp = experiment(study, tracking.client(uri))
     path = (exp.tags if exp is not None else {}).get(CLAIMS_TAG, "")
     return claims_module.load(path) if path else []
 
@@ -180,13 +181,13 @@ def load_reproduction(study: str, tracking_uri: str | None = None,
     found = claims_of(study, tracking_uri)
     if not found:
         return None
-    trials = frames.load_trials(study, tracking_uri) if trials is None else trials
+    trials = load_trials(study, tracking_uri) if trials is None else trials
     if "phase" in trials:  # tuning trials are choices, not results
         trials = trials[trials["phase"].fillna("") != "tune"]
     keys = sorted({c.metric for c in found if c.metric in SERIES
                    and (c.step is not None or c.epoch is not None)})
     mine = trials[trials["scenario"].isin({n for c in found for n in c.scenarios})]
-    histories = frames.load_histories(mine["run_id"], keys, tracking_uri) if keys else None
+    histories = load_histories(mine["run_id"], keys, tracking_uri) if keys else None
     return reproduction_table(trials, found, histories)
 
 
