@@ -39,6 +39,9 @@ MEMORY_FRACTION = 0.5  # of the memory available when the stack is sized
 # What a stack's fit adds beyond its data and copies: XLA's compile, TF's allocator, the
 # validation data Keras converts (bench (e) measured a rise of about 200 MB over them).
 RUNTIME_BYTES = 256 * 2**20
+# What each copy adds to the traced, XLA-compiled program (its step is unrolled in it): bench
+# (e) measured a rise of 772 MB for 6 copies where the rest of the estimate came to 572 MB.
+PROGRAM_BYTES_PER_COPY = 48 * 2**20
 
 
 def _prefix(i: int) -> str:
@@ -207,7 +210,8 @@ def fit_prepared(prepared: list, steps_per_execution: int, verbose: int = 0) -> 
 def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
     """An upper estimate of one copy's memory in a stack: weights, gradients and up to two
     optimizer slots (float32), the activations of a training batch kept for the backward
-    pass (every layer's output, twice), and its shuffle buffer of indices (int64). The
+    pass (every layer's output, twice), its shuffle buffer of indices (int64) and its part
+    of the compiled program (:data:`PROGRAM_BYTES_PER_COPY`). The
     stack's one copy of the training set is :func:`shared_bytes`."""
     from lrstudy import models
 
@@ -220,7 +224,7 @@ def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
         if shape is not None:
             acts += math.prod(d for d in shape[1:] if d)
     batch = scenario.budget["batch_size"]
-    return 4 * (4 * params + 2 * batch * acts) + 8 * train_size
+    return 4 * (4 * params + 2 * batch * acts) + 8 * train_size + PROGRAM_BYTES_PER_COPY
 
 
 def shared_bytes(input_shape, train_size: int) -> int:
