@@ -97,6 +97,30 @@ class StackedModel(keras.Model):
         x, y = data[:2]
         return self._step([(x, y)] * len(self.copies), training=False)
 
+    def make_test_function(self, force=False):
+        """Validation and the test set run as a plain TensorFlow graph, not under XLA: a few
+        large batches an epoch, whose XLA compiles (one per batch shape, every copy's forward
+        in each) cost more than they save; tracing is all they need."""
+        if self.test_function is not None and not force:
+            return self.test_function
+        jit, self._jit_compile = self._jit_compile, False
+        try:
+            super().make_test_function(force=True)
+        finally:
+            self._jit_compile = jit
+        return self.test_function
+
+    def evaluate_copies(self, x, y, which, batch_size: int) -> list[dict | None]:
+        """Each copy in ``which`` (booleans, one per copy) evaluated on ``(x, y)`` in one pass
+        of the stack (one trace for all, where ``model.evaluate`` per copy traces each): its
+        logs (``loss`` and its metrics), None for the others. Leaves every copy frozen."""
+        for flag, on in zip(self.active, which):
+            flag.assign(bool(on))
+        logs = self.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+        for flag in self.active:
+            flag.assign(False)
+        return [copy_logs(logs, i) if on else None for i, on in enumerate(which)]
+
 
 def copy_logs(logs, i: int) -> dict:
     """Copy ``i``'s entries of the stack's ``logs``, under the names its callbacks know."""
@@ -188,9 +212,10 @@ def share_data(prepared, arrays=None):
     return arrays
 
 
-def fit_prepared(prepared: list, steps_per_execution: int, verbose: int = 0) -> None:
+def fit_prepared(prepared: list, steps_per_execution: int, verbose: int = 0) -> StackedModel:
     """Train the prepared trials (one budget, see :func:`lrstudy.train.fit_stack`) as one
-    :class:`StackedModel`, each copy's callbacks fed through a :class:`Dispatcher`."""
+    :class:`StackedModel`, each copy's callbacks fed through a :class:`Dispatcher`; returns
+    the stack (for :meth:`StackedModel.evaluate_copies`)."""
     budget = prepared[0].scenario.budget
     ds = prepared[0].dataset
     sample = (ds.x_train[:budget["batch_size"]], ds.y_train[:budget["batch_size"]])
@@ -203,6 +228,7 @@ def fit_prepared(prepared: list, steps_per_execution: int, verbose: int = 0) -> 
     kwargs["callbacks"] = [Dispatcher(stacked, [p.callbacks for p in prepared])]
     stacked.fit(tf.data.Dataset.zip(tuple(p.data for p in prepared)),
                 epochs=budget["epochs"], verbose=verbose, **kwargs)
+    return stacked
 
 
 # ---- how many copies fit ------------------------------------------------------------------

@@ -247,12 +247,17 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]
         for (sc, seed, _), sink in zip(trials, sinks):
             prepared.append(prepare_fit(sc, seed, sink, finder_bounds))
             arrays = stack.share_data(prepared[-1], arrays)
-        stack.fit_prepared(prepared, steps_per_execution(trials[0][0]), verbose)
-        return [finish_fit(p, sink, evaluate_test=test)
-                for p, sink, (_, _, test) in zip(prepared, sinks, trials)]
+        stacked = stack.fit_prepared(prepared, steps_per_execution(trials[0][0]), verbose)
+        interrupts.raise_at("evaluate")
+        ds = prepared[0].dataset
+        tests = stacked.evaluate_copies(ds.x_test, ds.y_test, [test for _, _, test in trials],
+                                        VALIDATION_BATCH)
+        return [finish_fit(p, sink, evaluate_test=test, test_logs=logs)
+                for p, sink, (_, _, test), logs in zip(prepared, sinks, trials, tests)]
 
 
-def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool = True) -> dict:
+def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool = True,
+               test_logs: dict | None = None) -> dict:
     """Evaluate on the test set and add the final metrics of the trial to ``sink``.
 
     A diverged trial is evaluated too. ``evaluate_test=False`` (a tuning trial) leaves the
@@ -260,6 +265,8 @@ def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool =
     times leave out the first epoch's tracing and compiling, logged as ``compile_time_s``
     (see :class:`lrstudy.callbacks.EpochLogger`). The outcome's ``diverged`` is a bool,
     ``diverged_reason`` one of :data:`lrstudy.callbacks.DIVERGENCE_REASONS` or "".
+    ``test_logs``: the test set's logs when they were had already (a stack evaluates its
+    copies in one pass, :meth:`lrstudy.stack.StackedModel.evaluate_copies`).
     """
     scenario, ds, logger, model = (prepared.scenario, prepared.dataset, prepared.logger,
                                    prepared.model)
@@ -267,7 +274,9 @@ def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool =
     interrupts.raise_at("evaluate")
     task = tasks.get(ds.task)
     test = dict.fromkeys(("loss",) + task.metrics, float("nan"))
-    if evaluate_test:
+    if evaluate_test and test_logs is not None:
+        test = {k: float(test_logs[k]) for k in test}
+    elif evaluate_test:
         test = dict(zip(test, model.evaluate(ds.x_test, ds.y_test,
                                              batch_size=VALIDATION_BATCH, verbose=0)))
     test_loss, test_acc = test["loss"], test.get("accuracy", float("nan"))
