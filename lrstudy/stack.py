@@ -54,9 +54,11 @@ class StackedModel(keras.Model):
     Each copy's loss, gradients and update are its own (its ``compute_loss``, its optimizer);
     the logs are ``c<i>/<metric>``."""
 
-    def __init__(self, copies, **kwargs):
+    def __init__(self, copies, train_arrays=None, **kwargs):
         super().__init__(**kwargs)
         self.copies = list(copies)
+        # the training set, read by the train step: the pipelines give indices only
+        self._train_arrays = tuple(train_arrays) if train_arrays is not None else None
         self.active = [tf.Variable(True, trainable=False, name=f"active_{i}")
                        for i in range(len(self.copies))]
         self.built = True
@@ -91,6 +93,9 @@ class StackedModel(keras.Model):
         return logs
 
     def train_step(self, data):
+        if self._train_arrays is not None:  # a batch of indices per copy: gather it here
+            x, y = self._train_arrays
+            data = [(tf.gather(x, i), tf.gather(y, i)) for i in data]
         return self._step(data, training=True)
 
     def test_step(self, data):
@@ -187,32 +192,33 @@ class Dispatcher(keras.callbacks.Callback):
             self._end(i, logs)
 
 
-def indexed_dataset(x, y, batch_size: int, seed: int) -> tf.data.Dataset:
-    """The batches of :func:`lrstudy.train.train_dataset` (``x``, ``y`` its arrays, the same
-    seeds), in the same order, but shuffling indices and gathering each batch: cheaper per
-    step, and the copies of a stack share one copy of the training set. The order of a seeded
-    shuffle depends on the seeds and the buffer only (see
-    :func:`lrstudy.train.batch_order_digest`)."""
-    n = int(x.shape[0])
+def index_dataset(n: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """The batches of indices into the ``n`` training examples in the order of
+    :func:`lrstudy.train.train_dataset` (same seeds): a seeded shuffle's order depends on
+    the seeds and the buffer only (see :func:`lrstudy.train.batch_order_digest`). The stack's
+    train step gathers each batch from its one copy of the training set, inside the compiled
+    step: the pipelines carry indices, not images."""
     return (tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-            .prefetch(tf.data.AUTOTUNE))
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def share_data(prepared, arrays=None):
     """Give a trial's :class:`~lrstudy.train.PreparedFit` its pipeline of the stack
-    (:func:`indexed_dataset` on ``arrays``, the stack's one tensor of the training set, made
-    from this trial's data when None), in place of its own; returns ``arrays``. Called as
-    each trial is prepared, so that only one trial's own pipeline is alive at a time."""
+    (:func:`index_dataset`), in place of its own; returns the stack's one copy of the
+    training set (``arrays``, made from this trial's data when None: variables, which the
+    compiled step reads in place). Called as each trial is prepared, so that only one trial's
+    own pipeline is alive at a time."""
     if arrays is None:
-        arrays = (tf.constant(prepared.dataset.x_train), tf.constant(prepared.dataset.y_train))
+        arrays = (tf.Variable(prepared.dataset.x_train, trainable=False),
+                  tf.Variable(prepared.dataset.y_train, trainable=False))
     tf.random.set_seed(prepared.seed)  # as prepare_fit had when it made the trial's pipeline
-    prepared.data = indexed_dataset(*arrays, prepared.scenario.budget["batch_size"],
-                                    prepared.seed)
+    prepared.data = index_dataset(int(arrays[0].shape[0]),
+                                  prepared.scenario.budget["batch_size"], prepared.seed)
     return arrays
 
 
-def fit_prepared(prepared: list, steps_per_execution: int, verbose: int = 0) -> StackedModel:
+def fit_prepared(prepared: list, arrays, steps_per_execution: int,
+                 verbose: int = 0) -> StackedModel:
     """Train the prepared trials (one budget, see :func:`lrstudy.train.fit_stack`) as one
     :class:`StackedModel`, each copy's callbacks fed through a :class:`Dispatcher`; returns
     the stack (for :meth:`StackedModel.evaluate_copies`)."""
@@ -221,7 +227,7 @@ def fit_prepared(prepared: list, steps_per_execution: int, verbose: int = 0) -> 
     sample = (ds.x_train[:budget["batch_size"]], ds.y_train[:budget["batch_size"]])
     for p in prepared:
         p.model._symbolic_build(data_batch=sample)  # metrics and optimizer state, now
-    stacked = StackedModel([p.model for p in prepared])
+    stacked = StackedModel([p.model for p in prepared], train_arrays=arrays)
     stacked.compile(optimizer="sgd", steps_per_execution=steps_per_execution,
                     jit_compile=budget["jit_compile"])
     kwargs = prepared[0].fit_kwargs()

@@ -247,7 +247,8 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]
         for (sc, seed, _), sink in zip(trials, sinks):
             prepared.append(prepare_fit(sc, seed, sink, finder_bounds))
             arrays = stack.share_data(prepared[-1], arrays)
-        stacked = stack.fit_prepared(prepared, steps_per_execution(trials[0][0]), verbose)
+        stacked = stack.fit_prepared(prepared, arrays, steps_per_execution(trials[0][0]),
+                                     verbose)
         interrupts.raise_at("evaluate")
         ds = prepared[0].dataset
         tests = stacked.evaluate_copies(ds.x_test, ds.y_test, [test for _, _, test in trials],
