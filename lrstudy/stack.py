@@ -7,6 +7,11 @@ for the trial unstacked (same initial weights, same data order, same dropout sta
 optimizer state and LR schedule); the stack only joins their train and test steps into one
 traced (and, as the budget says, XLA-compiled) function run ``steps_per_execution`` steps at
 a time, so the per-step cost of Keras's loop and of the launches is paid once for all copies.
+The pipelines carry indices: the compiled step gathers each copy's batch from the stack's one
+copy of the training set. Validation and the test set run as a plain graph (no XLA compile
+per batch shape), the test set once for all copies (:meth:`StackedModel.evaluate_copies`).
+What is not shared: each copy's step is unrolled in the program (its trace and compile grow
+with the copies), and its arithmetic is its own.
 
 - Each copy's step runs under its own ``tf.cond`` on an ``active`` flag: a copy whose
   callbacks stop it (:class:`lrstudy.callbacks.EpochLogger`'s divergence rules set
