@@ -75,6 +75,7 @@ class StackedModel(keras.Model):
     def metrics(self):
         return [m for copy in self.copies for m in copy.metrics]
 
+    @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
     def _copy_step(self, i, copy, x, y, training):
         if training:
             with tf.GradientTape() as tape:
@@ -88,6 +89,7 @@ class StackedModel(keras.Model):
         copy._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
         return copy.compute_metrics(x, y, y_pred)
 
+    @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
     def _step(self, batches, training):
         logs = {}
         for i, (copy, (x, y)) in enumerate(zip(self.copies, batches)):
@@ -97,12 +99,14 @@ class StackedModel(keras.Model):
             logs.update({_prefix(i) + k: v for k, v in out.items()})
         return logs
 
+    @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
     def train_step(self, data):
         if self._train_arrays is not None:  # a batch of indices per copy: gather it here
             x, y = self._train_arrays
             data = [(tf.gather(x, i), tf.gather(y, i)) for i in data]
         return self._step(data, training=True)
 
+    @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
     def test_step(self, data):
         x, y = data[:2]
         return self._step([(x, y)] * len(self.copies), training=False)
