@@ -53,11 +53,32 @@ def _prefix(i: int) -> str:
     return f"c{i}/"
 
 
+#: Layers whose output for an example depends on that example alone (for Dropout: on a random
+#: draw whose first rows do not depend on the batch size, as the tests check): a model made of
+#: these trains on a batch padded with examples of weight 0 as on the batch without them.
+ROW_WISE = tuple(getattr(keras.layers, name) for name in (
+    "InputLayer", "Dense", "Flatten", "Dropout", "Reshape", "Activation", "Rescaling",
+    "Conv1D", "Conv2D", "Conv3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D"))
+
+
+def row_wise(model) -> bool:
+    """Whether every layer of ``model`` is one of :data:`ROW_WISE` (exactly that class)."""
+    return all(type(layer) in ROW_WISE for layer in model.layers)
+
+
 class StackedModel(keras.Model):
     """N compiled Keras models trained side by side: ``train_step`` takes a tuple of N
-    ``(x, y)`` batches (one per copy), ``test_step`` one ``(x, y)`` batch shared by all.
+    ``(x, y)`` batches (one per copy), or with ``train_arrays`` N ``(indices, count)`` pairs
+    (see :func:`index_dataset`); ``test_step`` one ``(x, y)`` batch shared by all.
     Each copy's loss, gradients and update are its own (its ``compute_loss``, its optimizer);
-    the logs are ``c<i>/<metric>``."""
+    the logs are ``c<i>/<metric>``.
+
+    A last batch padded to the full size (``count`` examples of it real) is trained with
+    weights ``batch / count`` on the real examples and 0 on the padding: Keras's losses divide
+    the weighted sum by the batch size, so the loss, its gradients and the metrics are those
+    of the ``count`` real examples, and the compiled step keeps one shape (no second XLA
+    compile of the whole stack for the last batch of an epoch)."""
 
     def __init__(self, copies, train_arrays=None, **kwargs):
         super().__init__(**kwargs)
@@ -76,34 +97,38 @@ class StackedModel(keras.Model):
         return [m for copy in self.copies for m in copy.metrics]
 
     @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
-    def _copy_step(self, i, copy, x, y, training):
+    def _copy_step(self, i, copy, x, y, training, weight=None, count=None):
         if training:
             with tf.GradientTape() as tape:
                 y_pred = copy(x, training=True)
-                loss = copy._compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+                loss = copy._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=weight,
+                                          training=True)
             weights = copy.trainable_weights
             copy.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         else:
             y_pred = copy(x, training=False)
             loss = copy._compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-        copy._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
-        return copy.compute_metrics(x, y, y_pred)
+        copy._loss_tracker.update_state(
+            loss, sample_weight=tf.shape(x)[0] if count is None else count)
+        return copy.compute_metrics(x, y, y_pred, sample_weight=weight)
 
     @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
     def _step(self, batches, training):
         logs = {}
-        for i, (copy, (x, y)) in enumerate(zip(self.copies, batches)):
+        for i, (copy, (x, y, *weighting)) in enumerate(zip(self.copies, batches)):
             out = tf.cond(self.active[i],
-                          lambda i=i, c=copy, x=x, y=y: self._copy_step(i, c, x, y, training),
+                          lambda i=i, c=copy, x=x, y=y, w=weighting:
+                              self._copy_step(i, c, x, y, training, *w),
                           lambda c=copy: c.get_metrics_result())
             logs.update({_prefix(i) + k: v for k, v in out.items()})
         return logs
 
     @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
     def train_step(self, data):
-        if self._train_arrays is not None:  # a batch of indices per copy: gather it here
+        if self._train_arrays is not None:  # (indices, count) per copy: gather it here
             x, y = self._train_arrays
-            data = [(tf.gather(x, i), tf.gather(y, i)) for i in data]
+            data = [(tf.gather(x, i), tf.gather(y, i), *_padding_weights(i, n))
+                    for i, n in data]
         return self._step(data, training=True)
 
     @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
@@ -201,14 +226,29 @@ class Dispatcher(keras.callbacks.Callback):
             self._end(i, logs)
 
 
-def index_dataset(n: int, batch_size: int, seed: int) -> tf.data.Dataset:
+def index_dataset(n: int, batch_size: int, seed: int, pad: bool = False) -> tf.data.Dataset:
     """The batches of indices into the ``n`` training examples in the order of
-    :func:`lrstudy.train.train_dataset` (same seeds): a seeded shuffle's order depends on
-    the seeds and the buffer only (see :func:`lrstudy.train.batch_order_digest`). The stack's
-    train step gathers each batch from its one copy of the training set, inside the compiled
-    step: the pipelines carry indices, not images."""
-    return (tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    :func:`lrstudy.train.train_dataset` (same seeds), each with its count of examples: a
+    seeded shuffle's order depends on the seeds and the buffer only (see
+    :func:`lrstudy.train.batch_order_digest`). The stack's train step gathers each batch from
+    its one copy of the training set, inside the compiled step: the pipelines carry indices,
+    not images. ``pad``: a last, smaller batch is padded to ``batch_size`` (with index 0; its
+    count says how many are real, see :class:`StackedModel`)."""
+    ds = (tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+          .batch(batch_size))
+    if pad and n % batch_size:
+        ds = ds.map(lambda i: (tf.pad(i, [[0, batch_size - tf.shape(i)[0]]]), tf.shape(i)[0]))
+    else:
+        ds = ds.map(lambda i: (i, tf.shape(i)[0]))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _padding_weights(indices, count) -> tuple:
+    """The sample weights of a batch of which the first ``count`` examples are real (see
+    :class:`StackedModel`), and ``count``."""
+    rows = tf.shape(indices)[0]
+    real = tf.cast(tf.range(rows) < count, tf.float32)
+    return real * (tf.cast(rows, tf.float32) / tf.cast(count, tf.float32)), count
 
 
 def share_data(prepared, arrays=None):
@@ -216,13 +256,14 @@ def share_data(prepared, arrays=None):
     (:func:`index_dataset`), in place of its own; returns the stack's one copy of the
     training set (``arrays``, made from this trial's data when None: variables, which the
     compiled step reads in place). Called as each trial is prepared, so that only one trial's
-    own pipeline is alive at a time."""
+    own pipeline is alive at a time (none, when it was prepared with ``pipeline=False``)."""
     if arrays is None:
         arrays = (tf.Variable(prepared.dataset.x_train, trainable=False),
                   tf.Variable(prepared.dataset.y_train, trainable=False))
     tf.random.set_seed(prepared.seed)  # as prepare_fit had when it made the trial's pipeline
     prepared.data = index_dataset(int(arrays[0].shape[0]),
-                                  prepared.scenario.budget["batch_size"], prepared.seed)
+                                  prepared.scenario.budget["batch_size"], prepared.seed,
+                                  pad=row_wise(prepared.model))
     return arrays
 
 

@@ -161,7 +161,7 @@ class PreparedFit:
     scenario: scenarios.Scenario
     seed: int
     model: keras.Model
-    data: tf.data.Dataset
+    data: tf.data.Dataset | None  # None until a stack gives it one (pipeline=False)
     dataset: data.Dataset
     schedule: object
     callbacks: list
@@ -182,8 +182,11 @@ class PreparedFit:
 
 
 def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | None,
-                finder_bounds=None) -> PreparedFit:
+                finder_bounds=None, pipeline: bool = True) -> PreparedFit:
     """Seed, load the data, build and compile the model, make the callbacks of one trial.
+
+    ``pipeline=False`` leaves out the trial's own data pipeline (``data`` is None): a stack
+    gives each copy its own (:func:`lrstudy.stack.share_data`).
 
     With ``sink=None`` nothing is recorded (no :class:`~lrstudy.callbacks.StepRecorder`, no
     :class:`~lrstudy.callbacks.EpochLogger`): only the callbacks that are part of the
@@ -219,8 +222,9 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
                                 loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]),
                                 num_classes=ds.num_classes, task=task)
         callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
-    return PreparedFit(scenario, seed, model, train_dataset(ds, budget["batch_size"], seed), ds,
-                       schedule, callbacks, logger, finder_bounds, pairing)
+    pipe = train_dataset(ds, budget["batch_size"], seed) if pipeline else None
+    return PreparedFit(scenario, seed, model, pipe, ds, schedule, callbacks, logger,
+                       finder_bounds, pairing)
 
 
 def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
@@ -245,7 +249,7 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]
     with data.op_determinism(enabled=not budget["jit_compile"]):
         prepared, arrays = [], None
         for (sc, seed, _), sink in zip(trials, sinks):
-            prepared.append(prepare_fit(sc, seed, sink, finder_bounds))
+            prepared.append(prepare_fit(sc, seed, sink, finder_bounds, pipeline=False))
             arrays = stack.share_data(prepared[-1], arrays)
         stacked = stack.fit_prepared(prepared, arrays, steps_per_execution(trials[0][0]),
                                      verbose)

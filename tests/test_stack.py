@@ -86,6 +86,31 @@ def test_a_diverging_copy_is_frozen_and_recorded(warmup):
     assert len(stacked[0][0].points["val_loss"]) == 2  # the others went on (and matched)
 
 
+def test_a_padded_last_batch_keeps_its_examples_and_order():
+    """The stack pads an epoch's last, smaller batch to the full size (one compiled shape):
+    the real indices are those of the unpadded pipeline, in order, each batch says how many
+    are real; only models of row-wise layers are padded; and Dropout's draw for the real rows
+    is the draw of the smaller batch (so the warm-up fixture above, 2,000 images at batch 32,
+    checks a padded last batch against its run one by one)."""
+    import keras
+    import numpy as np
+
+    def batches(pad):
+        return [(i.numpy(), int(n)) for i, n in stack.index_dataset(50, 16, 3, pad=pad)]
+
+    padded, plain = batches(True), batches(False)
+    assert [len(i) for i, _ in padded] == [16] * 4 and [n for _, n in padded] == [16, 16, 16, 2]
+    assert [list(i[:n]) for i, n in padded] == [list(i) for i, _ in plain]
+    assert sorted(np.concatenate([i for i, _ in plain])) == list(range(50))
+    mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dropout(.5)])
+    norm = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    assert stack.row_wise(mlp) and not stack.row_wise(norm)
+    ones = np.ones((32, 8), "float32")
+    full = keras.random.dropout(ones, 0.5, seed=keras.random.SeedGenerator(7)).numpy()
+    part = keras.random.dropout(ones[:5], 0.5, seed=keras.random.SeedGenerator(7)).numpy()
+    assert np.array_equal(full[:5], part) and 0 < (part == 0).sum() < part.size
+
+
 def test_plateau_acts_per_copy_on_its_own_validation_loss(write_study):
     """ReduceLROnPlateau per copy: two copies whose validation losses plateau at different
     epochs get different LR curves, each the one it gets unstacked."""
