@@ -8,8 +8,11 @@ optimizer state and LR schedule); the stack only joins their train and test step
 traced (and, as the budget says, XLA-compiled) function run ``steps_per_execution`` steps at
 a time, so the per-step cost of Keras's loop and of the launches is paid once for all copies.
 The pipelines carry indices: the compiled step gathers each copy's batch from the stack's one
-copy of the training set. Validation and the test set run as a plain graph (no XLA compile
-per batch shape), the test set once for all copies (:meth:`StackedModel.evaluate_copies`).
+copy of the training set, and an epoch's last, smaller batch is padded to the full size with
+examples of weight 0 (for models of row-wise layers, :func:`row_wise`), so the step compiles
+for one shape. Validation and the test set run as a plain graph (no XLA compile per batch
+shape), the test set once for all copies (:meth:`StackedModel.evaluate_copies`). The steps
+are plain Python to TensorFlow (no autograph, which transpiled each copy's branch anew).
 What is not shared: each copy's step is unrolled in the program (its trace and compile grow
 with the copies), and its arithmetic is its own.
 
