@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1su
 APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: study test ui lab bench data venv lock system-test clean-store
+.PHONY: study test ui lab bench data venv lock system-test
 
 # The lock (requirements.txt: every package at an exact version, with its hashes), then the
 # project itself without dependencies.
