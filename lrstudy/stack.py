@@ -155,7 +155,10 @@ class StackedModel(keras.Model):
     def evaluate_copies(self, x, y, which, batch_size: int) -> list[dict | None]:
         """Each copy in ``which`` (booleans, one per copy) evaluated on ``(x, y)`` in one pass
         of the stack (one trace for all, where ``model.evaluate`` per copy traces each): its
-        logs (``loss`` and its metrics), None for the others. Leaves every copy frozen."""
+        logs (``loss`` and its metrics), None for the others (no pass at all when no copy is
+        in ``which``). Leaves every copy frozen."""
+        if not any(which):
+            return [None] * len(which)
         for flag, on in zip(self.active, which):
             flag.assign(bool(on))
         logs = self.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
