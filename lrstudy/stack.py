@@ -130,7 +130,7 @@ class StackedModel(keras.Model):
     def train_step(self, data):
         if self._train_arrays is not None:  # (indices, count) per copy: gather it here
             x, y = self._train_arrays
-            data = [(tf.gather(x, i), tf.gather(y, i), *_padding_weights(i, n))
+            data = [(tf.gather(x, i), tf.gather(y, i), _padding_weights(i, n), n)
                     for i, n in data]
         return self._step(data, training=True)
 
@@ -249,12 +249,12 @@ def index_dataset(n: int, batch_size: int, seed: int, pad: bool = False) -> tf.d
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _padding_weights(indices, count) -> tuple:
+def _padding_weights(indices, count):
     """The sample weights of a batch of which the first ``count`` examples are real (see
-    :class:`StackedModel`), and ``count``."""
+    :class:`StackedModel`)."""
     rows = tf.shape(indices)[0]
     real = tf.cast(tf.range(rows) < count, tf.float32)
-    return real * (tf.cast(rows, tf.float32) / tf.cast(count, tf.float32)), count
+    return real * (tf.cast(rows, tf.float32) / tf.cast(count, tf.float32))
 
 
 def share_data(prepared, arrays=None):
@@ -316,9 +316,9 @@ def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
 
 
 def shared_bytes(input_shape, train_size: int) -> int:
-    """The stack's training set (float32 images, labels), twice: the stack's own tensor, and
-    the one pipeline each trial makes while it is prepared (then dropped); and
-    :data:`RUNTIME_BYTES`."""
+    """The stack's training set (float32 images, labels), twice: the stack's variables, and
+    the tensor each is made from (for the moment it is created: the copies make no pipeline
+    of their own); and :data:`RUNTIME_BYTES`."""
     return 2 * 4 * train_size * (math.prod(input_shape) + 1) + RUNTIME_BYTES
 
 
