@@ -77,13 +77,16 @@ def test_each_copy_records_its_own_lr_schedule(warmup):
 
 
 def test_a_diverging_copy_is_frozen_and_recorded(warmup):
-    _, stacked, alone = warmup
+    trials, stacked, alone = warmup
     sink, outcome = stacked[3]
     assert outcome["diverged"] and outcome["diverged_reason"] in ("nonfinite", "blow_up")
     assert outcome["logger"].diverged_step is not None
     # frozen at the end of the call where its loss blew up: no epoch after the first
     assert len(sink.points.get("val_loss", [])) <= 1
     assert len(stacked[0][0].points["val_loss"]) == 2  # the others went on (and matched)
+    # left out of the train step from the next call on: its optimizer took no more steps
+    steps = [int(out["model"].optimizer.iterations) for _, out in stacked]
+    assert steps[:3] == [2 * trials[0][0].steps_per_epoch] * 3 and steps[3] < steps[0]
 
 
 def test_a_padded_last_batch_keeps_its_examples_and_order():
