@@ -220,20 +220,50 @@ class StepSizeProbe:
                 v.assign(old)
         return [tf.identity(t) for t in flat]
 
-    def __call__(self) -> np.ndarray:
-        """The ratios (float64) of the parameters whose gradient exceeds 1e-8 in size. The
-        graph returns the weights after and before the step and the gradients as they are,
-        and NumPy takes the ratios: half the ops to trace (about 0.15 s less per trial)."""
+    def build(self) -> bool:
+        """Ready to trace (no variables may be created while tracing); False when the model
+        has nothing to train (its ratios are empty)."""
         if not self.model.trainable_variables:
-            return np.zeros(0)
-        if self._fn is None:
-            if not self.model.optimizer.built:  # no variables may be created while tracing
-                self.model.optimizer.build(self.model.trainable_variables)
-            self._fn = tf.function(self._probe)
-        after, before, grads = (t.numpy().astype(np.float64) for t in self._fn(self.x, self.y))
+            return False
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        return True
+
+    @staticmethod
+    def ratios(outputs) -> np.ndarray:
+        """The ratios (float64) of the parameters whose gradient exceeds 1e-8 in size, from
+        what the graph returns: the weights after and before the step and the gradients, as
+        they are (NumPy takes the ratios: half the ops to trace, 0.1 s less per trial)."""
+        after, before, grads = (t.numpy().astype(np.float64) for t in outputs)
         grads = np.abs(grads)
         moved = grads > 1e-8
         return np.abs(after - before)[moved] / grads[moved]
+
+    def __call__(self) -> np.ndarray:
+        if self._fn is None:
+            if not self.build():
+                return np.zeros(0)
+            self._fn = tf.function(self._probe)
+        return self.ratios(self._fn(self.x, self.y))
+
+
+class ProbeGroup:
+    """Several models' :class:`StepSizeProbe` run as one ``tf.function``: a stack probes its
+    copies in one graph, traced and optimized once (per set of probes), where a function
+    per copy paid TensorFlow's set-up of a function each (0.1-0.2 s)."""
+
+    def __init__(self):
+        self._fns: dict[tuple, object] = {}
+
+    def __call__(self, probes) -> list[np.ndarray]:
+        """Each probe's ratios (see :meth:`StepSizeProbe.ratios`), in order."""
+        live = [p for p in probes if p.build()]
+        key = tuple(map(id, live))
+        if live and key not in self._fns:
+            self._fns[key] = tf.function(lambda: [p._probe(p.x, p.y) for p in live])
+        outputs = dict(zip(key, self._fns[key]())) if live else {}
+        return [StepSizeProbe.ratios(outputs[id(p)]) if id(p) in outputs else np.zeros(0)
+                for p in probes]
 
 
 def _last_half(n: int) -> int:
@@ -384,6 +414,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.sink, self.target, self.log_every = sink, target, max(1, int(log_every))
         self.loss_fn, self.probe, self.num_classes = loss_fn, probe, num_classes
         self._probe = None
+        self.defer_probe = False  # a stack probes its copies together (see take_probe)
         self.stop_reason = ""  # the rule that stopped training: "nonfinite", "blow_up" or ""
         self.diverged_reason = ""
         self.diverged_step = None
@@ -453,12 +484,25 @@ class EpochLogger(keras.callbacks.Callback):
         # scheduler, which comes earlier in the callback list)
         self._epoch_lr = current_lr(self.model.optimizer)
         self._ratios = None
-        if self.probe is not None and not self.stop_reason:
-            if self._probe is None or self._probe.model is not self.model:
-                self._probe = StepSizeProbe(self.model, self.loss_fn, *self.probe)
-            self._ratios = self._probe()
+        if self.wants_probe() and not self.defer_probe:
+            self._ratios = self.step_size_probe()()
         self._calls.append([])
         self._in_epoch = True
+        self._t0 = self._t_mark = time.perf_counter()
+
+    # -- the probe, which a stack runs for all its copies at once (defer_probe) ------------
+    def wants_probe(self) -> bool:
+        return self.probe is not None and not self.stop_reason
+
+    def step_size_probe(self) -> StepSizeProbe:
+        if self._probe is None or self._probe.model is not self.model:
+            self._probe = StepSizeProbe(self.model, self.loss_fn, *self.probe)
+        return self._probe
+
+    def take_probe(self, ratios: np.ndarray) -> None:
+        """The epoch's probe, run by a stack after ``on_epoch_begin``: the epoch's clock
+        starts again after it, as after the logger's own."""
+        self._ratios = ratios
         self._t0 = self._t_mark = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -18,11 +18,10 @@ with the copies), and its arithmetic is its own.
 
 - A copy whose callbacks stop it (:class:`lrstudy.callbacks.EpochLogger`'s divergence rules
   set ``stop_training`` on *its* model, at the end of a call, as unstacked) is frozen there:
-  no more updates, metrics or recorded steps; the others go on. The train step is traced
-  for the live copies only (a frozen copy's logs are its metrics as they stand) and traced
-  again, without it, before the next call: no ``tf.cond`` per copy in the compiled step,
-  which cost a fifth of a steady epoch and a second of compiling at six copies. Validation
-  and the test set (plain graphs) keep a ``tf.cond`` on each copy's ``active`` flag.
+  no more updates, metrics or recorded steps; the others go on. The train and test steps
+  are traced for the live copies only (a frozen copy's logs are its metrics as they stand)
+  and traced again, without it, before their next call: no ``tf.cond`` per copy in them,
+  which cost a fifth of a steady epoch and a second of compiling at six copies.
 - :class:`Dispatcher` is the one callback of the stacked ``fit``: it hands each copy's own
   callbacks (StepRecorder, EpochLogger, per-epoch schedulers, ReduceLROnPlateau) the copy's
   model and the copy's logs (``c3/val_loss`` becomes copy 3's ``val_loss``), so per-epoch
@@ -43,6 +42,7 @@ from lrstudy import tfquiet
 tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 
+from lrstudy import callbacks as cb  # noqa: E402
 from lrstudy import checks, data  # noqa: E402
 
 MAX_AUTO = 16  # more copies buy little once the per-step overhead is shared
@@ -91,19 +91,20 @@ class StackedModel(keras.Model):
         self.copies = list(copies)
         # the training set, read by the train step: the pipelines give indices only
         self._train_arrays = tuple(train_arrays) if train_arrays is not None else None
-        self.active = [tf.Variable(True, trainable=False, name=f"active_{i}")
-                       for i in range(len(self.copies))]
         self.live = list(range(len(self.copies)))  # the copies the train step is traced for
         self._stale = False  # a copy froze since the train step was traced
+        self.scored = list(self.live)  # the copies validation and the test set evaluate
+        self._test_traced_for = None
         self.built = True
 
     def freeze(self, i: int) -> None:
         """Copy ``i`` trains no more: left out of the train step from its next call on
-        (traced anew then, see :meth:`refresh`), skipped by validation and the test set."""
-        self.active[i].assign(False)
+        (traced anew then, see :meth:`refresh`), and of validation."""
         if i in self.live:
             self.live.remove(i)
             self._stale = True
+        if i in self.scored:
+            self.scored.remove(i)
 
     def refresh(self) -> None:
         """Trace the train step again if a copy froze since it was traced."""
@@ -155,9 +156,8 @@ class StackedModel(keras.Model):
         x, y = data[:2]
         logs = {}
         for i, copy in enumerate(self.copies):
-            out = tf.cond(self.active[i],
-                          lambda c=copy, i=i: self._copy_step(i, c, x, y, False),
-                          lambda c=copy: c.get_metrics_result())
+            out = (self._copy_step(i, copy, x, y, False) if i in self.scored
+                   else copy.get_metrics_result())
             logs.update({_prefix(i) + k: v for k, v in out.items()})
         return logs
 
@@ -165,13 +165,15 @@ class StackedModel(keras.Model):
         """Validation and the test set run as a plain TensorFlow graph, not under XLA: a few
         large batches an epoch, whose XLA compiles (one per batch shape, every copy's forward
         in each) cost more than they save; tracing is all they need."""
-        if self.test_function is not None and not force:
+        if (self.test_function is not None and not force
+                and self._test_traced_for == self.scored):
             return self.test_function
         jit, self._jit_compile = self._jit_compile, False
         try:
             super().make_test_function(force=True)
         finally:
             self._jit_compile = jit
+        self._test_traced_for = list(self.scored)
         return self.test_function
 
     def evaluate_copies(self, x, y, which, batch_size: int) -> list[dict | None]:
@@ -181,11 +183,10 @@ class StackedModel(keras.Model):
         in ``which``). Leaves every copy frozen."""
         if not any(which):
             return [None] * len(which)
-        for flag, on in zip(self.active, which):
-            flag.assign(bool(on))
-        logs = self.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
-        for flag in self.active:
-            flag.assign(False)
+        self.scored = [i for i, on in enumerate(which) if on]  # the same copies as the
+        logs = self.evaluate(x, y, batch_size=batch_size,  # last validation: no new trace
+                             verbose=0, return_dict=True)
+        self.scored = []
         return [copy_logs(logs, i) if on else None for i, on in enumerate(which)]
 
 
@@ -211,6 +212,12 @@ class Dispatcher(keras.callbacks.Callback):
         self.lists = [keras.callbacks.CallbackList(list(cbs), model=copy)
                       for copy, cbs in zip(stacked.copies, callbacks_per_copy)]
         self.done = [False] * len(self.lists)
+        # each copy's EpochLogger (or None): their step-size probes run as one function
+        self.loggers = [next((c for c in cbs if isinstance(c, cb.EpochLogger)), None)
+                        for cbs in callbacks_per_copy]
+        for logger in filter(None, self.loggers):
+            logger.defer_probe = True
+        self.probes = cb.ProbeGroup()
 
     def _live(self):
         return [i for i, done in enumerate(self.done) if not done]
@@ -232,6 +239,12 @@ class Dispatcher(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         for i in self._live():
             self.lists[i].on_epoch_begin(epoch)
+        # after every copy's per-epoch schedulers, as a logger's own probe comes after them
+        loggers = [self.loggers[i] for i in self._live()
+                   if self.loggers[i] is not None and self.loggers[i].wants_probe()]
+        for logger, ratios in zip(loggers, self.probes([lg.step_size_probe()
+                                                        for lg in loggers])):
+            logger.take_probe(ratios)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.stacked.refresh()  # before the call: without the copies frozen since the last
