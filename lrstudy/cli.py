@@ -336,7 +336,9 @@ def main(argv=None) -> int:
     runner.absolute_paths()
     try:
         with interrupts.stop_on_signals():
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a reader gone away is caught (not at exit)
+        return code
     except (BadInput, scenarios.SpecError, data.DataError, tracking.StoreError,
             params.ParameterError, ValueError) as exc:  # ValueError: a name or number
         print(f"lrstudy: error: {_one_line(exc)}", file=sys.stderr)
@@ -347,6 +349,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("lrstudy: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`lrstudy list | head`): stop quietly,
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing at exit
+        return EXIT_FAILED
 
 
 def _one_line(exc: BaseException) -> str:

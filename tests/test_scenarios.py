@@ -153,3 +153,15 @@ def test_list_shows_studies_and_scenarios(capsys):
     out = capsys.readouterr().out
     for name in ("seeds", "seeds-original", "smoke", "lr-sweep", "one-cycle-from-finder"):
         assert name in out
+
+
+def test_list_into_a_reader_that_goes_away_stops_quietly():
+    """`lrstudy list | head -1`: the pipe closes under it; no traceback, status 1."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "lrstudy", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and "Traceback" not in err and "BrokenPipe" not in err
