@@ -91,26 +91,35 @@ class StackedModel(keras.Model):
         self.copies = list(copies)
         # the training set, read by the train step: the pipelines give indices only
         self._train_arrays = tuple(train_arrays) if train_arrays is not None else None
-        self.live = list(range(len(self.copies)))  # the copies the train step is traced for
-        self._stale = False  # a copy froze since the train step was traced
+        self.live = list(range(len(self.copies)))  # the copies the train step trains
         self.scored = list(self.live)  # the copies validation and the test set evaluate
-        self._test_traced_for = None
+        self._traced_for = {"train": None, "test": None}  # the copies each step was traced for
         self.built = True
 
     def freeze(self, i: int) -> None:
         """Copy ``i`` trains no more: left out of the train step from its next call on
         (traced anew then, see :meth:`refresh`), and of validation."""
-        if i in self.live:
-            self.live.remove(i)
-            self._stale = True
-        if i in self.scored:
-            self.scored.remove(i)
+        for copies in (self.live, self.scored):
+            if i in copies:
+                copies.remove(i)
 
     def refresh(self) -> None:
-        """Trace the train step again if a copy froze since it was traced."""
-        if self._stale and self.live and self.train_function is not None:
-            self.make_train_function(force=True)
-        self._stale = False
+        """Trace the train step again if a copy froze since it was traced (Keras's ``fit``
+        makes its train function once, then calls it)."""
+        if self.live and self.train_function is not None:
+            self.make_train_function()
+
+    def _traced(self, kind: str, copies: list, make, force: bool):
+        """The ``kind`` step's function, traced again when ``copies`` changed since."""
+        current = getattr(self, f"{kind}_function")
+        if current is not None and not force and self._traced_for[kind] == copies:
+            return current
+        make(force=True)
+        self._traced_for[kind] = list(copies)
+        return getattr(self, f"{kind}_function")
+
+    def make_train_function(self, force=False):
+        return self._traced("train", self.live, super().make_train_function, force)
 
     def call(self, inputs, training=False):
         return [m(x, training=training) for m, x in zip(self.copies, inputs)]
@@ -120,7 +129,7 @@ class StackedModel(keras.Model):
         return [m for copy in self.copies for m in copy.metrics]
 
     @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
-    def _copy_step(self, i, copy, x, y, training, weight=None, count=None):
+    def _copy_step(self, copy, x, y, training, weight=None, count=None):
         if training:
             with tf.GradientTape() as tape:
                 y_pred = copy(x, training=True)
@@ -144,10 +153,10 @@ class StackedModel(keras.Model):
             elif self._train_arrays is not None:  # (indices, count): gather the batch here
                 x, y = self._train_arrays
                 indices, count = data[i]
-                out = self._copy_step(i, copy, tf.gather(x, indices), tf.gather(y, indices),
+                out = self._copy_step(copy, tf.gather(x, indices), tf.gather(y, indices),
                                       True, _padding_weights(indices, count), count)
             else:
-                out = self._copy_step(i, copy, *data[i][:2], True)
+                out = self._copy_step(copy, *data[i][:2], True)
             logs.update({_prefix(i) + k: v for k, v in out.items()})
         return logs
 
@@ -156,7 +165,7 @@ class StackedModel(keras.Model):
         x, y = data[:2]
         logs = {}
         for i, copy in enumerate(self.copies):
-            out = (self._copy_step(i, copy, x, y, False) if i in self.scored
+            out = (self._copy_step(copy, x, y, False) if i in self.scored
                    else copy.get_metrics_result())
             logs.update({_prefix(i) + k: v for k, v in out.items()})
         return logs
@@ -165,16 +174,14 @@ class StackedModel(keras.Model):
         """Validation and the test set run as a plain TensorFlow graph, not under XLA: a few
         large batches an epoch, whose XLA compiles (one per batch shape, every copy's forward
         in each) cost more than they save; tracing is all they need."""
-        if (self.test_function is not None and not force
-                and self._test_traced_for == self.scored):
-            return self.test_function
-        jit, self._jit_compile = self._jit_compile, False
-        try:
-            super().make_test_function(force=True)
-        finally:
-            self._jit_compile = jit
-        self._test_traced_for = list(self.scored)
-        return self.test_function
+        def plain(force):
+            jit, self._jit_compile = self._jit_compile, False
+            try:
+                super(StackedModel, self).make_test_function(force=force)
+            finally:
+                self._jit_compile = jit
+
+        return self._traced("test", self.scored, plain, force)
 
     def evaluate_copies(self, x, y, which, batch_size: int) -> list[dict | None]:
         """Each copy in ``which`` (booleans, one per copy) evaluated on ``(x, y)`` in one pass
