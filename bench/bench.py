@@ -143,7 +143,7 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
     import mlflow
 
     from lrstudy import callbacks as cb
-    from lrstudy import data, models, resolve, scenarios, sqlstore, tracking, train
+    from lrstudy import batches, data, models, resolve, scenarios, sqlstore, tracking, train
 
     study = scenarios.load_study("seeds", {"epochs": epochs} if epochs else {})
     sc = study.scenarios["warmup-cosine"]  # a per-step schedule: the LR curve matters
@@ -188,7 +188,7 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
             callbacks = [mlflow.keras.MlflowCallback(log_every_epoch=False,
                                                      log_every_n_steps=1)]
         t0 = time.perf_counter()
-        model.fit(train.train_dataset(ds, budget["batch_size"], 0), epochs=budget["epochs"],
+        model.fit(batches.train_dataset(ds, budget["batch_size"], 0), epochs=budget["epochs"],
                   validation_data=(ds.x_val, ds.y_val), callbacks=callbacks, verbose=0)
         elapsed = time.perf_counter() - t0
         if mode == "mlflow":

@@ -7,8 +7,9 @@ for the trial unstacked (same initial weights, same data order, same dropout sta
 optimizer state and LR schedule); the stack only joins their train and test steps into one
 traced (and, as the budget says, XLA-compiled) function run ``steps_per_execution`` steps at
 a time, so the per-step cost of Keras's loop and of the launches is paid once for all copies.
-The pipelines carry indices: the compiled step gathers each copy's batch from the stack's one
-copy of the training set, and an epoch's last, smaller batch is padded to the full size with
+One pipeline of indices feeds all copies (:func:`lrstudy.batches.batch_indices` of their
+seeds: each copy's order is its trial's); the compiled step gathers each copy's batch from the
+stack's one copy of the training set, and an epoch's last, smaller batch is padded to the full size with
 examples of weight 0 (for models of row-wise layers, :func:`row_wise`), so the step compiles
 for one shape. Validation and the test set run as a plain graph (no XLA compile per batch
 shape), the test set once for all copies (:meth:`StackedModel.evaluate_copies`). The steps
@@ -76,7 +77,7 @@ def row_wise(model) -> bool:
 class StackedModel(keras.Model):
     """N compiled Keras models trained side by side: ``train_step`` takes a tuple of N
     ``(x, y)`` batches (one per copy), or with ``train_arrays`` N ``(indices, count)`` pairs
-    (see :func:`index_dataset`); ``test_step`` one ``(x, y)`` batch shared by all.
+    (see :func:`lrstudy.batches.batch_indices`); ``test_step`` one ``(x, y)`` batch shared by all.
     Each copy's loss, gradients and update are its own (its ``compute_loss``, its optimizer);
     the logs are ``c<i>/<metric>``.
 
@@ -275,23 +276,6 @@ class Dispatcher(keras.callbacks.Callback):
             self._end(i, logs)
 
 
-def index_dataset(n: int, batch_size: int, seed: int, pad: bool = False) -> tf.data.Dataset:
-    """The batches of indices into the ``n`` training examples in the order of
-    :func:`lrstudy.train.train_dataset` (same seeds), each with its count of examples: a
-    seeded shuffle's order depends on the seeds and the buffer only (see
-    :func:`lrstudy.train.batch_order_digest`). The stack's train step gathers each batch from
-    its one copy of the training set, inside the compiled step: the pipelines carry indices,
-    not images. ``pad``: a last, smaller batch is padded to ``batch_size`` (with index 0; its
-    count says how many are real, see :class:`StackedModel`)."""
-    ds = (tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-          .batch(batch_size))
-    if pad and n % batch_size:
-        ds = ds.map(lambda i: (tf.pad(i, [[0, batch_size - tf.shape(i)[0]]]), tf.shape(i)[0]))
-    else:
-        ds = ds.map(lambda i: (i, tf.shape(i)[0]))
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 def _padding_weights(indices, count):
     """The sample weights of a batch of which the first ``count`` examples are real (see
     :class:`StackedModel`)."""
@@ -300,27 +284,19 @@ def _padding_weights(indices, count):
     return real * (tf.cast(rows, tf.float32) / tf.cast(count, tf.float32))
 
 
-def share_data(prepared, arrays=None):
-    """Give a trial's :class:`~lrstudy.train.PreparedFit` its pipeline of the stack
-    (:func:`index_dataset`), in place of its own; returns the stack's one copy of the
-    training set (``arrays``, made from this trial's data when None: variables, which the
-    compiled step reads in place). Called as each trial is prepared, so that only one trial's
-    own pipeline is alive at a time (none, when it was prepared with ``pipeline=False``)."""
-    if arrays is None:
-        arrays = (tf.Variable(prepared.dataset.x_train, trainable=False),
-                  tf.Variable(prepared.dataset.y_train, trainable=False))
-    tf.random.set_seed(prepared.seed)  # as prepare_fit had when it made the trial's pipeline
-    prepared.data = index_dataset(int(arrays[0].shape[0]),
-                                  prepared.scenario.budget["batch_size"], prepared.seed,
-                                  pad=row_wise(prepared.model))
-    return arrays
+def training_arrays(dataset):
+    """The stack's one copy of the training set (``dataset.x_train``, ``y_train``) as
+    variables, which the compiled step reads in place."""
+    return (tf.Variable(dataset.x_train, trainable=False),
+            tf.Variable(dataset.y_train, trainable=False))
 
 
-def fit_prepared(prepared: list, arrays, steps_per_execution: int,
+def fit_prepared(prepared: list, arrays, indices: tf.data.Dataset, steps_per_execution: int,
                  verbose: int = 0) -> StackedModel:
     """Train the prepared trials (one budget, see :func:`lrstudy.train.fit_stack`) as one
-    :class:`StackedModel`, each copy's callbacks fed through a :class:`Dispatcher`; returns
-    the stack (for :meth:`StackedModel.evaluate_copies`)."""
+    :class:`StackedModel` on ``indices`` (:func:`lrstudy.batches.batch_indices` of their seeds,
+    into ``arrays``, :func:`training_arrays`), each copy's callbacks fed through a
+    :class:`Dispatcher`; returns the stack (for :meth:`StackedModel.evaluate_copies`)."""
     budget = prepared[0].scenario.budget
     ds = prepared[0].dataset
     sample = (ds.x_train[:budget["batch_size"]], ds.y_train[:budget["batch_size"]])
@@ -331,8 +307,7 @@ def fit_prepared(prepared: list, arrays, steps_per_execution: int,
                     jit_compile=budget["jit_compile"])
     kwargs = prepared[0].fit_kwargs()
     kwargs["callbacks"] = [Dispatcher(stacked, [p.callbacks for p in prepared])]
-    stacked.fit(tf.data.Dataset.zip(tuple(p.data for p in prepared)),
-                epochs=budget["epochs"], verbose=verbose, **kwargs)
+    stacked.fit(indices, epochs=budget["epochs"], verbose=verbose, **kwargs)
     return stacked
 
 
@@ -341,8 +316,8 @@ def fit_prepared(prepared: list, arrays, steps_per_execution: int,
 def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
     """An upper estimate of one copy's memory in a stack: weights, gradients and up to two
     optimizer slots (float32), the activations of a training batch kept for the backward
-    pass (every layer's output, twice), its shuffle buffer of indices (int64) and its part
-    of the compiled program (:data:`PROGRAM_BYTES_PER_COPY`). The
+    pass (every layer's output, twice), its epoch's order of the examples (int64, drawn
+    and cut into batches: twice) and its part of the compiled program (:data:`PROGRAM_BYTES_PER_COPY`). The
     stack's one copy of the training set is :func:`shared_bytes`."""
     from lrstudy import models
 
@@ -355,7 +330,7 @@ def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
         if shape is not None:
             acts += math.prod(d for d in shape[1:] if d)
     batch = scenario.budget["batch_size"]
-    return 4 * (4 * params + 2 * batch * acts) + 8 * train_size + PROGRAM_BYTES_PER_COPY
+    return 4 * (4 * params + 2 * batch * acts) + 2 * 8 * train_size + PROGRAM_BYTES_PER_COPY
 
 
 def shared_bytes(input_shape, train_size: int) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import io
 import json
@@ -29,6 +28,7 @@ tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lrstudy import batches  # noqa: E402
 from lrstudy import callbacks as cb  # noqa: E402
 from lrstudy import (competition, data, interrupts, models, optimizers,  # noqa: E402
                      resolve, scenarios, sqlstore, tasks, tracking)
@@ -60,43 +60,12 @@ def steps_per_execution(scenario: scenarios.Scenario) -> int:
     return max(1, min(chosen, scenario.steps_per_epoch))
 
 
-def train_dataset(ds: data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """A seeded, reshuffled-each-epoch pipeline over the in-memory arrays."""
-    n = len(ds.x_train)
-    return (
-        tf.data.Dataset.from_tensor_slices((ds.x_train, ds.y_train))
-        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
 def weights_digest(model: keras.Model) -> str:
     """A short SHA-256 of the model's weights: equal digests, equal initial weights."""
     digest = hashlib.sha256()
     for weights in model.get_weights():
         digest.update(np.ascontiguousarray(weights).tobytes())
     return digest.hexdigest()[:16]
-
-
-def batch_order_digest(n: int, seed: int) -> str:
-    """A short SHA-256 of the first epoch's order of the ``n`` training examples, from a
-    pipeline shuffled as :func:`train_dataset` shuffles (same seed, same buffer): the order
-    depends on the seeds and the buffer only, not on the elements. Its own pipeline, so the
-    training pipeline's reshuffling is untouched. Remembered per ``n`` and the pair of seeds
-    the shuffle draws from (the global seed and ``seed``): a study asks for the same seeds'
-    orders strategy after strategy, and a shuffle of 50,000 costs 0.1 s."""
-    from tensorflow.python.framework import random_seed  # the seeds a seeded op uses
-
-    return _order_digest(n, random_seed.get_seed(seed))
-
-
-@functools.lru_cache(maxsize=256)
-def _order_digest(n: int, seeds: tuple) -> str:
-    """(Called with the global seed ``seeds[0]`` in force: the shuffle is made here.)"""
-    order = tf.data.Dataset.range(n).shuffle(n, seed=seeds[1], reshuffle_each_iteration=True)
-    first = order.batch(n).get_single_element().numpy()
-    return hashlib.sha256(first.astype(np.int64).tobytes()).hexdigest()[:16]
 
 
 def build_optimizer(scenario: scenarios.Scenario, schedule, finder_bounds=None):
@@ -172,7 +141,7 @@ class PreparedFit:
     scenario: scenarios.Scenario
     seed: int
     model: keras.Model
-    data: tf.data.Dataset | None  # None until a stack gives it one (pipeline=False)
+    data: tf.data.Dataset | None  # None with pipeline=False (a stack feeds its copies)
     dataset: data.Dataset
     schedule: object
     callbacks: list
@@ -197,7 +166,7 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     """Seed, load the data, build and compile the model, make the callbacks of one trial.
 
     ``pipeline=False`` leaves out the trial's own data pipeline (``data`` is None): a stack
-    gives each copy its own (:func:`lrstudy.stack.share_data`).
+    feeds its copies from one (:func:`lrstudy.batches.batch_indices` of their seeds).
 
     With ``sink=None`` nothing is recorded (no :class:`~lrstudy.callbacks.StepRecorder`, no
     :class:`~lrstudy.callbacks.EpochLogger`): only the callbacks that are part of the
@@ -215,7 +184,7 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     task = tasks.get(ds.task)
     model, from_logits = models.build(budget["model"], ds.input_shape, ds.num_classes, ds.task)
     pairing = {"init_weights_sha": weights_digest(model),
-               "batch_order_sha": batch_order_digest(len(ds.x_train), seed)}
+               "batch_order_sha": batches.batch_order_digest(len(ds.x_train), seed)}
     optimizer = build_optimizer(scenario, schedule, finder_bounds)
     loss_fn, metrics = task.compile_args(keras, from_logits)
     spe = steps_per_execution(scenario)
@@ -233,7 +202,7 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
                                 loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]),
                                 num_classes=ds.num_classes, task=task)
         callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
-    pipe = train_dataset(ds, budget["batch_size"], seed) if pipeline else None
+    pipe = batches.train_dataset(ds, budget["batch_size"], seed) if pipeline else None
     return PreparedFit(scenario, seed, model, pipe, ds, schedule, callbacks, logger,
                        finder_bounds, pairing)
 
@@ -258,14 +227,14 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]
         raise ValueError("the trials of a stack must share one budget")
     budget = trials[0][0].budget
     with data.op_determinism(enabled=not budget["jit_compile"]):
-        prepared, arrays = [], None
-        for (sc, seed, _), sink in zip(trials, sinks):
-            prepared.append(prepare_fit(sc, seed, sink, finder_bounds, pipeline=False))
-            arrays = stack.share_data(prepared[-1], arrays)
-        stacked = stack.fit_prepared(prepared, arrays, steps_per_execution(trials[0][0]),
-                                     verbose)
-        interrupts.raise_at("evaluate")
+        prepared = [prepare_fit(sc, seed, sink, finder_bounds, pipeline=False)
+                    for (sc, seed, _), sink in zip(trials, sinks)]
         ds = prepared[0].dataset
+        indices = batches.batch_indices(len(ds.x_train), budget["batch_size"], [p.seed for p in prepared],
+                                pad=stack.row_wise(prepared[0].model))
+        stacked = stack.fit_prepared(prepared, stack.training_arrays(ds), indices,
+                                     steps_per_execution(trials[0][0]), verbose)
+        interrupts.raise_at("evaluate")
         tests = stacked.evaluate_copies(ds.x_test, ds.y_test, [test for _, _, test in trials],
                                         VALIDATION_BATCH)
         return [finish_fit(p, sink, evaluate_test=test, test_logs=logs)

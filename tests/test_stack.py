@@ -11,7 +11,7 @@ import math
 import pytest
 
 from lrstudy import callbacks as cb
-from lrstudy import checks, resolve, scenarios, stack, tracking, train
+from lrstudy import batches, checks, resolve, scenarios, stack, tracking, train
 
 
 def fit_alone(trials):
@@ -98,10 +98,10 @@ def test_a_padded_last_batch_keeps_its_examples_and_order():
     import keras
     import numpy as np
 
-    def batches(pad):
-        return [(i.numpy(), int(n)) for i, n in stack.index_dataset(50, 16, 3, pad=pad)]
+    def cut(pad):
+        return [(i.numpy(), int(n)) for (i, n), in batches.batch_indices(50, 16, [3], pad=pad)]
 
-    padded, plain = batches(True), batches(False)
+    padded, plain = cut(True), cut(False)
     assert [len(i) for i, _ in padded] == [16] * 4 and [n for _, n in padded] == [16, 16, 16, 2]
     assert [list(i[:n]) for i, n in padded] == [list(i) for i, _ in plain]
     assert sorted(np.concatenate([i for i, _ in plain])) == list(range(50))
@@ -114,6 +114,22 @@ def test_a_padded_last_batch_keeps_its_examples_and_order():
     assert np.array_equal(full[:5], part) and 0 < (part == 0).sum() < part.size
 
 
+def test_each_copy_is_fed_its_trials_orders_a_new_one_each_epoch():
+    """One pipeline feeds a stack: the orders it gives a seed are those its trial gets one by
+    one (whichever seeds share the stack), new each epoch, and differ between seeds."""
+    import numpy as np
+
+    def epochs(seeds, copy, count=2):
+        ds = batches.batch_indices(50, 16, seeds)
+        return [np.concatenate([batch[copy][0].numpy() for batch in ds]) for _ in range(count)]
+
+    alone = epochs([4], 0)
+    assert all(np.array_equal(a, b) for a, b in zip(epochs([3, 4, 5], 1), alone))
+    assert not np.array_equal(alone[0], alone[1])
+    assert not np.array_equal(epochs([3, 4, 5], 0)[0], alone[0])
+    assert all(sorted(order) == list(range(50)) for order in alone)
+
+
 def test_plateau_acts_per_copy_on_its_own_validation_loss(write_study):
     """ReduceLROnPlateau per copy: two copies whose validation losses plateau at different
     epochs get different LR curves, each the one it gets unstacked."""
@@ -121,7 +137,7 @@ def test_plateau_acts_per_copy_on_its_own_validation_loss(write_study):
     sc = scenarios.load_study(str(path)).scenarios["plateau"]
     sc = dataclasses.replace(sc, plateau={"monitor": "val_loss", "factor": 0.5, "patience": 0,
                                           "min_delta": 0.0, "min_lr": 0.0})
-    trials = [(sc, 0, False), (resolve.scaled(sc, 300), 1, False)]
+    trials = [(sc, 0, False), (resolve.scaled(sc, 30), 1, False)]
     stacked, alone = fit_stacked(trials), fit_alone(trials)
     curves = []
     for (s_sink, _), (a_sink, _) in zip(stacked, alone):
