@@ -57,7 +57,14 @@ def batch_indices(n: int, batch_size: int, seeds, pad: bool = False) -> tf.data.
                 (p[full * batch_size:], tf.constant(rest, tf.int32)) for p in perms)))
         return steps
 
-    return tf.data.Dataset.zip(tuple(keys)).flat_map(orders).prefetch(tf.data.AUTOTUNE)
+    return (tf.data.Dataset.zip(tuple(keys)).flat_map(orders)
+            .apply(_steps(full + bool(rest))).prefetch(tf.data.AUTOTUNE))
+
+
+def _steps(count: int):
+    """Tell Keras how many batches an epoch has (a ``flat_map`` hides it): without it, it
+    warns at the end of the first epoch that the input "ran out of data"."""
+    return tf.data.experimental.assert_cardinality(count)
 
 
 def train_dataset(ds: data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
@@ -80,7 +87,7 @@ def train_dataset(ds: data.Dataset, batch_size: int, seed: int) -> tf.data.Datas
         return steps
 
     return (batch_indices(len(ds.x_train), len(ds.x_train), [seed]).flat_map(batches)
-            .prefetch(tf.data.AUTOTUNE))
+            .apply(_steps(full + bool(rest))).prefetch(tf.data.AUTOTUNE))
 
 
 def batch_order_digest(n: int, seed: int) -> str:

@@ -128,6 +128,9 @@ def test_each_copy_is_fed_its_trials_orders_a_new_one_each_epoch():
     assert not np.array_equal(alone[0], alone[1])
     assert not np.array_equal(epochs([3, 4, 5], 0)[0], alone[0])
     assert all(sorted(order) == list(range(50)) for order in alone)
+    # Keras is told an epoch's length (else it warns that the input "ran out of data")
+    assert [int(batches.batch_indices(50, 16, [3, 4], pad=pad).cardinality())
+            for pad in (True, False)] == [4, 4]
 
 
 def test_plateau_acts_per_copy_on_its_own_validation_loss(write_study):

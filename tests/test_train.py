@@ -321,4 +321,6 @@ def test_seed_i_gives_every_strategy_the_same_start(write_study):
     assert int(count) == len(ds.y_train)
     np.testing.assert_array_equal(labels, ds.y_train[order.numpy()])
     assert sorted(order.numpy()) == list(range(len(ds.y_train)))
+    batch = fresh.scenario.budget["batch_size"]  # Keras is told an epoch's length
+    assert int(fresh.data.cardinality()) == -(-len(ds.y_train) // batch)
     assert p.pairing["batch_order_sha"] == batches.batch_order_digest(len(ds.y_train), 1)
