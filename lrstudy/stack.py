@@ -9,9 +9,9 @@ traced (and, as the budget says, XLA-compiled) function run ``steps_per_executio
 a time, so the per-step cost of Keras's loop and of the launches is paid once for all copies.
 One pipeline of indices feeds all copies (:func:`lrstudy.batches.batch_indices` of their
 seeds: each copy's order is its trial's); the compiled step gathers each copy's batch from the
-stack's one copy of the training set, and an epoch's last, smaller batch is padded to the full size with
-examples of weight 0 (for models of row-wise layers, :func:`row_wise`), so the step compiles
-for one shape. Validation and the test set run as a plain graph (no XLA compile per batch
+stack's one copy of the training set, and an epoch's last, smaller batch is padded to the full
+size with examples of weight 0 (for models of row-wise layers, :func:`row_wise`), so the step
+compiles for one shape. Validation and the test set run as a plain graph (no XLA compile per batch
 shape), the test set once for all copies (:meth:`StackedModel.evaluate_copies`). The steps
 are plain Python to TensorFlow (no autograph, which transpiled each copy's branch anew).
 What is not shared: each copy's step is unrolled in the program (its trace and compile grow
@@ -317,8 +317,9 @@ def copy_bytes(scenario, input_shape, num_classes: int, train_size: int) -> int:
     """An upper estimate of one copy's memory in a stack: weights, gradients and up to two
     optimizer slots (float32), the activations of a training batch kept for the backward
     pass (every layer's output, twice), its epoch's order of the examples (int64, drawn
-    and cut into batches: twice) and its part of the compiled program (:data:`PROGRAM_BYTES_PER_COPY`). The
-    stack's one copy of the training set is :func:`shared_bytes`."""
+    and cut into batches: twice) and its part of the compiled program
+    (:data:`PROGRAM_BYTES_PER_COPY`). The stack's one copy of the training set is
+    :func:`shared_bytes`."""
     from lrstudy import models
 
     model, _ = models.build(scenario.budget["model"], input_shape, num_classes)

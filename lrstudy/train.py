@@ -230,8 +230,9 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]
         prepared = [prepare_fit(sc, seed, sink, finder_bounds, pipeline=False)
                     for (sc, seed, _), sink in zip(trials, sinks)]
         ds = prepared[0].dataset
-        indices = batches.batch_indices(len(ds.x_train), budget["batch_size"], [p.seed for p in prepared],
-                                pad=stack.row_wise(prepared[0].model))
+        indices = batches.batch_indices(len(ds.x_train), budget["batch_size"],
+                                        [p.seed for p in prepared],
+                                        pad=stack.row_wise(prepared[0].model))
         stacked = stack.fit_prepared(prepared, stack.training_arrays(ds), indices,
                                      steps_per_execution(trials[0][0]), verbose)
         interrupts.raise_at("evaluate")
