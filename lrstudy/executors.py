@@ -86,11 +86,15 @@ class LocalExecutor:
         for thread in self.threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()) if cancel else None)
         if cancel:
-            for kernel in self.kernels():
+            import psutil
+
+            kernels = self.kernels()
+            for kernel in kernels:
                 try:
                     kernel.kill()
                 except Exception:
                     pass
+            psutil.wait_procs(kernels, timeout=5.0)  # gone (and reaped) before we return
 
 
 class RayExecutor:

@@ -337,13 +337,17 @@ def one_line(exc: BaseException) -> str:
 # ---- live and dead runs ------------------------------------------------------------------------
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs. A zombie does not: a kernel killed
+    by a runner that then exits stays one until PID 1 reaps it (a second or two here), and a
+    run resumed meanwhile would have taken its trials for ones running elsewhere."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def heartbeat_age(run, now: float | None = None) -> float:

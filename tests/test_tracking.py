@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,10 +92,20 @@ def _running(client, exp_id, *, host, age, pid=None):
     return client.create_run(exp_id, tags=tags).info.run_id
 
 
+def _wait_for_zombie(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, f"process {pid} did not become a zombie"
+        time.sleep(0.01)
+
+
 def test_dead_and_live_runs_on_this_host_and_elsewhere(exp):
     client, exp_id = exp
     grace = tracking.heartbeat_grace()
     here = socket.gethostname()
+    zombie = subprocess.Popen(["sleep", "60"])  # killed and not waited for: a zombie until
+    zombie.kill()                                # its parent (this test) reaps it
+    _wait_for_zombie(zombie.pid)
     runs = {
         "stale elsewhere": _running(client, exp_id, host="elsewhere", age=grace + 60),
         "fresh elsewhere": _running(client, exp_id, host="elsewhere", age=1),
@@ -101,10 +113,13 @@ def test_dead_and_live_runs_on_this_host_and_elsewhere(exp):
                                           pid=os.getpid()),
         "fresh here, pid gone": _running(client, exp_id, host=here, age=1, pid=999999999),
         "fresh here, pid alive": _running(client, exp_id, host=here, age=1, pid=os.getpid()),
+        "fresh here, pid a zombie": _running(client, exp_id, host=here, age=1, pid=zombie.pid),
     }
     reaped = {r.info.run_id for r in tracking.reap(client, exp_id)}
+    zombie.wait()
     dead = {name for name, run_id in runs.items() if run_id in reaped}
-    assert dead == {"stale elsewhere", "stale here, pid alive", "fresh here, pid gone"}
+    assert dead == {"stale elsewhere", "stale here, pid alive", "fresh here, pid gone",
+                    "fresh here, pid a zombie"}
     for name, run_id in runs.items():
         assert client.get_run(run_id).info.status == ("KILLED" if name in dead else "RUNNING")
 
