@@ -123,9 +123,11 @@ class StepRecorder(keras.callbacks.Callback):
 
     It wraps the model's ``compute_loss`` (the public override point Keras's ``train_step``
     calls) so that, when training, the loss of the batch and the optimizer's learning rate at
-    that iteration are written into buffers of ``capacity`` entries (at least the model's
-    steps per execution). The buffers are drained into ``on_steps(iterations, lrs, losses)``
-    each time Keras returns to Python, so no step is lost.
+    that iteration are written into a buffer of ``capacity`` rows (at least the model's
+    steps per execution), at the row of the step's iteration counted from the last drain: one
+    write per step (the iterations between two drains are consecutive, so they are not
+    stored). The buffer is drained into ``on_steps(iterations, lrs, losses)`` each time Keras
+    returns to Python, so no step is lost.
     """
 
     def __init__(self, capacity: int, on_steps=None):
@@ -133,10 +135,8 @@ class StepRecorder(keras.callbacks.Callback):
         self.capacity = int(capacity)
         self.on_steps = on_steps
         self._installed_on = None
-        self._its = tf.Variable(tf.zeros([self.capacity], tf.int64), trainable=False)
-        self._lrs = tf.Variable(tf.zeros([self.capacity], tf.float32), trainable=False)
-        self._losses = tf.Variable(tf.zeros([self.capacity], tf.float32), trainable=False)
-        self._count = tf.Variable(0, dtype=tf.int32, trainable=False)
+        self._rows = tf.Variable(tf.zeros([self.capacity, 2], tf.float32), trainable=False)
+        self._start = tf.Variable(0, dtype=tf.int64, trainable=False)  # iteration of row 0
 
     def set_model(self, model):
         super().set_model(model)
@@ -158,24 +158,29 @@ class StepRecorder(keras.callbacks.Callback):
         model.compute_loss = compute_loss
         self._installed_on = model
 
+    def _iterations(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
     def _record(self, optimizer, loss):
-        i = tf.minimum(self._count.read_value(), self.capacity - 1)[None, None]
-        self._its.scatter_nd_update(i, tf.cast(optimizer.iterations, tf.int64)[None])
+        row = tf.cast(optimizer.iterations, tf.int64) - self._start
+        row = tf.minimum(row, self.capacity - 1)[None, None]
         lr = tf.cast(optimizer.learning_rate, tf.float32)
-        self._lrs.scatter_nd_update(i, tf.reshape(lr, [1]))
-        self._losses.scatter_nd_update(i, tf.reshape(tf.cast(loss, tf.float32), [1]))
-        self._count.assign_add(1)
+        values = tf.stack([tf.reshape(lr, []), tf.reshape(tf.cast(loss, tf.float32), [])])
+        self._rows.scatter_nd_update(row, values[None])
 
     def drain(self):
-        n = min(int(self._count.numpy()), self.capacity)
-        if n == 0:
+        start, end = int(self._start.numpy()), self._iterations()
+        n = min(end - start, self.capacity)
+        self._start.assign(end)
+        if n <= 0:
             return
-        its = self._its.numpy()[:n].copy()
-        lrs = self._lrs.numpy()[:n].copy()
-        losses = self._losses.numpy()[:n].copy()
-        self._count.assign(0)
+        rows = self._rows.numpy()[:n]
         if self.on_steps is not None:
-            self.on_steps(its, lrs, losses)
+            self.on_steps(np.arange(start, start + n, dtype=np.int64),
+                          rows[:, 0].copy(), rows[:, 1].copy())
+
+    def on_train_begin(self, logs=None):
+        self._start.assign(self._iterations())
 
     def on_train_batch_end(self, batch, logs=None):
         self.drain()

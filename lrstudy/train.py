@@ -1,7 +1,7 @@
 """One scenario x seed: build data, model, optimizer; fit; evaluate on test; log to MLflow.
 
-The fast path: data as tensors built once per process, a seeded ``tf.data`` shuffle, many
-steps per execution under XLA. The semantics stay exact: per-step schedules run inside the
+The fast path: data as tensors built once per process, each epoch's order drawn in one op
+(:mod:`lrstudy.batches`), many steps per execution under XLA. The semantics stay exact: per-step schedules run inside the
 graph, per-epoch schedulers and ReduceLROnPlateau fire at epoch boundaries (callbacks at
 epoch begin/end are unaffected by steps per execution), and
 :class:`lrstudy.callbacks.StepRecorder` keeps the loss and LR of every step inside the graph.
@@ -152,13 +152,16 @@ class PreparedFit:
     pairing: dict = dataclasses.field(default_factory=dict)
 
     def fit_kwargs(self) -> dict:
-        """Keyword arguments of ``model.fit`` besides the data and epochs."""
+        """Keyword arguments of ``model.fit`` besides the data and epochs (``shuffle``
+        off: the pipeline is in the trial's order already, and Keras warns of a dataset it
+        is asked to shuffle)."""
         ds = self.dataset
+        kwargs = {"callbacks": self.callbacks, "shuffle": False}
         if not len(ds.x_val):  # a tutorial without a validation split
-            return {"callbacks": self.callbacks}
+            return kwargs
         batch = max(VALIDATION_BATCH, self.scenario.budget["batch_size"])
-        return {"validation_data": (ds.x_val, ds.y_val), "validation_batch_size": batch,
-                "callbacks": self.callbacks}
+        return {**kwargs, "validation_data": (ds.x_val, ds.y_val),
+                "validation_batch_size": batch}
 
 
 def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -26,7 +27,12 @@ def run(write_study, store, name, seed=0, **study_kw):
 
 
 def test_trial_follows_the_tracking_contract(write_study, store):
-    res, sc, client = run(write_study, store, "fixed-baseline")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res, sc, client = run(write_study, store, "fixed-baseline")
+    shown = [f"{w.category.__name__}: {w.message}" for w in caught  # what a user sees
+             if "keras" in w.filename and not issubclass(w.category, DeprecationWarning)]
+    assert not shown  # e.g. "shuffle=True was passed, but will be ignored"
     r = client.get_run(res["run_id"])
     assert r.info.status == "FINISHED"
     tags = r.data.tags
