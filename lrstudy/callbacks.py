@@ -534,8 +534,9 @@ class EpochLogger(keras.callbacks.Callback):
                 self.stop_reason = self.diverged_reason = "nonfinite"
             self.model.stop_training = True
         if self._ratios is not None and self._ratios.size:
-            for q in (10, 50, 90):
-                self.sink.add(f"effective_lr_p{q}", np.percentile(self._ratios, q), epoch)
+            quantiles = (10, 50, 90)  # one call, one partition: half the time of three
+            for q, value in zip(quantiles, np.percentile(self._ratios, quantiles)):
+                self.sink.add(f"effective_lr_p{q}", value, epoch)
         val = logs.get(self.task.val_metric)
         if (self.epochs_to_target is None and self.target and val is not None
                 and self.task.reached(val, self.target)):
