@@ -132,10 +132,9 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
     Ours: each repeat trains three identical trials (same seed) on the default study's
     budget, one with every recording callback logging every step into a real sqlite store,
     two with none, taking turns epoch by epoch in each of the six orders of the three in
-    turn (so that within an epoch each side runs right after each other side as often:
-    with the order only rotated, the first untracked trial followed ours twice as often as
-    the second; the A/A control read 0.97-0.98 in every repeat then, and 0.97-1.00 with the
-    six orders, so the order was not all of that bias). Epochs are timed as in
+    turn, so that within an epoch each side runs right after each other side as often (a
+    mere rotation ran the first untracked trial after ours twice as often as the second).
+    Epochs are timed as in
     (a), from the first callback to the last: the set-up of each one-epoch ``fit`` call, an
     artefact of taking turns, would otherwise dilute the ratio. The second untracked trial is
     an A/A control: its true ratio to the first is 1, so each estimator's error on it (the
