@@ -179,6 +179,11 @@ class StepRecorder(keras.callbacks.Callback):
             self.on_steps(np.arange(start, start + n, dtype=np.int64),
                           rows[:, 0].copy(), rows[:, 1].copy())
 
+    def load(self, rows) -> None:
+        """Rows ``(LR, loss)`` of the steps since the last drain, computed elsewhere (a
+        :class:`lrstudy.vstack.VectorStack` records its copies' steps itself)."""
+        self._rows[:len(rows)].assign(np.asarray(rows, np.float32))
+
     def on_train_begin(self, logs=None):
         self._start.assign(self._iterations())
 
@@ -239,7 +244,7 @@ class StepSizeProbe:
         """The ratios (float64) of the parameters whose gradient exceeds 1e-8 in size, from
         what the graph returns: the weights after and before the step and the gradients, as
         they are (NumPy takes the ratios: half the ops to trace, 0.1 s less per trial)."""
-        after, before, grads = (t.numpy().astype(np.float64) for t in outputs)
+        after, before, grads = (np.asarray(t, np.float64) for t in outputs)
         grads = np.abs(grads)
         moved = grads > 1e-8
         return np.abs(after - before)[moved] / grads[moved]

@@ -1,7 +1,10 @@
-"""Many trials in one compiled program: a stack of copies trained by one ``fit``.
+"""Many trials in one compiled program: a stack of copies trained together.
 
 Trials that share a budget (model, data, batch size, epochs: the seeds of a scenario, the
-grid points of a tuned strategy) train as one :class:`StackedModel`. Each copy is the very
+grid points of a tuned strategy) train as one stack (:func:`stack_of`): a
+:class:`lrstudy.vstack.VectorStack` (the copies as stacked weights, one batched op per layer)
+where their models and optimizers allow it, else one :class:`StackedModel` trained by one
+Keras ``fit``, described here; :class:`Dispatcher` feeds each copy's callbacks in both. Each copy is the very
 model, optimizer, data pipeline and callbacks that :func:`lrstudy.train.prepare_fit` makes
 for the trial unstacked (same initial weights, same data order, same dropout state, its own
 optimizer state and LR schedule); the stack only joins their train and test steps into one
@@ -44,7 +47,7 @@ tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 
 from lrstudy import callbacks as cb  # noqa: E402
-from lrstudy import checks, data  # noqa: E402
+from lrstudy import batches, checks, data  # noqa: E402
 
 MAX_AUTO = 16  # more copies buy little once the per-step overhead is shared
 MEMORY_FRACTION = 0.5  # of the memory available when the stack is sized
@@ -248,11 +251,16 @@ class Dispatcher(keras.callbacks.Callback):
         for i in self._live():
             self.lists[i].on_epoch_begin(epoch)
         # after every copy's per-epoch schedulers, as a logger's own probe comes after them
-        loggers = [self.loggers[i] for i in self._live()
-                   if self.loggers[i] is not None and self.loggers[i].wants_probe()]
-        for logger, ratios in zip(loggers, self.probes([lg.step_size_probe()
-                                                        for lg in loggers])):
-            logger.take_probe(ratios)
+        probed = [i for i in self._live()
+                  if self.loggers[i] is not None and self.loggers[i].wants_probe()]
+        if not probed:
+            return
+        if hasattr(self.stacked, "probe"):  # a VectorStack probes its stacked state
+            ratios = self.stacked.probe(probed, *self.loggers[probed[0]].probe)
+        else:
+            ratios = self.probes([self.loggers[i].step_size_probe() for i in probed])
+        for i, r in zip(probed, ratios):
+            self.loggers[i].take_probe(r)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.stacked.refresh()  # before the call: without the copies frozen since the last
@@ -284,31 +292,66 @@ def _padding_weights(indices, count):
     return real * (tf.cast(rows, tf.float32) / tf.cast(count, tf.float32))
 
 
+_ARRAYS: list = []  # [(a training set's images, its variables)]: the last one made
+
+
 def training_arrays(dataset):
     """The stack's one copy of the training set (``dataset.x_train``, ``y_train``) as
-    variables, which the compiled step reads in place."""
-    return (tf.Variable(dataset.x_train, trainable=False),
-            tf.Variable(dataset.y_train, trainable=False))
+    variables, which the compiled step reads in place. Kept for the next stack on the same
+    arrays (:func:`lrstudy.data.load_cached` shares them between the trials of a process):
+    making them costs about 0.5 s for Fashion-MNIST."""
+    if _ARRAYS and _ARRAYS[0][0] is dataset.x_train:
+        return _ARRAYS[0][1]
+    arrays = (tf.Variable(dataset.x_train, trainable=False),
+              tf.Variable(dataset.y_train, trainable=False))
+    _ARRAYS[:] = [(dataset.x_train, arrays)]
+    return arrays
 
 
-def fit_prepared(prepared: list, arrays, indices: tf.data.Dataset, steps_per_execution: int,
-                 verbose: int = 0) -> StackedModel:
-    """Train the prepared trials (one budget, see :func:`lrstudy.train.fit_stack`) as one
-    :class:`StackedModel` on ``indices`` (:func:`lrstudy.batches.batch_indices` of their seeds,
-    into ``arrays``, :func:`training_arrays`), each copy's callbacks fed through a
-    :class:`Dispatcher`; returns the stack (for :meth:`StackedModel.evaluate_copies`)."""
+def stack_of(prepared: list, steps_per_execution: int, vectorize: bool = True):
+    """The stack of the prepared trials (one budget, see :func:`lrstudy.train.fit_stack`):
+    a :class:`lrstudy.vstack.VectorStack` where ``vectorize`` and
+    :func:`lrstudy.vstack.unsupported` has no objection, else a compiled
+    :class:`StackedModel`; None for one trial that does not vectorize (Keras's ``fit``
+    trains it as it is). Builds the copies (metrics and optimizer state)."""
+    from lrstudy import vstack
+
     budget = prepared[0].scenario.budget
     ds = prepared[0].dataset
     sample = (ds.x_train[:budget["batch_size"]], ds.y_train[:budget["batch_size"]])
     for p in prepared:
         p.model._symbolic_build(data_batch=sample)  # metrics and optimizer state, now
-    stacked = StackedModel([p.model for p in prepared], train_arrays=arrays)
+    models = [p.model for p in prepared]
+    if vectorize and vstack.unsupported(models) is None:
+        return vstack.VectorStack(models, training_arrays(ds), steps_per_execution,
+                                  budget["jit_compile"])
+    if len(prepared) == 1:
+        return None
+    stacked = StackedModel(models, train_arrays=training_arrays(ds))
     stacked.compile(optimizer="sgd", steps_per_execution=steps_per_execution,
                     jit_compile=budget["jit_compile"])
-    kwargs = prepared[0].fit_kwargs()
-    kwargs["callbacks"] = [Dispatcher(stacked, [p.callbacks for p in prepared])]
-    stacked.fit(indices, epochs=budget["epochs"], verbose=verbose, **kwargs)
     return stacked
+
+
+def train(stacked, prepared: list, verbose: int = 0):
+    """Train ``stacked`` (:func:`stack_of` of ``prepared``) on their budget, each copy's
+    callbacks fed through a :class:`Dispatcher`, on one pipeline of indices
+    (:func:`lrstudy.batches.batch_indices` of their seeds). A generator: a
+    :class:`~lrstudy.vstack.VectorStack` yields each epoch's index after its end; a
+    :class:`StackedModel` trains in one Keras ``fit`` and yields nothing."""
+    budget = prepared[0].scenario.budget
+    ds = prepared[0].dataset
+    indices = batches.batch_indices(len(ds.x_train), budget["batch_size"],
+                                    [p.seed for p in prepared], pad=row_wise(prepared[0].model))
+    dispatcher = Dispatcher(stacked, [p.callbacks for p in prepared])
+    kwargs = prepared[0].fit_kwargs()
+    if isinstance(stacked, StackedModel):
+        kwargs["callbacks"] = [dispatcher]
+        stacked.fit(indices, epochs=budget["epochs"], verbose=verbose, **kwargs)
+        return
+    yield from stacked.epochs(indices, budget["epochs"], prepared[0].scenario.steps_per_epoch,
+                              dispatcher, kwargs.get("validation_data"),
+                              kwargs.get("validation_batch_size", 1024))
 
 
 # ---- how many copies fit ------------------------------------------------------------------

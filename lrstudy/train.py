@@ -211,19 +211,20 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
 
 
 def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
-                 finder_bounds=None, verbose: int = 0, evaluate_test: bool = True) -> dict:
-    """Train and evaluate one trial, feeding ``sink``. Returns the outcome (no MLflow here)."""
-    with data.op_determinism(enabled=not scenario.budget["jit_compile"]):
-        prepared = prepare_fit(scenario, seed, sink, finder_bounds)
-        prepared.model.fit(prepared.data, epochs=scenario.budget["epochs"], verbose=verbose,
-                           **prepared.fit_kwargs())
-        return finish_fit(prepared, sink, evaluate_test=evaluate_test)
+                 finder_bounds=None, verbose: int = 0, evaluate_test: bool = True,
+                 vectorize: bool = True) -> dict:
+    """Train and evaluate one trial, feeding ``sink``. Returns the outcome (no MLflow here).
+    A model :mod:`lrstudy.vstack` can vectorize trains as a stack of one (see
+    :func:`fit_stack`); any other, or any with ``vectorize=False``, with Keras's ``fit``."""
+    return fit_stack([(scenario, seed, evaluate_test)], [sink], finder_bounds, verbose,
+                     vectorize)[0]
 
 
-def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]:
+def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0,
+              vectorize: bool = True) -> list[dict]:
     """Train ``trials`` (``(scenario, seed, evaluate_test)``, one budget) as one stack
-    (:mod:`lrstudy.stack`), feeding each trial's sink; the outcomes as :func:`fit_scenario`
-    returns them, in order. No MLflow here."""
+    (:func:`lrstudy.stack.stack_of`), feeding each trial's sink; the outcomes as
+    :func:`fit_scenario` returns them, in order. No MLflow here."""
     from lrstudy import stack
 
     if len({repr(sorted(sc.budget.items())) for sc, _, _ in trials}) != 1:
@@ -233,11 +234,14 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0) -> list[dict]
         prepared = [prepare_fit(sc, seed, sink, finder_bounds, pipeline=False)
                     for (sc, seed, _), sink in zip(trials, sinks)]
         ds = prepared[0].dataset
-        indices = batches.batch_indices(len(ds.x_train), budget["batch_size"],
-                                        [p.seed for p in prepared],
-                                        pad=stack.row_wise(prepared[0].model))
-        stacked = stack.fit_prepared(prepared, stack.training_arrays(ds), indices,
-                                     steps_per_execution(trials[0][0]), verbose)
+        stacked = stack.stack_of(prepared, steps_per_execution(trials[0][0]), vectorize)
+        if stacked is None:  # one trial, which Keras's fit trains as it is
+            ((sc, seed, test),), (p,) = trials, prepared
+            p.data = batches.train_dataset(ds, budget["batch_size"], seed)
+            p.model.fit(p.data, epochs=budget["epochs"], verbose=verbose, **p.fit_kwargs())
+            return [finish_fit(p, sinks[0], evaluate_test=test)]
+        for _ in stack.train(stacked, prepared, verbose):
+            pass
         interrupts.raise_at("evaluate")
         tests = stacked.evaluate_copies(ds.x_test, ds.y_test, [test for _, _, test in trials],
                                         VALIDATION_BATCH)

@@ -517,7 +517,8 @@ def test_cluster_from_ray_start_runs_a_scenario_and_sigterm_stops_it(tmp_path, r
            "LRSTUDY_CACHE_DIR": str(cache), **ray_cluster["auth"]}
     cmd = [sys.executable, "-m", "lrstudy", "run", "--study", STUDY,
            "--scenarios", "fixed-baseline", "--seeds", "1", "--executor", "ray",
-           "--ray-address", ray_cluster["address"], "--tracking-uri", uri, "--quiet"]
+           "--ray-address", ray_cluster["address"], "--tracking-uri", uri, "--quiet",
+           "--epochs", "1000"]  # still training when the signal comes: a smoke trial is 2 s
     db = tmp_path / "store" / "mlflow.db"
 
     def trial_statuses() -> dict[str, str]:

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
 from lrstudy import callbacks as cb
@@ -18,7 +19,7 @@ def fit_alone(trials):
     out = []
     for sc, seed, test in trials:
         sink = cb.MetricSink(None)
-        outcome = train.fit_scenario(sc, seed, sink, evaluate_test=test)
+        outcome = train.fit_scenario(sc, seed, sink, evaluate_test=test, vectorize=False)
         out.append((sink, outcome))
     return out
 
@@ -221,3 +222,95 @@ def test_a_stack_interrupted_mid_way_resumes_per_trial_each_a_full_trial(write_s
         assert len(steps) == math.ceil(int(r.data.params["train_size"]) / 32)
         files = {f.path for f in client.list_artifacts(r.info.run_id)}
         assert {"config.json", "curves.png", "model_summary.txt"} <= files
+
+
+# ---- which stacks vectorize (lrstudy.vstack), and the Keras fallbacks -----------------------
+
+def _compiled(model_name, optimizer, loss=None, input_shape=(28, 28), y=None):
+    import keras
+
+    from lrstudy import models
+
+    model, logits = models.build(model_name, input_shape, 10)
+    model.compile(optimizer=optimizer,
+                  loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
+                  metrics=["accuracy"])
+    model._symbolic_build(data_batch=(np.zeros((2, *input_shape), "float32"),
+                                      np.zeros(2, "int64") if y is None else y))
+    return model
+
+
+def test_the_default_studys_stacks_vectorize_and_the_others_say_why_not():
+    """Dense models with an element-wise optimizer vectorize (each copy's LR its own, cycled
+    momentum included); anything that would mix the copies or that the stacked step does not
+    compute falls back to the Keras stack, with the reason."""
+    import keras
+
+    from lrstudy import optimizers, vstack
+
+    def adam(lr=1e-3, **kw):
+        return keras.optimizers.Adam(lr, **kw)
+
+    ok = [([_compiled("mlp128", adam()), _compiled("mlp128", adam(3e-3))]),
+          [_compiled("mlp512_200", optimizers.make("sgd", 0.1, momentum_fn=lambda it: 0.9))
+           for _ in range(2)]]
+    for models in ok:
+        assert vstack.unsupported(models) is None
+    refused = {
+        "Dropout": [_compiled("mlp_dropout", adam())],
+        "Conv2D": [_compiled("cnn", adam(), input_shape=(28, 28, 1))],
+        "clipnorm": [_compiled("mlp128", adam(clipnorm=1.0))],
+        "ScheduleFreeAdamW": [_compiled("mlp128", optimizers.make("schedule_free_adamw", 1e-3))],
+        "optimizers differ": [_compiled("mlp128", adam()),
+                              _compiled("mlp128", adam(beta_1=0.8))],
+        "cross-entropy": [_compiled("mlp128", adam(), loss=keras.losses.MeanSquaredError(),
+                                    y=np.zeros((2, 10), "float32"))],
+    }
+    for reason, models in refused.items():
+        assert reason in (vstack.unsupported(models) or ""), reason
+
+
+def _tiny(write_study, scenario="fixed-baseline", **overrides):
+    path = write_study(scenarios=f'["{scenario}"]', epochs=2)
+    return scenarios.load_study(str(path), overrides).scenarios[scenario]
+
+
+def test_a_trial_alone_trains_vectorized_as_keras_fit_trains_it(write_study, monkeypatch):
+    """fit_scenario trains a model that vectorizes as a stack of one, with the record Keras's
+    fit gives it (one-cycle: a per-step LR and a cycled SGD momentum)."""
+    from lrstudy import vstack
+
+    sc = _tiny(write_study, "one-cycle")
+    calls, epochs = [], vstack.VectorStack.epochs
+
+    def counted(self, *args, **kwargs):  # a spy: the stacks that train, by size
+        calls.append(self.n)
+        yield from epochs(self, *args, **kwargs)
+
+    monkeypatch.setattr(vstack.VectorStack, "epochs", counted)
+    sink = cb.MetricSink(None)
+    vec = train.fit_scenario(sc, 0, sink)
+    assert calls == [1]
+    (ref_sink, ref), = fit_alone([(sc, 0, True)])
+    assert calls == [1]  # vectorize=False: Keras's fit
+    for key in ("val_loss", "val_accuracy", "loss", "learning_rate", "effective_lr_p50"):
+        assert close(sink.points[key], ref_sink.points[key]), key
+    assert close(sink.points["step_learning_rate"], ref_sink.points["step_learning_rate"],
+                 rel=1e-5)
+    assert close(sink.points["step_loss"], ref_sink.points["step_loss"], rel=1e-2)
+    assert math.isclose(vec["test_accuracy"], ref["test_accuracy"], rel_tol=1e-3)
+    assert vec["params"] == ref["params"]
+
+
+def test_a_stack_that_does_not_vectorize_trains_as_keras_stack_and_matches(write_study):
+    """Dropout is not vectorized: the copies train as a StackedModel, each with its own
+    dropout draws, and give what they give one by one."""
+    from lrstudy import vstack
+
+    sc = _tiny(write_study, model="mlp_dropout")
+    trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, False)]
+    stacked, alone = fit_stacked(trials), fit_alone(trials)
+    assert "Dropout" in vstack.unsupported([out["model"] for _, out in stacked])
+    for (s_sink, _), (a_sink, _) in zip(stacked, alone):
+        for key in ("val_loss", "loss", "learning_rate"):
+            assert close(s_sink.points[key], a_sink.points[key]), key
