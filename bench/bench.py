@@ -1,9 +1,10 @@
 """`make bench`: performance ratios measured side by side in one run, written to JSON.
 
 (a) training path: the tutorials' plain ``model.fit`` (MLP128, batch 32, all of
-    Fashion-MNIST, Adam) against ours (``train.fit_scenario``: tf.data from the cached arrays,
-    many steps per execution, XLA, our recording callbacks) on the same model, data, batch,
-    epochs and seeds: ratio of the median epoch times, and the final validation accuracies.
+    Fashion-MNIST, Adam) against ours (``train.fit_scenario``: a stack of one,
+    ``lrstudy.vstack``: batches gathered from the cached arrays in an XLA-compiled loop of
+    many steps, our recording callbacks) on the same model, data, batch, epochs and seeds:
+    ratio of the median epoch times, and the final validation accuracies.
 (b) tracking overhead on the default study's budget: our callbacks logging every step into a
     real sqlite MLflow store, against the same fit without callbacks, epoch by epoch in turns
     (steady-state epochs, plus the final flush); and the same ratio for
@@ -13,11 +14,14 @@
     model, epochs; no notebooks, no tracking).
 (d) the summary's query time over a store of 500 synthetic trials.
 (e) stacking (lrstudy.stack): the default study's trials trained as one program against one
-    by one, in turns: trial-epochs per second each way, the peak memory of the stack; and
-    the wall time of ``lrstudy run`` on a small slice with ``--stack auto`` and ``off``.
+    by one, in turns: trial-epochs per second each way (and one by one with Keras's ``fit``,
+    as trials trained before lrstudy.vstack), the peak memory of the stack; and the wall
+    time of ``lrstudy run`` on a small slice with ``--stack auto`` and ``off``.
 (r) the wall time of refusing a bad study file (one line, exit 2, no TensorFlow import).
 
-Each pair runs alternately (A B A B ...) in this one process, so drift hits both sides alike.
+Each pair runs alternately (A B A B ...) in this one process, so drift hits both sides alike:
+epoch by epoch for (a) and (b) (Keras's fits through ``initial_epoch``, ours through
+:func:`trial_epochs`).
 Usage: python bench/bench.py [--quick] [--only a,b,c,d,e,r] [--out bench/results.json]
 """
 
@@ -71,10 +75,22 @@ def fit_one_epoch(model, data, epoch: int, **kwargs):
     return model.fit(data, epochs=epoch + 1, initial_epoch=epoch, verbose=0, **kwargs)
 
 
+def trial_epochs(prepared):
+    """One prepared trial (``prepare_fit(..., pipeline=False)``) trained as
+    :func:`lrstudy.train.fit_scenario` trains it (a stack of one, :mod:`lrstudy.vstack`),
+    epoch by epoch: a generator that yields after each epoch's end (for taking turns)."""
+    from lrstudy import stack, train, vstack
+
+    stacked = stack.stack_of([prepared], train.steps_per_execution(prepared.scenario))
+    assert isinstance(stacked, vstack.VectorStack), "the bench's model must vectorize"
+    return stack.train(stacked, [prepared])
+
+
 def bench_training_path(epochs: int, seeds: int) -> dict:
     """(a) plain model.fit vs ours, epoch by epoch in turns, same model/data/batch/seeds.
 
-    The two fits take turns one epoch at a time (``initial_epoch``), so that the drift of a
+    The two fits take turns one epoch at a time (plain: ``initial_epoch``; ours:
+    :func:`trial_epochs`), so that the drift of a
     shared machine hits both sides alike; the first epoch of each (tracing, XLA compile) is
     left out of the times.
     """
@@ -89,20 +105,23 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
     plain_t, ours_t, plain_acc, ours_acc, per_seed = [], [], [], [], []
     for seed in range(seeds):
         sink = MetricSink()
-        ours = train.prepare_fit(sc, seed, sink)  # every recording callback on (MLflow: (b))
+        # every recording callback on (MLflow: (b)); trained as fit_scenario trains it
+        ours = train.prepare_fit(sc, seed, sink, pipeline=False)
         keras.utils.set_random_seed(seed)  # the tutorials' way
         plain, logits = models.build("mlp128", ds.input_shape, ds.num_classes)
         plain.compile(optimizer="adam",
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
                       metrics=["accuracy"])
         pt, ot = EpochTimer(), EpochTimer()
+        ours.callbacks = ot.around(ours.callbacks)
+        ours_epochs = trial_epochs(ours)
         for epoch in range(epochs):
             hist = fit_one_epoch(plain, ds.x_train, epoch, y=ds.y_train, batch_size=32,
                                  validation_data=(ds.x_val, ds.y_val),
                                  callbacks=pt.around([]))
-            kwargs = ours.fit_kwargs()
-            kwargs["callbacks"] = ot.around(kwargs["callbacks"])
-            fit_one_epoch(ours.model, ours.data, epoch, **kwargs)
+            next(ours_epochs)
+        for _ in ours_epochs:  # its end of training
+            pass
         plain_t += pt.times[1:]
         ours_t += ot.times[1:]
         plain_acc.append(hist.history["val_accuracy"][-1])
@@ -134,9 +153,9 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
     two with none, taking turns epoch by epoch in each of the six orders of the three in
     turn, so that within an epoch each side runs right after each other side as often (a
     mere rotation ran the first untracked trial after ours twice as often as the second).
-    Epochs are timed as in
-    (a), from the first callback to the last: the set-up of each one-epoch ``fit`` call, an
-    artefact of taking turns, would otherwise dilute the ratio. The second untracked trial is
+    Each side trains as :func:`lrstudy.train.fit_scenario` trains a trial (see
+    :func:`trial_epochs`); epochs are timed as in (a), from the first callback to the last.
+    The second untracked trial is
     an A/A control: its true ratio to the first is 1, so each estimator's error on it (the
     ratio of the sides' median epochs, the median of the paired epoch ratios) shows which
     estimates the overhead better on this machine. MLflow's callback only sees
@@ -163,14 +182,19 @@ def bench_tracking(epochs: int, repeats: int) -> dict:
     def ours_vs_none(repeat: int) -> tuple[list, list, float]:
         run_id = client.create_run(exp).info.run_id
         sink = cb.MetricSink(client, run_id, series_writer=sqlstore.series_writer(uri))
-        sides = {"ours": train.prepare_fit(sc, 0, sink), "none": train.prepare_fit(sc, 0, None),
-                 "again": train.prepare_fit(sc, 0, None)}  # the A/A control
+        sides = {"ours": train.prepare_fit(sc, 0, sink, pipeline=False),
+                 "none": train.prepare_fit(sc, 0, None, pipeline=False),
+                 "again": train.prepare_fit(sc, 0, None, pipeline=False)}  # the A/A control
         timers = {side: EpochTimer() for side in sides}
+        for side, prepared in sides.items():
+            prepared.callbacks = timers[side].around(prepared.callbacks)
+        runs = {side: trial_epochs(prepared) for side, prepared in sides.items()}
         for epoch in range(budget["epochs"]):  # the orders go on from repeat to repeat
             for side in orders[(repeat * budget["epochs"] + epoch) % len(orders)]:
-                kwargs = sides[side].fit_kwargs()
-                kwargs["callbacks"] = timers[side].around(kwargs["callbacks"])
-                fit_one_epoch(sides[side].model, sides[side].data, epoch, **kwargs)
+                next(runs[side])
+        for run in runs.values():  # their ends of training (ours: the last drain)
+            for _ in run:
+                pass
         t0 = time.perf_counter()
         sink.flush()
         flush = time.perf_counter() - t0
@@ -333,19 +357,21 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
     trials = [(sc, seed, False) for seed in range(copies)]
     ds = train.data.load_cached(sc.budget["dataset"], sc.budget["train_size"],  # loaded once,
                                 sc.budget["val_size"], split=sc.budget["split"])  # first
-    alone_s, stacked_s, peaks = [], [], []
+    alone_s, stacked_s, keras_s, peaks = [], [], [], []
     for r in range(repeats):
-        t0 = time.perf_counter()
-        for sc_, seed, test in trials:
-            train.fit_scenario(sc_, seed, MetricSink(keep=False), evaluate_test=test)
-        alone_s.append(time.perf_counter() - t0)
+        for vectorize, times in ((False, keras_s), (True, alone_s)):
+            t0 = time.perf_counter()
+            for sc_, seed, test in trials:
+                train.fit_scenario(sc_, seed, MetricSink(keep=False), evaluate_test=test,
+                                   vectorize=vectorize)
+            times.append(time.perf_counter() - t0)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             train.fit_stack(trials, [MetricSink(keep=False) for _ in trials])
             stacked_s.append(time.perf_counter() - t0)
         peaks.append(mem)
-        log(f"  (e) {copies} trials x {epochs} epochs: one by one {alone_s[-1]:.1f} s, "
-            f"stacked {stacked_s[-1]:.1f} s")
+        log(f"  (e) {copies} trials x {epochs} epochs: one by one {alone_s[-1]:.1f} s "
+            f"(with Keras's fit {keras_s[-1]:.1f} s), stacked {stacked_s[-1]:.1f} s")
     work = copies * epochs
     alone, stacked = statistics.median(alone_s), statistics.median(stacked_s)
     tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
@@ -357,10 +383,13 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
     gpus = tf.config.list_physical_devices("GPU")
     return {
         "copies": copies, "epochs": epochs, "repeats": repeats,
-        "one_by_one_s": alone_s, "stacked_s": stacked_s,
+        "one_by_one_s": alone_s, "stacked_s": stacked_s, "one_by_one_keras_fit_s": keras_s,
         "one_by_one_trial_epochs_per_s": work / alone,
         "stacked_trial_epochs_per_s": work / stacked,
         "stack_speedup": alone / stacked,
+        # against the trials one by one as Keras's fit trains them (as before lrstudy.vstack)
+        "stack_speedup_vs_keras_one_by_one": statistics.median(keras_s) / stacked,
+        "one_by_one_speedup_vs_keras": statistics.median(keras_s) / alone,
         "stack_peak_rss_mb": max(p.peak for p in peaks) / 2**20,
         "stack_peak_rss_rise_mb": max(p.rise for p in peaks) / 2**20,
         "stack_estimated_mb": (stack.shared_bytes(ds.input_shape, len(ds.x_train))
@@ -466,7 +495,8 @@ SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
         f"(e) stacking speed-up         {e['stack_speedup']:.2f}x  ({e['copies']} trials: "
         f"{e['stacked_trial_epochs_per_s']:.2f} vs {e['one_by_one_trial_epochs_per_s']:.2f} "
         f"trial-epochs/s on {e['device']}; lrstudy run --stack auto {e['run_stack_auto_s']:.0f}"
-        f" s vs off {e['run_stack_off_s']:.0f} s; stack peak {e['stack_peak_rss_mb']:.0f} MB)"
+        f" s vs off {e['run_stack_off_s']:.0f} s; stack peak {e['stack_peak_rss_mb']:.0f} MB;"
+        f" {e['stack_speedup_vs_keras_one_by_one']:.2f}x against one by one with Keras's fit)"
         "   goal >= 3x"),
     "d_summary": lambda d: (
         f"(d) summary over {d.get('n_trials', '?')} trials   {d['summary_s']:.1f} s   "
