@@ -7,8 +7,8 @@
 - :class:`EpochLogger` records per-epoch metrics at step = epoch, the LR of the epoch,
   epoch times (without the first epoch's tracing and compiling), time to target, divergence
   (:func:`divergence_reason`), and the effective step size of the optimizer.
-- :class:`MetricSink` sends metrics to MLflow in batches of at most 1000, asynchronously,
-  and is flushed at the end.
+- :class:`MetricSink` sends metrics to MLflow in batches of at most 1000, from a thread of its
+  own, and is flushed at the end.
 
 Callbacks share one ``logs`` dict in list order: put LR schedulers before :class:`EpochLogger`.
 """
@@ -52,7 +52,10 @@ SERIES_PREFIX = "step_"  # the long per-step series
 class MetricSink:
     """Buffers metric points and ships them to MLflow in chunks.
 
-    Per-epoch and final metrics go through MLflow's asynchronous ``log_batch``. The long
+    Per-epoch and final metrics go through ``log_batch`` in a thread of the sink's own, so
+    training does not wait for the store. Not MLflow's asynchronous ``log_batch``: its
+    queue's thread polls once a second, and ending the run (``set_terminated``) waits for
+    it, about 1 s a trial (measured; mlflow/mlflow#12324). The long
     per-step series go through ``series_writer`` when there is one
     (:func:`lrstudy.sqlstore.series_writer`: one bulk insert into a local sqlite store at
     :meth:`flush`), else through ``log_batch`` too. With ``client=None`` it only keeps the
@@ -66,7 +69,8 @@ class MetricSink:
         self.points: dict[str, list[tuple[int, float]]] = {}
         self._pending: list = []
         self._series: list[tuple[str, float, int, int]] = []
-        self._operations: list = []
+        self._writes: list = []  # the futures of the log_batch calls sent
+        self._writer = None  # a one-thread executor, made by the first send
 
     def add(self, key: str, value: float, step: int) -> None:
         value = float(value)
@@ -88,14 +92,17 @@ class MetricSink:
             self.add(key, value, step)
 
     def send(self) -> None:
-        """Ship what is buffered without waiting (MLflow's async logging)."""
+        """Ship what is buffered without waiting (the sink's thread writes it, in order)."""
         if self.client is None or not self._pending:
             return
+        if self._writer is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="MetricSink")
         for i in range(0, len(self._pending), MLFLOW_BATCH):
-            op = self.client.log_batch(self.run_id, metrics=self._pending[i:i + MLFLOW_BATCH],
-                                       synchronous=False)
-            if op is not None:
-                self._operations.append(op)
+            self._writes.append(self._writer.submit(
+                self.client.log_batch, self.run_id, metrics=self._pending[i:i + MLFLOW_BATCH],
+                synchronous=True))
         self._pending = []
 
     def flush(self) -> None:
@@ -104,9 +111,12 @@ class MetricSink:
             self.series_writer(self.run_id, self._series)
             self._series = []
         self.send()
-        for op in self._operations:
-            op.wait()
-        self._operations = []
+        writes, self._writes = self._writes, []
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)  # returns as soon as the last write is done
+            self._writer = None
+        for write in writes:
+            write.result()  # a write's error is raised here
 
     def last(self, key: str, default=None):
         series = self.points.get(key)

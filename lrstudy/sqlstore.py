@@ -208,7 +208,8 @@ def series_writer(uri: str | None = None):
     all finite, stores them in one transaction: the same rows in ``metrics`` and
     ``latest_metrics`` as ``MlflowClient.log_batch`` would (``is_nan`` false), in two
     ``executemany`` calls instead of ORM objects per point. Other stores get None: the caller
-    then uses MLflow's asynchronous ``log_batch``.
+    then sends them with its other metrics (``log_batch``, see
+    :class:`lrstudy.callbacks.MetricSink`).
     """
     if tracking.sqlite_path(uri) is None:
         return None

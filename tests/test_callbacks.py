@@ -4,6 +4,7 @@ per-step losses and call times; and EpochLogger fed by hand (no fit)."""
 from __future__ import annotations
 
 import math
+import threading
 
 import keras
 import numpy as np
@@ -201,3 +202,25 @@ def test_epoch_logger_leaves_compile_out_of_the_times(monkeypatch):
     assert logger.train_time == pytest.approx(sum(times.values()))
     assert times[0] == pytest.approx(times[1], abs=1e-6)
     assert logger.epochs_to_target == 1 and logger.time_to_target == pytest.approx(times[0])
+
+
+def test_metric_sink_writes_in_its_own_thread_and_leaves_no_mlflow_queue_to_wait_for(store):
+    """Sent points reach the store by flush (in order, all of them, more than one batch), and
+    MLflow's own asynchronous queue stays idle: ending the run does not wait for its thread
+    (which polls once a second)."""
+    from lrstudy import tracking
+
+    client = tracking.client(store)
+    run_id = client.create_run(tracking.experiment_id("sink", store, client)).info.run_id
+    sink = cb.MetricSink(client, run_id)
+    for epoch in range(3):
+        sink.add("val_loss", 1.0 / (epoch + 1), epoch)
+        sink.send()
+    steps = cb.MLFLOW_BATCH + 5
+    sink.add_series("step_loss", range(steps), np.linspace(2, 1, steps))
+    sink.flush()
+    history = client.get_metric_history(run_id, "val_loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    assert len(client.get_metric_history(run_id, "step_loss")) == steps
+    assert client._tracking_client.store._async_logging_queue.is_idle()
+    assert not any(t.name.startswith("MetricSink") for t in threading.enumerate())
