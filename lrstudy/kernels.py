@@ -62,8 +62,12 @@ def execute(notebook: Path | str, output: Path | str, parameters: dict,
     output.parent.mkdir(parents=True, exist_ok=True)
     log = Path(log) if log is not None else log_path(output)
     with tempfile.TemporaryDirectory(prefix="lrstudy-kernel-") as sockets:
+        # "immediate": the kernel is stopped once the last cell is done, not asked to exit:
+        # a kernel that has run TensorFlow took 2-3 s to exit (its atexit hooks have nothing
+        # to do here: the cells end their runs and wait for their writes)
         config = Config(
-            NotebookClient={"kernel_manager_class": LoggedKernelManager},
+            NotebookClient={"kernel_manager_class": LoggedKernelManager,
+                            "shutdown_kernel": "immediate"},
             LoggedKernelManager={"transport": "ipc", "ip": os.path.join(sockets, "k"),
                                  "log_file": str(log)})
         return papermill.execute_notebook(
