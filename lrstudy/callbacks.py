@@ -88,8 +88,21 @@ class MetricSink:
                 self.send()
 
     def add_series(self, key: str, steps, values) -> None:
-        for step, value in zip(steps, values):
-            self.add(key, value, step)
+        """``add`` for each point, in one pass where no MLflow batch is involved (the points
+        a series writer stores, or only kept): a few hundred points each drain."""
+        if not ((self.series_writer is not None and key.startswith(SERIES_PREFIX))
+                or self.client is None):
+            for step, value in zip(steps, values):
+                self.add(key, value, step)
+            return
+        steps, values = np.asarray(steps, np.int64), np.asarray(values, np.float64)
+        finite = np.isfinite(values)  # a non-finite value is never logged (see add)
+        pairs = list(zip(steps[finite].tolist(), values[finite].tolist()))
+        if self.keep:
+            self.points.setdefault(key, []).extend(pairs)
+        if self.series_writer is not None and key.startswith(SERIES_PREFIX):
+            now = int(time.time() * 1000)
+            self._series.extend((key, value, now, step) for step, value in pairs)
 
     def send(self) -> None:
         """Ship what is buffered without waiting (the sink's thread writes it, in order)."""
