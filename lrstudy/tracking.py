@@ -453,6 +453,11 @@ def claim(mlflow_client, exp_id: str, key: str, run_id: str) -> bool:
     return True
 
 
+DATASET_ATTEMPTS = 3
+#: How PostgreSQL, MySQL and sqlite say that an insert lost a race on a key.
+DUPLICATE_KEY = ("UniqueViolation", "duplicate key", "Duplicate entry", "UNIQUE constraint failed")
+
+
 def log_dataset(mlflow_client, run_id: str, ds) -> None:
     """Log a trial's training data as the run's input dataset (the UI's Dataset column):
     named as the budget names it, with the source's SHA-256 (cut to MLflow's 36 characters,
@@ -467,5 +472,16 @@ def log_dataset(mlflow_client, run_id: str, ds) -> None:
         (ds.name, ds.x_train.shape, ds.x_val.shape, ds.x_test.shape)).encode()).hexdigest()
     dataset = mlflow.data.from_numpy(ds.x_train, targets=ds.y_train, name=ds.name,
                                      digest=digest[:32])
-    mlflow_client.log_inputs(run_id, datasets=[DatasetInput(
-        dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])])
+    inputs = [DatasetInput(dataset._to_mlflow_entity(),
+                           tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])]
+    for attempt in range(DATASET_ATTEMPTS):
+        try:
+            mlflow_client.log_inputs(run_id, datasets=inputs)
+            return
+        except Exception as exc:  # noqa: BLE001  (MlflowException, RestException: by text)
+            # Two trials logging a dataset the store does not have yet, at once: both insert
+            # it and one loses on the key (seen with two kernels on PostgreSQL). The dataset
+            # is there now: logging again only links it to the run.
+            if attempt + 1 == DATASET_ATTEMPTS or not any(
+                    text in str(exc) for text in DUPLICATE_KEY):
+                raise

@@ -184,3 +184,40 @@ def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
             out, err = p.communicate(timeout=120)
             assert p.returncode == 0, err[-1500:]
             assert out.strip() == "1"  # the Default experiment, created once
+
+
+def test_a_dataset_two_trials_log_at_once_is_linked_to_both(store):
+    """Two trials logging a dataset new to the store at once both insert it, and one loses on
+    the key (seen with two kernels on PostgreSQL); it logs again, which links the dataset.
+    The race depends on timing, so the losing insert is played here by a client whose first
+    ``log_inputs`` raises what PostgreSQL's server said (a stand-in); the real sqlite store
+    takes the second. Any other error is raised at once."""
+    from mlflow.exceptions import MlflowException
+
+    from lrstudy import data
+
+    client = tracking.client(store)
+    run_id = client.create_run(tracking.experiment_id("datasets", store, client)).info.run_id
+    ds = data.load("synthetic", train_size=100, val_size=50)
+    real, calls = client.log_inputs, []
+
+    def racing(run_id, datasets):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise MlflowException("BAD_REQUEST: (psycopg2.errors.UniqueViolation) duplicate key "
+                                  'value violates unique constraint "dataset_pk"')
+        return real(run_id, datasets=datasets)
+
+    client.log_inputs = racing
+    tracking.log_dataset(client, run_id, ds)
+    assert len(calls) == 2
+    assert [d.dataset.name for d in client.get_run(run_id).inputs.dataset_inputs] == [ds.name]
+
+    def gone(run_id, datasets):
+        calls.append(run_id)
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")
+
+    client.log_inputs = gone
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
+        tracking.log_dataset(client, run_id, ds)
+    assert len(calls) == 3
