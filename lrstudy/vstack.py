@@ -165,7 +165,7 @@ class VectorStack:
 
     def _stacked_optimizer(self):
         opt = self.copies[0].optimizer
-        config = {k: v for k, v in _config(opt).items()}
+        config = _config(opt)
         kwargs = {}
         fns = [getattr(c.optimizer, "momentum_fn", None) for c in self.copies]
         if fns[0] is not None:  # a cycled momentum (lrstudy.optimizers): each copy's own
@@ -174,15 +174,25 @@ class VectorStack:
         return type(opt)(learning_rate=lambda: self._lrs()[:, None], **kwargs, **config)
 
     def _slot_pairs(self, optimizer):
-        """(copy's variable, stacked variable) for each optimizer slot, in order."""
+        """(copy's variable, stacked variable, whether it is per copy) for each optimizer
+        variable but the iteration count and LR, in order: a slot of a weight is per copy
+        (``[copies, size]``), a variable of the optimizer's own (Nadam's running product of
+        its momentum schedule: a function of the iteration, the same for every copy) is
+        shared."""
         skip = {id(optimizer.iterations), id(getattr(optimizer, "_learning_rate", None))}
         mine = [v for v in optimizer.variables if id(v) not in skip]
         stacked = [v for v in self.optimizer.variables
                    if v is not self.optimizer.iterations]
-        if len(mine) != len(stacked) or any(
-                tuple(s.shape) != (self.n, int(np.prod(m.shape))) for m, s in zip(mine, stacked)):
-            raise ValueError("the stacked optimizer's slots do not match the copies'")
-        return list(zip(mine, stacked))
+        pairs = []
+        for m, s in zip(mine, stacked):
+            per_copy = tuple(s.shape) == (self.n, int(np.prod(m.shape)))
+            if not per_copy and tuple(s.shape) != tuple(m.shape):
+                raise ValueError(f"the stacked optimizer's variable {s.name} {tuple(s.shape)} "
+                                 f"does not match the copies' {m.name} {tuple(m.shape)}")
+            pairs.append((m, s, per_copy))
+        if len(mine) != len(stacked):
+            raise ValueError("the stacked optimizer's variables do not match the copies'")
+        return pairs
 
     # ---- the computation ----------------------------------------------------------------
     def _forward(self, x, weights):
@@ -317,8 +327,8 @@ class VectorStack:
         copy = self.copies[i]
         for w, s in zip(copy.trainable_weights, self.weights):
             w.value.assign(tf.reshape(s.value[i], w.shape))
-        for mine, s in self._pairs[i]:
-            mine.value.assign(tf.reshape(s.value[i], mine.shape))
+        for mine, s, per_copy in self._pairs[i]:
+            mine.value.assign(tf.reshape(s.value[i], mine.shape) if per_copy else s.value)
         copy.optimizer.iterations.value.assign(self.optimizer.iterations.value)
 
     def _copies_weights(self):

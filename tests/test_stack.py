@@ -314,3 +314,28 @@ def test_a_stack_that_does_not_vectorize_trains_as_keras_stack_and_matches(write
     for (s_sink, _), (a_sink, _) in zip(stacked, alone):
         for key in ("val_loss", "loss", "learning_rate"):
             assert close(s_sink.points[key], a_sink.points[key]), key
+
+
+VECTORIZED_OPTIMIZERS = {  # a catalogue scenario for each optimizer VectorStack trains
+    "sgd": "fixed-sgd", "sgd+momentum": "fixed-sgd-momentum", "adamw": "fixed-adamw",
+    "nadam": "adaptive-nadam", "adamax": "adaptive-adamax", "adagrad": "adaptive-adagrad",
+    "adadelta": "adaptive-adadelta-default", "rmsprop": "adaptive-rmsprop"}
+
+
+@pytest.mark.parametrize("name", VECTORIZED_OPTIMIZERS)
+def test_every_element_wise_optimizer_stacks_as_its_trials_train_one_by_one(write_study, name):
+    """Two copies (one at 3x the LR) of each optimizer's scenario, stacked as stacked weights
+    (their slots, and an optimizer's own state such as Nadam's running product), against Keras's
+    fit one by one."""
+    from lrstudy import vstack
+
+    scenario = VECTORIZED_OPTIMIZERS[name]
+    path = write_study(scenarios=f'["{scenario}"]', epochs=2)
+    sc = scenarios.load_study(str(path)).available[scenario]
+    trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, False)]
+    stacked, alone = fit_stacked(trials), fit_alone(trials)
+    assert vstack.unsupported([out["model"] for _, out in stacked]) is None
+    for (s_sink, s_out), (a_sink, _) in zip(stacked, alone):
+        for key in ("val_loss", "loss", "learning_rate", "effective_lr_p50"):
+            assert close(s_sink.points[key], a_sink.points[key]), (key, s_sink.points[key],
+                                                                  a_sink.points[key])
