@@ -195,17 +195,21 @@ class StepRecorder(keras.callbacks.Callback):
         start, end = int(self._start.numpy()), self._iterations()
         n = min(end - start, self.capacity)
         self._start.assign(end)
-        if n <= 0:
-            return
-        rows = self._rows.numpy()[:n]
-        if self.on_steps is not None:
-            self.on_steps(np.arange(start, start + n, dtype=np.int64),
-                          rows[:, 0].copy(), rows[:, 1].copy())
+        if n > 0:
+            self._deliver(start, self._rows.numpy()[:n])
 
     def load(self, rows) -> None:
         """Rows ``(LR, loss)`` of the steps since the last drain, computed elsewhere (a
-        :class:`lrstudy.vstack.VectorStack` records its copies' steps itself)."""
-        self._rows[:len(rows)].assign(np.asarray(rows, np.float32))
+        :class:`lrstudy.vstack.VectorStack` records its copies' steps itself): delivered as
+        a drain delivers them, which then finds nothing left."""
+        start = int(self._start.numpy())
+        self._start.assign(start + len(rows))
+        self._deliver(start, np.asarray(rows, np.float32))
+
+    def _deliver(self, start: int, rows) -> None:
+        if self.on_steps is not None:
+            self.on_steps(np.arange(start, start + len(rows), dtype=np.int64),
+                          rows[:, 0].copy(), rows[:, 1].copy())
 
     def on_train_begin(self, logs=None):
         self._start.assign(self._iterations())

@@ -5,8 +5,8 @@ grid points of a tuned strategy) train as one stack (:func:`stack_of`): a
 :class:`lrstudy.vstack.VectorStack` (the copies as stacked weights, one batched op per layer)
 where their models and optimizers allow it, else one :class:`StackedModel` trained by one
 Keras ``fit``, described here; :class:`Dispatcher` feeds each copy's callbacks in both. Each
-copy is the very model, optimizer, data pipeline and callbacks that :func:`lrstudy.train.prepare_fit` makes
-for the trial unstacked (same initial weights, same data order, same dropout state, its own
+copy is the very model, optimizer, data pipeline and callbacks that
+:func:`lrstudy.train.prepare_fit` makes for the trial unstacked (same initial weights, same data order, same dropout state, its own
 optimizer state and LR schedule); the stack only joins their train and test steps into one
 traced (and, as the budget says, XLA-compiled) function run ``steps_per_execution`` steps at
 a time, so the per-step cost of Keras's loop and of the launches is paid once for all copies.
@@ -59,7 +59,8 @@ RUNTIME_BYTES = 256 * 2**20
 PROGRAM_BYTES_PER_COPY = 48 * 2**20
 
 
-def _prefix(i: int) -> str:
+def prefix(i: int) -> str:
+    """The prefix of copy ``i``'s entries in a stack's logs: ``c3/loss``, ``val_c3/loss``."""
     return f"c{i}/"
 
 
@@ -161,7 +162,7 @@ class StackedModel(keras.Model):
                                       True, _padding_weights(indices, count), count)
             else:
                 out = self._copy_step(copy, *data[i][:2], True)
-            logs.update({_prefix(i) + k: v for k, v in out.items()})
+            logs.update({prefix(i) + k: v for k, v in out.items()})
         return logs
 
     @tf.autograph.experimental.do_not_convert  # plain Python: nothing to convert
@@ -171,7 +172,7 @@ class StackedModel(keras.Model):
         for i, copy in enumerate(self.copies):
             out = (self._copy_step(copy, x, y, False) if i in self.scored
                    else copy.get_metrics_result())
-            logs.update({_prefix(i) + k: v for k, v in out.items()})
+            logs.update({prefix(i) + k: v for k, v in out.items()})
         return logs
 
     def make_test_function(self, force=False):
@@ -207,8 +208,8 @@ def copy_logs(logs, i: int) -> dict:
     for key, value in (logs or {}).items():
         val = key.startswith("val_")
         name = key[4:] if val else key
-        if name.startswith(_prefix(i)):
-            out[("val_" if val else "") + name[len(_prefix(i)):]] = value
+        if name.startswith(prefix(i)):
+            out[("val_" if val else "") + name[len(prefix(i)):]] = value
     return out
 
 

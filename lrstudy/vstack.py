@@ -37,7 +37,7 @@ tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 
 from lrstudy import callbacks as cb  # noqa: E402
-from lrstudy import interrupts  # noqa: E402
+from lrstudy import interrupts, stack  # noqa: E402
 
 #: Optimizer settings that act across a whole variable (or change the update's structure):
 #: over a stacked variable they would mix the copies, so a stack with them is not vectorized.
@@ -229,7 +229,6 @@ class VectorStack:
         weight = real * (size / tf.cast(count, tf.float32))[:, None]
         weights = [w.value for w in self.weights]
         with tf.GradientTape() as tape:
-            tape.watch(weights)
             y_pred = self._forward(x, weights)
             per, hits = self._per_example(y, y_pred)
             loss = tf.reduce_sum(per * weight, axis=1) / size
@@ -272,8 +271,7 @@ class VectorStack:
         weights = [w.value for w in self.weights]
         before = [tf.identity(w) for w in weights]
         slots = [tf.identity(v) for v in self.optimizer.variables]
-        x = tf.broadcast_to(x[None], tf.concat([[self.n], tf.shape(x)], 0))
-        y = tf.broadcast_to(y[None], tf.concat([[self.n], tf.shape(y)], 0))
+        x, y = self._to_every_copy(x), self._to_every_copy(y)
         with tf.GradientTape() as tape:
             per, _ = self._per_example(y, self._forward(x, weights))
             loss = tf.reduce_sum(tf.reduce_mean(per, axis=1))
@@ -298,9 +296,12 @@ class VectorStack:
         after, before, grads = (t.numpy() for t in self._probe_fn(*self._probe_batch))
         return [cb.StepSizeProbe.ratios((after[i], before[i], grads[i])) for i in copies]
 
+    def _to_every_copy(self, t):
+        """One batch for every copy: ``t`` broadcast to ``[copies, ...]``."""
+        return tf.broadcast_to(t[None], tf.concat([[self.n], tf.shape(t)], 0))
+
     def _eval_batch(self, x, y, weights):
-        x = tf.broadcast_to(x[None], tf.concat([[self.n], tf.shape(x)], 0))
-        y = tf.broadcast_to(y[None], tf.concat([[self.n], tf.shape(y)], 0))
+        x, y = self._to_every_copy(x), self._to_every_copy(y)
         per, hits = self._per_example(y, self._forward(x, weights))
         return tf.reduce_sum(per, axis=1), tf.reduce_sum(hits, axis=1)
 
@@ -400,8 +401,9 @@ class VectorStack:
             if validation is not None and self.scored:
                 loss, acc = self._evaluate_all(*validation, validation_batch,
                                                [tf.convert_to_tensor(w) for w in self.weights])
-                for i in self.scored:
-                    logs[f"val_c{i}/loss"], logs[f"val_c{i}/accuracy"] = loss[i], acc[i]
+                for i in self.scored:  # Keras's names for the stack's copy i
+                    logs["val_" + stack.prefix(i) + "loss"] = loss[i]
+                    logs["val_" + stack.prefix(i) + "accuracy"] = acc[i]
             dispatcher.on_epoch_end(epoch, logs)
             yield epoch
             if self.stop_training:
@@ -413,8 +415,8 @@ class VectorStack:
         logs = {}
         for i in range(self.n):
             if seen[i]:
-                logs[f"c{i}/loss"] = loss_sum[i] / seen[i]
-                logs[f"c{i}/accuracy"] = hit_sum[i] / seen[i]
+                logs[stack.prefix(i) + "loss"] = loss_sum[i] / seen[i]
+                logs[stack.prefix(i) + "accuracy"] = hit_sum[i] / seen[i]
         return logs
 
     def evaluate_copies(self, x, y, which, batch_size: int) -> list[dict | None]:
