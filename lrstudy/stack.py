@@ -7,8 +7,8 @@ where their models and optimizers allow it, else one :class:`StackedModel` train
 Keras ``fit``, described here; :class:`Dispatcher` feeds each copy's callbacks in both. Each
 copy is the very model, optimizer, data pipeline and callbacks that
 :func:`lrstudy.train.prepare_fit` makes for the trial unstacked (same initial weights, same
-data order, same dropout state, its own optimizer state and LR schedule); the stack only joins their train and test steps into one
-traced (and, as the budget says, XLA-compiled) function run ``steps_per_execution`` steps at
+data order, same dropout state, its own optimizer state and LR schedule); the stack only
+joins their train and test steps into one traced (and, as the budget says, XLA-compiled) function run ``steps_per_execution`` steps at
 a time, so the per-step cost of Keras's loop and of the launches is paid once for all copies.
 One pipeline of indices feeds all copies (:func:`lrstudy.batches.batch_indices` of their
 seeds: each copy's order is its trial's); the compiled step gathers each copy's batch from the
