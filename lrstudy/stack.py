@@ -2,23 +2,24 @@
 
 Trials that share a budget (model, data, batch size, epochs: the seeds of a scenario, the
 grid points of a tuned strategy) train as one stack (:func:`stack_of`): a
-:class:`lrstudy.vstack.VectorStack` (the copies as stacked weights, one batched op per layer)
-where their models and optimizers allow it, else one :class:`StackedModel` trained by one
-Keras ``fit``, described here; :class:`Dispatcher` feeds each copy's callbacks in both. Each
-copy is the very model, optimizer, data pipeline and callbacks that
+:class:`lrstudy.vstack.VectorStack` (the copies as stacked weights, one batched op per
+layer) where their models and optimizers allow it, else one :class:`StackedModel` trained by
+one Keras ``fit``, described here; :class:`Dispatcher` feeds each copy's callbacks in both.
+Each copy is the very model, optimizer, data pipeline and callbacks that
 :func:`lrstudy.train.prepare_fit` makes for the trial unstacked (same initial weights, same
 data order, same dropout state, its own optimizer state and LR schedule); the stack only
-joins their train and test steps into one traced (and, as the budget says, XLA-compiled) function run ``steps_per_execution`` steps at
-a time, so the per-step cost of Keras's loop and of the launches is paid once for all copies.
-One pipeline of indices feeds all copies (:func:`lrstudy.batches.batch_indices` of their
-seeds: each copy's order is its trial's); the compiled step gathers each copy's batch from the
-stack's one copy of the training set, and an epoch's last, smaller batch is padded to the full
-size with examples of weight 0 (for models of row-wise layers, :func:`row_wise`), so the step
-compiles for one shape. Validation and the test set run as a plain graph (no XLA compile per batch
-shape), the test set once for all copies (:meth:`StackedModel.evaluate_copies`). The steps
-are plain Python to TensorFlow (no autograph, which transpiled each copy's branch anew).
-What is not shared: each copy's step is unrolled in the program (its trace and compile grow
-with the copies), and its arithmetic is its own.
+joins their train and test steps into one traced (and, as the budget says, XLA-compiled)
+function run ``steps_per_execution`` steps at a time, so the per-step cost of Keras's loop
+and of the launches is paid once for all copies. One pipeline of indices feeds all copies
+(:func:`lrstudy.batches.batch_indices` of their seeds: each copy's order is its trial's);
+the compiled step gathers each copy's batch from the stack's one copy of the training set,
+and an epoch's last, smaller batch is padded to the full size with examples of weight 0 (for
+models of row-wise layers, :func:`row_wise`), so the step compiles for one shape. Validation
+and the test set run as a plain graph (no XLA compile per batch shape), the test set once
+for all copies (:meth:`StackedModel.evaluate_copies`). The steps are plain Python to
+TensorFlow (no autograph, which transpiled each copy's branch anew). What is not shared:
+each copy's step is unrolled in the program (its trace and compile grow with the copies),
+and its arithmetic is its own.
 
 - A copy whose callbacks stop it (:class:`lrstudy.callbacks.EpochLogger`'s divergence rules
   set ``stop_training`` on *its* model, at the end of a call, as unstacked) is frozen there:
