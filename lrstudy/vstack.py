@@ -37,7 +37,7 @@ tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 
 from lrstudy import callbacks as cb  # noqa: E402
-from lrstudy import interrupts, stack  # noqa: E402
+from lrstudy import interrupts  # noqa: E402
 
 #: Optimizer settings that act across a whole variable (or change the update's structure):
 #: over a stacked variable they would mix the copies, so a stack with them is not vectorized.
@@ -401,9 +401,8 @@ class VectorStack:
             if validation is not None and self.scored:
                 loss, acc = self._evaluate_all(*validation, validation_batch,
                                                [tf.convert_to_tensor(w) for w in self.weights])
-                for i in self.scored:  # Keras's names for the stack's copy i
-                    logs["val_" + stack.prefix(i) + "loss"] = loss[i]
-                    logs["val_" + stack.prefix(i) + "accuracy"] = acc[i]
+                for i in self.scored:
+                    logs[f"val_c{i}/loss"], logs[f"val_c{i}/accuracy"] = loss[i], acc[i]
             dispatcher.on_epoch_end(epoch, logs)
             yield epoch
             if self.stop_training:
@@ -411,12 +410,14 @@ class VectorStack:
         dispatcher.on_train_end(logs)  # which freezes each copy still live (see freeze)
 
     def _train_logs(self, sums) -> dict:
+        """Each copy's running loss and accuracy, named as a Keras stack names them
+        (:func:`lrstudy.stack.prefix`; not imported: stack imports this module)."""
         loss_sum, hit_sum, seen = sums
         logs = {}
         for i in range(self.n):
             if seen[i]:
-                logs[stack.prefix(i) + "loss"] = loss_sum[i] / seen[i]
-                logs[stack.prefix(i) + "accuracy"] = hit_sum[i] / seen[i]
+                logs[f"c{i}/loss"] = loss_sum[i] / seen[i]
+                logs[f"c{i}/accuracy"] = hit_sum[i] / seen[i]
         return logs
 
     def evaluate_copies(self, x, y, which, batch_size: int) -> list[dict | None]:
