@@ -202,14 +202,14 @@ def _series_statements() -> tuple[str, str]:
 
 
 def series_writer(uri: str | None = None):
-    """A fast writer of long per-step series into a local sqlite store, else None.
+    """A fast writer of metric points (the long per-step series and the rest) into a local
+    sqlite store, else None.
 
     ``write(run_id, points)`` with ``points`` a list of ``(key, value, timestamp_ms, step)``,
     all finite, stores them in one transaction: the same rows in ``metrics`` and
     ``latest_metrics`` as ``MlflowClient.log_batch`` would (``is_nan`` false), in two
     ``executemany`` calls instead of ORM objects per point. Other stores get None: the caller
-    then sends them with its other metrics (``log_batch``, see
-    :class:`lrstudy.callbacks.MetricSink`).
+    then sends the points with ``log_batch`` (see :class:`lrstudy.callbacks.MetricSink`).
     """
     if tracking.sqlite_path(uri) is None:
         return None

@@ -157,6 +157,25 @@ def test_epoch_logger_learning_run_and_classes_from_the_model():
     assert logger.diverged is False and logger.diverged_reason == ""
 
 
+
+def test_epoch_logger_learning_rate_is_the_epochs_first_recorded_step():
+    """Once a StepRecorder feeds the logger, an epoch's ``learning_rate`` is its first step's
+    LR as recorded, not the optimizer's (read eagerly) at the epoch's start; before that, the
+    optimizer's."""
+    sink = cb.MetricSink()
+    logger = cb.EpochLogger(sink)
+    logger.set_model(small_model())  # SGD at 0.1
+    logger.on_train_begin()
+    for epoch, lrs in enumerate(([0.1, 0.09], [0.05, 0.04], [0.02, 0.01])):
+        logger.on_epoch_begin(epoch)
+        logger.model.optimizer.learning_rate.assign(0.7)  # what reading it would give
+        its = np.arange(2 * epoch, 2 * epoch + 2, dtype=np.int64)
+        logger.on_steps(its, np.asarray(lrs, np.float32), np.ones(2, np.float32))
+        logger.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 1.0})
+    got = [v for _, v in sink.points["learning_rate"]]
+    assert got == pytest.approx([0.1, 0.05, 0.02])
+
+
 # -- the first epoch's tracing and compiling -------------------------------------------------
 
 def test_first_epoch_extra_sets_each_call_against_the_same_call_later():
@@ -223,4 +242,29 @@ def test_metric_sink_writes_in_its_own_thread_and_leaves_no_mlflow_queue_to_wait
     assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
     assert len(client.get_metric_history(run_id, "step_loss")) == steps
     assert client._tracking_client.store._async_logging_queue.is_idle()
+    assert not any(t.name.startswith("MetricSink") for t in threading.enumerate())
+
+
+def test_metric_sink_stores_each_sent_series_before_the_flush(store):
+    """The per-step series an epoch's end sends reach the store while training goes on (the
+    MLflow UI shows them), through the bulk sqlite writer, in its thread; the flush adds the
+    rest."""
+    import time
+
+    from lrstudy import sqlstore, tracking
+
+    client = tracking.client(store)
+    run_id = client.create_run(tracking.experiment_id("sink", store, client)).info.run_id
+    sink = cb.MetricSink(client, run_id, series_writer=sqlstore.series_writer(store))
+    sink.add_series("step_loss", range(100), np.linspace(2, 1, 100))
+    sink.send()
+    deadline = time.monotonic() + 30
+    while len(client.get_metric_history(run_id, "step_loss")) < 100:
+        assert time.monotonic() < deadline, "the sent series never reached the store"
+        time.sleep(0.05)
+    sink.add_series("step_loss", range(100, 150), np.linspace(1, 0.5, 50))
+    sink.flush()
+    history = client.get_metric_history(run_id, "step_loss")
+    assert sorted(m.step for m in history) == list(range(150))
+    assert client.get_run(run_id).data.metrics["step_loss"] == pytest.approx(0.5)
     assert not any(t.name.startswith("MetricSink") for t in threading.enumerate())
