@@ -7,11 +7,11 @@
     ratio of the median epoch times, and the final validation accuracies.
 (b) tracking overhead on the default study's budget: our callbacks logging every step into a
     real sqlite MLflow store, against the same fit without callbacks, epoch by epoch in turns
-    (steady-state epochs, plus the final flush); and the same ratio for
+    (steady-state epochs, plus the final flush; see WARMUP_EPOCHS); and the same ratio for
     ``mlflow.keras.MlflowCallback(log_every_n_steps=1)``.
 (c) orchestration overhead: wall time of ``lrstudy run`` (papermill, kernels, MLflow) on a
     slice of the default study, against the pure in-process time of the same fits (same data,
-    model, epochs; no notebooks, no tracking).
+    model, epochs; no notebooks, no tracking), in turns (in-process, run, run, in-process).
 (d) the summary's query time over a store of 500 synthetic trials.
 (e) stacking (lrstudy.stack): the default study's trials trained as one program against one
     by one, in turns: trial-epochs per second each way (and one by one with Keras's ``fit``,
@@ -40,6 +40,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
+#: The epochs of each fit left out of the steady state of (a) and (b): the first traces and
+#: compiles; the second pays, once, TensorFlow's setting up again of the functions a fit
+#: traced in its first epoch after the other fits taking turns traced theirs (measured in
+#: (b): the probe's first call after the other trials' first epochs took 72 ms, its next
+#: 5 ms, against 4 ms in every epoch of a trial alone, which shows no such second epoch).
+WARMUP_EPOCHS = 2
 
 
 def log(msg: str) -> None:
@@ -91,8 +97,8 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
 
     The two fits take turns one epoch at a time (plain: ``initial_epoch``; ours:
     :func:`trial_epochs`), so that the drift of a
-    shared machine hits both sides alike; the first epoch of each (tracing, XLA compile) is
-    left out of the times.
+    shared machine hits both sides alike; the first :data:`WARMUP_EPOCHS` of each are left
+    out of the times.
     """
     import keras
 
@@ -122,13 +128,15 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
             next(ours_epochs)
         for _ in ours_epochs:  # its end of training
             pass
-        plain_t += pt.times[1:]
-        ours_t += ot.times[1:]
+        plain_t += pt.times[WARMUP_EPOCHS:]
+        ours_t += ot.times[WARMUP_EPOCHS:]
         plain_acc.append(hist.history["val_accuracy"][-1])
         ours_acc.append(sink.last("val_accuracy"))
-        per_seed.append(statistics.median(pt.times[1:]) / statistics.median(ot.times[1:]))
-        log(f"  (a) seed {seed}: plain {statistics.median(pt.times[1:]):.2f} s/epoch "
-            f"acc {plain_acc[-1]:.4f} | ours {statistics.median(ot.times[1:]):.2f} "
+        plain_s = statistics.median(pt.times[WARMUP_EPOCHS:])
+        ours_s = statistics.median(ot.times[WARMUP_EPOCHS:])
+        per_seed.append(plain_s / ours_s)
+        log(f"  (a) seed {seed}: plain {plain_s:.2f} s/epoch "
+            f"acc {plain_acc[-1]:.4f} | ours {ours_s:.2f} "
             f"s/epoch acc {ours_acc[-1]:.4f} | {per_seed[-1]:.2f}x")
     plain, ours = statistics.median(plain_t), statistics.median(ours_t)
     return {
@@ -243,12 +251,11 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
             line += (f" | one step per execution: untracked {none1_s[-1]:.2f} s, "
                      f"MlflowCallback {mlflow_s[-1]:.2f} s")
         log(line)
-    # Steady state: the first epoch of each fit (tracing, XLA compile, which XLA's cache
-    # shares between two fits of one process) is left out of both sides; medians over the
-    # repeats' epochs resist the shared machine's spikes; the flush of the per-step series
-    # is added to ours in full.
-    steady = budget["epochs"] - 1
-    none_epoch = statistics.median(t for ts in none_s for t in ts[1:])
+    # Steady state: the first WARMUP_EPOCHS of each fit are left out of every side; medians
+    # over the repeats' epochs resist the shared machine's spikes; the flush of the per-step
+    # series is added to ours in full.
+    steady = budget["epochs"] - WARMUP_EPOCHS
+    none_epoch = statistics.median(t for ts in none_s for t in ts[WARMUP_EPOCHS:])
     flush_share = statistics.median(flushes) / (none_epoch * steady)  # added to either estimate
     mlflow_ratios = [m / n for m, n in zip(mlflow_s, none1_s)]
     ours_est, aa_est = _ratio_estimates(ours_s, none_s), _ratio_estimates(again_s, none_s)
@@ -264,7 +271,7 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
         "overhead_ours_per_repeat": ours_est["ratio_of_medians_per_repeat"],
         "overhead_ours_paired_median_per_repeat": ours_est["paired_median_per_repeat"],
         "aa_control": aa_est, "aa_worst_error": errors, "flush_share": flush_share,
-        "ours_epoch_s": statistics.median(t for ts in ours_s for t in ts[1:]),
+        "ours_epoch_s": statistics.median(t for ts in ours_s for t in ts[WARMUP_EPOCHS:]),
         "untracked_epoch_s": none_epoch, "untracked_again_epoch_times_s": again_s,
         "flush_s": flushes, "ours_epoch_times_s": ours_s, "untracked_epoch_times_s": none_s,
         "overhead_ours_total_time": sum(map(sum, ours_s)) / sum(map(sum, none_s)),
@@ -277,18 +284,19 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
 
 
 def _ratio_estimates(num_s: list, den_s: list) -> dict:
-    """Two estimates of the ratio of steady-state epoch times (each repeat's first epoch left
-    out), pooled over the repeats and per repeat: the ratio of the two sides' median epochs,
+    """Two estimates of the ratio of steady-state epoch times (each repeat's first
+    :data:`WARMUP_EPOCHS` left out), pooled over the repeats and per repeat: the ratio of the two sides' median epochs,
     and the median of the paired ratios (each epoch of one side over the same epoch of the
     other, run back to back: it cancels what drifts over minutes, both sides alike, which
     pooling each side's epochs does not)."""
-    paired = [[a / b for a, b in zip(num[1:], den[1:])] for num, den in zip(num_s, den_s)]
+    w = WARMUP_EPOCHS
+    paired = [[a / b for a, b in zip(num[w:], den[w:])] for num, den in zip(num_s, den_s)]
     med = statistics.median
     return {
-        "ratio_of_medians": (med(t for ts in num_s for t in ts[1:])
-                             / med(t for ts in den_s for t in ts[1:])),
+        "ratio_of_medians": (med(t for ts in num_s for t in ts[w:])
+                             / med(t for ts in den_s for t in ts[w:])),
         "paired_median": med(r for rs in paired for r in rs),
-        "ratio_of_medians_per_repeat": [med(a[1:]) / med(b[1:]) for a, b in zip(num_s, den_s)],
+        "ratio_of_medians_per_repeat": [med(a[w:]) / med(b[w:]) for a, b in zip(num_s, den_s)],
         "paired_median_per_repeat": [med(rs) for rs in paired],
     }
 
@@ -410,8 +418,11 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
     }
 
 
-def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | None) -> dict:
-    """(c) `lrstudy run` wall time vs the same fits in-process, untracked."""
+def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | None,
+                        repeats: int) -> dict:
+    """(c) `lrstudy run` wall time vs the same fits in-process, untracked: ``repeats`` of
+    each, in the order ABBA... (in-process, run, run, in-process, ...), so that a drift of the
+    machine's speed over the minutes they take hits both sides alike; the ratio of the sums."""
     from lrstudy import scenarios, train
     from lrstudy.callbacks import MetricSink
 
@@ -419,20 +430,30 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
     tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
     plain = plain_study(tmp, scenario_names, seeds)
     study = scenarios.load_study(str(plain), overrides)
-    runner_s = timed_run(tmp, plain, seeds, epochs, "--stack", "off")
-    log(f"  (c) lrstudy run: {runner_s:.1f} s")
-    t0 = time.perf_counter()
-    for name in scenario_names:
-        for seed in range(seeds):
-            train.fit_scenario(study.scenarios[name], seed, MetricSink(keep=False))
-    inprocess_s = time.perf_counter() - t0
-    log(f"  (c) in-process fits: {inprocess_s:.1f} s")
+
+    def in_process() -> float:
+        t0 = time.perf_counter()
+        for name in scenario_names:
+            for seed in range(seeds):
+                train.fit_scenario(study.scenarios[name], seed, MetricSink(keep=False))
+        return time.perf_counter() - t0
+
+    runner_s, inprocess_s = [], []
+    for turn in range(2 * repeats):
+        if turn % 4 in (0, 3):
+            inprocess_s.append(in_process())
+            log(f"  (c) in-process fits: {inprocess_s[-1]:.1f} s")
+        else:
+            runner_s.append(timed_run(tmp, plain, seeds, epochs, "--stack", "off"))
+            log(f"  (c) lrstudy run: {runner_s[-1]:.1f} s")
     return {"runner_s": runner_s, "in_process_s": inprocess_s,
-            "overhead": runner_s / inprocess_s, "scenarios": scenario_names, "seeds": seeds,
+            "overhead": sum(runner_s) / sum(inprocess_s), "scenarios": scenario_names,
+            "seeds": seeds, "repeats": repeats,
             "epochs": epochs or study.scenarios[scenario_names[0]].budget["epochs"],
             "note": "lrstudy run --stack off (the fits below go one by one) with its defaults "
                     "(2 kernels at once, 1 TF thread each) "
-                    "against the fits one after another in this process (TF's own threads)"}
+                    "against the fits one after another in this process (TF's own threads), "
+                    "in turns ABBA"}
 
 
 def bench_summary(n_trials: int) -> dict:
@@ -493,8 +514,9 @@ SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
         f"{b['aa_worst_error']['paired_median']:.3f}; MlflowCallback every "
         f"step: {b['overhead_mlflow_callback_every_step']:.2f})   goal <= 1.05"),
     "c_orchestration": lambda c: (
-        f"(c) orchestration overhead    {c['overhead']:.3f}   ({c['runner_s']:.0f} s "
-        f"lrstudy run vs {c['in_process_s']:.0f} s in-process)   goal <= 1.15"),
+        f"(c) orchestration overhead    {c['overhead']:.3f}   (lrstudy run "
+        f"{' '.join(f'{t:.0f}' for t in c['runner_s'])} s vs in-process "
+        f"{' '.join(f'{t:.0f}' for t in c['in_process_s'])} s, in turns)   goal <= 1.15"),
     "e_stack": lambda e: (
         f"(e) stacking speed-up         {e['stack_speedup']:.2f}x  ({e['copies']} trials: "
         f"{e['stacked_trial_epochs_per_s']:.2f} vs {e['one_by_one_trial_epochs_per_s']:.2f} "
@@ -522,18 +544,19 @@ def main(argv=None) -> int:
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
     if "a" in only:
         log("(a) training path: plain model.fit vs ours")
-        results["a_training_path"] = bench_training_path(epochs=2 if quick else 4,
+        results["a_training_path"] = bench_training_path(epochs=3 if quick else 5,
                                                          seeds=1 if quick else 3)
     if "b" in only:
         log("(b) tracking overhead")
-        results["b_tracking"] = bench_tracking(epochs=2 if quick else 0,
+        results["b_tracking"] = bench_tracking(epochs=3 if quick else 0,
                                                repeats=1 if quick else 6,
                                                mlflow_repeats=1 if quick else 2)
     if "c" in only:
         log("(c) orchestration overhead")
         names = ["fixed-baseline", "warmup-cosine", "decay-step", "adaptive-rmsprop"]
         results["c_orchestration"] = bench_orchestration(
-            names[:2] if quick else names, seeds=1 if quick else 3, epochs=2 if quick else None)
+            names[:2] if quick else names, seeds=1 if quick else 3, epochs=2 if quick else None,
+            repeats=1 if quick else 2)
     if "e" in only:
         log("(e) stacking: trials as one program vs one by one")
         results["e_stack"] = bench_stacking(
