@@ -7,8 +7,7 @@
 - :class:`EpochLogger` records per-epoch metrics at step = epoch, the LR of the epoch,
   epoch times (without the first epoch's tracing and compiling), time to target, divergence
   (:func:`divergence_reason`), and the effective step size of the optimizer.
-- :class:`MetricSink` sends metrics to MLflow in batches of at most 1000, from a thread of its
-  own, and is flushed at the end.
+- :class:`MetricSink` writes the points to the store epoch by epoch, from a thread of its own.
 
 Callbacks share one ``logs`` dict in list order: put LR schedulers before :class:`EpochLogger`.
 """
@@ -51,17 +50,14 @@ DIVERGENCE_REASONS = ("nonfinite", "blow_up", "chance", "loss_above_initial")
 class MetricSink:
     """Buffers metric points and ships them to MLflow in chunks.
 
-    What :meth:`send` ships is written in a thread of the sink's own, in order, so training
-    does not wait for the store (each epoch's end sends; :meth:`flush` waits). Into a local
-    sqlite store every point goes through ``series_writer``
-    (:func:`lrstudy.sqlstore.series_writer`: bulk inserts, the rows ``log_batch`` leaves;
-    ``log_batch`` builds an ORM object per point, about 6 ms of CPU for an epoch's ten
-    per-epoch metrics), into any other store through ``log_batch``. Not MLflow's
-    asynchronous ``log_batch``: its queue's thread polls once a second, and ending the run
-    (``set_terminated``) waits for it, about 1 s a trial (measured; mlflow/mlflow#12324).
-    The long per-step series reach the store epoch by epoch too (the MLflow UI shows them
-    while the trial trains), not all at :meth:`flush`. With ``client=None`` it only keeps
-    the points (``.points``), which the tests and the notebooks' figures use.
+    What :meth:`send` ships (each epoch's end sends: the MLflow UI shows a trial's curves,
+    per-step series included, while it trains) is written in a thread of the sink's own, in
+    order; :meth:`flush` waits. Into a local sqlite store every point goes through
+    ``series_writer`` (:func:`lrstudy.sqlstore.series_writer`: bulk inserts, where
+    ``log_batch`` builds an ORM object per point: 6 ms of CPU for an epoch's ten metrics),
+    into any other store through ``log_batch``; not MLflow's asynchronous one, whose queue
+    polls once a second and makes ending a run wait about 1 s (mlflow/mlflow#12324). With
+    ``client=None`` it only keeps the points (``.points``), which the tests and figures use.
     """
 
     def __init__(self, client=None, run_id: str | None = None, keep: bool = True,
@@ -271,10 +267,9 @@ class StepSizeProbe:
     @staticmethod
     def ratios(outputs) -> np.ndarray:
         """The ratios of the parameters whose gradient exceeds 1e-8 in size, from what the
-        graph returns: the weights after and before the step and the gradients, as they are
-        (NumPy takes the ratios: half the ops to trace, 0.1 s less per trial). In float32, the
-        weights' own precision (the difference of two float32 numbers within a factor 2 of
-        each other is exact): a quarter of the time of float64 (0.4 ms for 100k parameters)."""
+        graph returns: the weights after and before the step and the gradients (NumPy takes
+        them: half the ops to trace, 0.1 s less per trial), in float32, the weights' own
+        precision (0.4 ms for 100k parameters, a quarter of float64's)."""
         after, before, grads = (np.asarray(t, np.float32) for t in outputs)
         grads = np.abs(grads)
         moved = grads > 1e-8
@@ -313,11 +308,9 @@ def _last_half(n: int) -> int:
 
 
 def stopping_reason(losses, first_loss: float | None) -> tuple[int, str] | None:
-    """The first step (index into ``losses``) that stops training, and why, or None.
-
+    """The first step (index into ``losses``) that stops training, and why, or None:
     ``"nonfinite"``: its loss is NaN or infinite; ``"blow_up"``: above
-    :data:`DIVERGENCE_FACTOR` times ``first_loss`` (the first step's loss; None: no bound).
-    """
+    :data:`DIVERGENCE_FACTOR` times ``first_loss`` (the first step's loss; None: no bound)."""
     losses = np.asarray(losses, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         nonfinite = ~np.isfinite(losses)
@@ -345,13 +338,10 @@ def at_chance(epoch_logs, num_classes: int | None,
 def loss_stays_above_initial(losses, factor: float = LOSS_ABOVE_INITIAL_FACTOR,
                              beta: float = SMOOTHING_BETA) -> bool:
     """Whether the smoothed loss stays above ``factor`` times the first step's loss over the
-    last half of the steps.
-
-    Smoothed: the bias-corrected EMA of :func:`lrstudy.finder.smooth`, started afresh at the
-    last half, so that a spike the run recovered from earlier (a first step at a large LR)
-    cannot hold it up there: at beta 0.98 the EMA remembers about 50 steps, as long as the
-    whole of a short trial.
-    """
+    last half of the steps. Smoothed: the bias-corrected EMA of :func:`lrstudy.finder.smooth`,
+    started afresh at the last half, so that a spike the run recovered from earlier (a first
+    step at a large LR) cannot hold it up there: at beta 0.98 the EMA remembers about 50
+    steps, as long as the whole of a short trial."""
     losses = np.asarray(losses, dtype=np.float64)
     if not losses.size or not np.isfinite(losses).all() or losses[0] <= 0:
         return False
@@ -427,11 +417,10 @@ def first_epoch_extra(calls, tails=()) -> float | None:
 class EpochLogger(keras.callbacks.Callback):
     """Per-epoch metrics at step = epoch, per-step series, divergence and time to target.
 
-    ``sink`` receives every point (see :class:`MetricSink`). ``probe`` is a small fixed batch
-    ``(x, y)`` used for the effective step size at each epoch's start (None to skip). The
-    probe's step is undone and is not part of the epoch time. ``learning_rate`` is the LR of
-    the epoch's first step (as a :class:`StepRecorder` feeding :meth:`on_steps` records it,
-    else read from the optimizer at the epoch's start). ``num_classes`` is chance's
+    ``sink`` receives every point (see :class:`MetricSink`). ``probe``: a small fixed batch
+    ``(x, y)`` for the effective step size at each epoch's start (None to skip), undone and
+    not part of the epoch time. ``learning_rate``: the LR of the epoch's first step, as a
+    :class:`StepRecorder` feeding :meth:`on_steps` records it. ``num_classes``: chance's
     denominator (default: the model's output size).
 
     Times: ``epoch_time_s`` runs from the epoch's start (after the probe) to its end,
@@ -529,9 +518,8 @@ class EpochLogger(keras.callbacks.Callback):
     # -- per epoch ------------------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
         # the LR and the effective step size the epoch starts with (after any per-epoch
-        # scheduler, which comes earlier in the callback list); once a StepRecorder feeds
-        # the logger, the LR is its first step's, as recorded (reading the optimizer's here
-        # evaluates its schedule eagerly: 1.7 ms an epoch, a few percent of the tracking)
+        # scheduler, earlier in the callback list); once a StepRecorder feeds the logger, the
+        # LR of the epoch's first step as recorded (reading it here costs 1.7 ms an epoch)
         self._epoch_lr = None if self._fed else current_lr(self.model.optimizer)
         self._ratios = None
         if self.wants_probe() and not self.defer_probe:
@@ -580,8 +568,7 @@ class EpochLogger(keras.callbacks.Callback):
                 self.stop_reason = self.diverged_reason = "nonfinite"
             self.model.stop_training = True
         if self._ratios is not None and self._ratios.size:
-            # sorted first: np.percentile's selection took 1.7 ms on 100k unsorted ratios,
-            # the sort and it on the sorted ones 0.6 ms
+            # sorted first: 0.6 ms for 100k ratios, where np.percentile's selection took 1.7
             quantiles = (10, 50, 90)
             for q, value in zip(quantiles, np.percentile(np.sort(self._ratios), quantiles)):
                 self.sink.add(f"effective_lr_p{q}", value, epoch)
