@@ -45,8 +45,6 @@ SMOOTHING_BETA = 0.98  # the LR range test's (lrstudy.finder.smooth)
 DIVERGENCE_REASONS = ("nonfinite", "blow_up", "chance", "loss_above_initial")
 
 
-
-
 class MetricSink:
     """Buffers metric points and ships them to MLflow in chunks.
 
