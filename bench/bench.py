@@ -298,10 +298,10 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
 
 def _ratio_estimates(num_s: list, den_s: list) -> dict:
     """Two estimates of the ratio of steady-state epoch times (each repeat's first
-    :data:`WARMUP_EPOCHS` left out), pooled over the repeats and per repeat: the ratio of the two sides' median epochs,
-    and the median of the paired ratios (each epoch of one side over the same epoch of the
-    other, run back to back: it cancels what drifts over minutes, both sides alike, which
-    pooling each side's epochs does not)."""
+    :data:`WARMUP_EPOCHS` left out), pooled over the repeats and per repeat: the ratio of the
+    two sides' median epochs, and the median of the paired ratios (each epoch of one side
+    over the same epoch of the other, run back to back: it cancels what drifts over minutes,
+    both sides alike, which pooling each side's epochs does not)."""
     w = WARMUP_EPOCHS
     paired = [[a / b for a, b in zip(num[w:], den[w:])] for num, den in zip(num_s, den_s)]
     med = statistics.median

@@ -225,9 +225,14 @@ class Dispatcher(keras.callbacks.Callback):
         self.lists = [keras.callbacks.CallbackList(list(cbs), model=copy)
                       for copy, cbs in zip(stacked.copies, callbacks_per_copy)]
         self.done = [False] * len(self.lists)
+        def each_copys(kind):
+            return [next((c for c in cbs if isinstance(c, kind)), None)
+                    for cbs in callbacks_per_copy]
+
         # each copy's EpochLogger (or None): their step-size probes run as one function
-        self.loggers = [next((c for c in cbs if isinstance(c, cb.EpochLogger)), None)
-                        for cbs in callbacks_per_copy]
+        self.loggers = each_copys(cb.EpochLogger)
+        # and its StepRecorder (or None): a VectorStack hands it the steps it recorded
+        self.recorders = each_copys(cb.StepRecorder)
         for logger in filter(None, self.loggers):
             logger.defer_probe = True
         self.probes = cb.ProbeGroup()

@@ -305,14 +305,24 @@ class VectorStack:
         per, hits = self._per_example(y, self._forward(x, weights))
         return tf.reduce_sum(per, axis=1), tf.reduce_sum(hits, axis=1)
 
-    def _evaluate_all(self, x, y, batch_size: int, weights) -> tuple[np.ndarray, np.ndarray]:
-        """Every copy's mean loss and accuracy on ``(x, y)`` with ``weights``."""
-        loss, hits = np.zeros(self.n), np.zeros(self.n)
-        for i in range(0, len(x), batch_size):
-            a, b = self._evaluate(x[i:i + batch_size], y[i:i + batch_size], weights)
+    @staticmethod
+    def _batches(x, y, batch_size: int) -> list:
+        """``(x, y)`` as tensors of ``batch_size`` rows, made once for every epoch's
+        validation (converting the arrays' slices at each epoch took 4 ms of its 25)."""
+        x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+        return [(x[i:i + batch_size], y[i:i + batch_size])
+                for i in range(0, int(x.shape[0]), batch_size)]
+
+    def _evaluate_all(self, batches, weights) -> tuple[np.ndarray, np.ndarray]:
+        """Every copy's mean loss and accuracy on ``batches`` (:meth:`_batches`) with
+        ``weights``."""
+        loss, hits, count = np.zeros(self.n), np.zeros(self.n), 0
+        for x, y in batches:
+            a, b = self._evaluate(x, y, weights)
             loss += a.numpy()
             hits += b.numpy()
-        return loss / len(x), hits / len(x)
+            count += int(x.shape[0])
+        return loss / count, hits / count
 
     # ---- the copies' Keras state --------------------------------------------------------
     def _sync_iterations(self) -> None:
@@ -360,14 +370,14 @@ class VectorStack:
         callback's; ``validation``: ``(x, y)`` evaluated at each epoch's end. A generator:
         it yields each epoch's index after the epoch's end (``make bench`` takes turns
         with it); exhausting it is a whole ``fit``."""
-        record = any(isinstance(c, cb.StepRecorder) for cbs in dispatcher.lists
-                     for c in cbs.callbacks)
+        record = any(r is not None for r in dispatcher.recorders)
         run = self._calls.get(record)
         if run is None:
             run = self._calls[record] = tf.function(
                 lambda *args: self._run(*args, record=record), jit_compile=self.jit,
                 autograph=False)
         epoch_data = indices.batch(steps_per_epoch)
+        val_batches = self._batches(*validation, validation_batch) if validation else None
         dispatcher.on_train_begin()
         logs = {}
         for epoch in range(epochs):
@@ -390,16 +400,15 @@ class VectorStack:
                 if record:
                     rows = rows.numpy()[:steps]
                     for i in mine:
-                        for callback in dispatcher.lists[i].callbacks:
-                            if isinstance(callback, cb.StepRecorder):
-                                callback.load(rows[:, i])
+                        if dispatcher.recorders[i] is not None:
+                            dispatcher.recorders[i].load(rows[:, i])
                 logs = self._train_logs(sums)
                 dispatcher.on_train_batch_end(start + steps - 1, logs)
                 if self.stop_training:
                     break
             logs = self._train_logs(sums)
-            if validation is not None and self.scored:
-                loss, acc = self._evaluate_all(*validation, validation_batch,
+            if val_batches and self.scored:
+                loss, acc = self._evaluate_all(val_batches,
                                                [tf.convert_to_tensor(w) for w in self.weights])
                 for i in self.scored:
                     logs[f"val_c{i}/loss"], logs[f"val_c{i}/accuracy"] = loss[i], acc[i]
@@ -426,6 +435,6 @@ class VectorStack:
         :meth:`lrstudy.stack.StackedModel.evaluate_copies`)."""
         if not any(which):
             return [None] * len(which)
-        loss, acc = self._evaluate_all(x, y, batch_size, self._copies_weights())
+        loss, acc = self._evaluate_all(self._batches(x, y, batch_size), self._copies_weights())
         return [{"loss": float(loss[i]), "accuracy": float(acc[i])} if on else None
                 for i, on in enumerate(which)]
