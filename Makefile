@@ -34,7 +34,7 @@ endef
 export LOCK_HEADER
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile -q pyproject.toml --all-extras --generate-hashes --python $(PY) \
-	  --custom-compile-command "make lock" $(UPGRADE) -o requirements.txt
+	  --custom-compile-command "make lock" --find-links /opt/wheels $(UPGRADE) -o requirements.txt
 	@{ echo "$$LOCK_HEADER"; cat requirements.txt; } > requirements.txt.new
 	@mv requirements.txt.new requirements.txt
 
