@@ -188,14 +188,16 @@ def plan(selected: list, seeds: int, competition_, mlflow_client, exp_id: str) -
                and (live := [r for r in runs if r.info.status == "RUNNING"])}
     todo, waiting, mine = [], [], set()
     for sc in selected:
+        tuned = None  # the tuning as the store has it (its extensions included)
         for phase in competition.phases_to_run(competition_, sc, ""):
-            won = None
-            if phase == "final" and competition_.role(sc) == "tuned":
-                won = competition.winner(competition_, sc, mlflow_client, exp_id)
-                if won is None:
-                    waiting.append(sc)
-                    continue
-            keys = [t.key for t in competition.trials(competition_, sc, phase, seeds, won)]
+            if phase in ("tune", "final") and competition_.role(sc) == "tuned":
+                tuned = tuned or competition.tuning(competition_, sc, mlflow_client, exp_id)
+            if phase == "final" and tuned is not None and tuned.winner is None:
+                waiting.append(sc)
+                continue
+            keys = [t.key for t in competition.trials(
+                competition_, sc, phase, seeds, tuned and tuned.winner,
+                points=tuned and list(tuned.points))]
             mine.update(keys)
             pending = [k for k in keys if k not in finished and k not in running]
             if pending:

@@ -6,6 +6,7 @@ a tiny competition run for real through the command line: 3 strategies, 3 grid p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -23,6 +24,8 @@ reference = "fixed-baseline"
 demos = ["fixed-too-large"]
 grid_points = 3
 grid_decades = 2
+tune_seeds = 1
+extend_decades = 0
 
 [budget]
 model = "mlp128"
@@ -77,6 +80,15 @@ def test_bad_competition_tables_are_refused(table, message):
         competition.parse("s.toml [competition]", table)
 
 
+def plant(client, exp, trial, val, diverged="false", test=0.5):
+    """A hand-made FINISHED tuning run of ``trial`` (its test accuracy planted elsewhere)."""
+    run = client.create_run(exp, tags={"lrstudy.kind": "trial", "lrstudy.run_key": trial.key,
+                                       "lrstudy.diverged": diverged})
+    client.log_metric(run.info.run_id, "val_accuracy", val)
+    client.log_metric(run.info.run_id, "test_accuracy", test)
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+
 def test_the_winner_is_the_best_validation_score_and_a_diverged_point_scores_worst(
         study, store):
     """Hand-made FINISHED tuning runs: the test accuracies are planted to point elsewhere,
@@ -87,15 +99,72 @@ def test_the_winner_is_the_best_validation_score_and_a_diverged_point_scores_wor
     grid = competition.trials(comp, sc, "tune", 3)
     plan = {0: (0.80, 0.99, "false"), 1: (0.85, 0.10, "false"), 2: (0.95, 0.50, "true")}
     for i, trial in enumerate(grid):
-        val, test, diverged = plan[i]
-        run = client.create_run(exp, tags={"lrstudy.kind": "trial", "lrstudy.run_key": trial.key,
-                                           "lrstudy.diverged": diverged})
-        client.log_metric(run.info.run_id, "val_accuracy", val)
-        client.log_metric(run.info.run_id, "test_accuracy", test)
         assert competition.winner(comp, sc, client, exp) is None  # not all of them done
+        val, test, diverged = plan[i]
+        plant(client, exp, trial, val, diverged, test)
+    tuned = competition.tuning(comp, sc, client, exp)
+    assert tuned.scores[grid[2].peak_lr] == [-math.inf]  # diverged: worst, whatever its accuracy
+    assert tuned.winner == grid[1].peak_lr and not tuned.capped
+
+
+def test_the_winner_has_the_best_mean_over_the_tuning_seeds(study, store):
+    """Three tuning seeds a point: the point with one lucky seed loses to the steadier one."""
+    comp = dataclasses.replace(study.competition, tune_seeds=3)
+    sc = study.scenarios["fixed-baseline"]
+    client = tracking.client(store)
+    exp = tracking.experiment_id("tiny", store, client)
+    grid = competition.trials(comp, sc, "tune", 3)
+    assert len(grid) == 9 and {t.seed for t in grid} == {1000, 1001, 1002}
+    vals = {0: [0.80, 0.80, 0.80], 1: [0.90, 0.70, 0.70], 2: [0.82, 0.83, 0.84]}
+    for i, trial in enumerate(grid):
+        plant(client, exp, trial, vals[i // 3][i % 3])
+    tuned = competition.tuning(comp, sc, client, exp)
+    assert tuned.winner == grid[6].peak_lr  # mean 0.83, not the single 0.90
+    assert tuned.scores[grid[3].peak_lr] == pytest.approx([0.90, 0.70, 0.70])
+
+
+@pytest.mark.parametrize("peak_at, extended, capped", [
+    (None, (0, 2), True),   # still rising at the cap: the edge winner is capped
+    (1, (0, 2), False),     # the optimum one step above the grid: found, then interior
+])
+def test_the_grid_grows_beyond_an_edge_winner_up_to_its_cap(study, store, peak_at, extended,
+                                                            capped):
+    """A planted score that rises with the LR: the grid grows one step at a time above its
+    top (3 points over 2 decades: 1 decade a step; extend_decades 2: 2 steps at most)."""
+    comp = dataclasses.replace(study.competition, extend_decades=2.0)
+    sc = study.scenarios["fixed-baseline"]
+    client = tracking.client(store)
+    exp = tracking.experiment_id("tiny", store, client)
+    top = max(comp.grid(sc))
+
+    def score(lr):  # rising in log LR, or peaked at the peak_at-th step above the grid
+        steps = math.log10(lr / top)
+        return 0.5 + 0.1 * (steps if peak_at is None else -abs(steps - peak_at))
+
+    rounds = 0
+    while (tuned := competition.tuning(comp, sc, client, exp)).pending:
+        rounds += 1
+        for trial in competition.trials(comp, sc, "tune", 3, points=list(tuned.pending)):
+            plant(client, exp, trial, score(trial.peak_lr))
+    assert rounds == 3  # the grid, then one point per extension step
+    assert tuned.points == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    assert tuned.extended == extended and tuned.capped == capped
+    assert tuned.winner == pytest.approx(1.0 if peak_at is None else 0.1)
+
+
+def test_a_regression_competition_tunes_on_validation_rmse(study, store):
+    """Lower is better: the point with the smallest val_rmse wins (not the smallest LR)."""
+    comp, sc = study.competition, study.scenarios["fixed-baseline"]
+    sc = dataclasses.replace(sc, budget={**sc.budget, "task": "regression"})
+    client = tracking.client(store)
+    exp = tracking.experiment_id("tiny", store, client)
+    grid = competition.trials(comp, sc, "tune", 3)
+    for trial, rmse in zip(grid, (0.9, 0.3, 0.6)):
+        run = client.create_run(exp, tags={"lrstudy.kind": "trial",
+                                           "lrstudy.run_key": trial.key,
+                                           "lrstudy.diverged": "false"})
+        client.log_metric(run.info.run_id, "val_rmse", rmse)
         client.set_terminated(run.info.run_id, "FINISHED")
-    scores = competition.scores(comp, sc, client, exp)
-    assert scores[grid[2].peak_lr] == -math.inf  # diverged: worst, whatever its accuracy
     assert competition.winner(comp, sc, client, exp) == grid[1].peak_lr
 
 

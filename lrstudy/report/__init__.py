@@ -5,6 +5,7 @@ One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
 :mod:`~lrstudy.report.stats` (means, t-intervals),
 :mod:`~lrstudy.report.verdict` (the paired comparison and the verdict),
 :mod:`~lrstudy.report.tables` (the benchmark table),
+:mod:`~lrstudy.report.tuning` (the tuning's evidence, the range test's regret),
 :mod:`~lrstudy.report.reproduction` (published claims beside ours), :mod:`~lrstudy.report.figures`
 (``plot_*``), :mod:`~lrstudy.report.export` (:func:`make_report`). This package re-exports
 what the notebook and the command line use, so ``report.load_trials(...)`` works as is.
@@ -39,8 +40,8 @@ from lrstudy.report.frames import (
 )
 from lrstudy.report.reproduction import format_reproduction, load_reproduction
 from lrstudy.report.stats import aggregate, mean_ci, t_interval
-from lrstudy.report.tables import (benchmark_table, finder_calibration, format_table,
-                                   tuning_table)
+from lrstudy.report.tables import benchmark_table, finder_calibration, format_table
+from lrstudy.report.tuning import choice_stability, finder_regret, plateau_fired, tuning_table
 from lrstudy.report.verdict import verdict_paragraphs, verdict_text, verdicts
 
 __all__ = [
@@ -54,7 +55,9 @@ __all__ = [
     "benchmark_table",
     "best_val_loss",
     "budget",
+    "choice_stability",
     "finder_calibration",
+    "finder_regret",
     "format_reproduction",
     "format_table",
     "load_histories",
@@ -65,6 +68,7 @@ __all__ = [
     "mean_ci",
     "one_seed_per_scenario",
     "phases",
+    "plateau_fired",
     "plot_family_curves",
     "plot_forest",
     "plot_lr_curves",

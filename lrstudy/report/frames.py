@@ -227,9 +227,16 @@ def task_of(trials: pd.DataFrame) -> tasks.Task:
 
 def phases(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The trials by role: ``ranked`` (the finals of a competition, or every trial of a study
-    without one), ``demo`` and ``tune``. Only ranked trials are compared on the test set."""
+    without one), ``finder`` (the finals of strategies fed by the LR range test whose tuned
+    twin ran too: judged against that twin, :func:`lrstudy.report.tuning.finder_regret`, not
+    ranked), ``demo`` and ``tune``. Only ranked and finder trials are scored on the test set."""
     phase = trials["phase"] if "phase" in trials else pd.Series("", index=trials.index)
-    return {"ranked": trials[phase.isin(["final", ""])].reset_index(drop=True),
+    finals = phase.isin(["final", ""])
+    twin = (trials["finder.twin"].fillna("").astype(str) if "finder.twin" in trials
+            else pd.Series("", index=trials.index))
+    fed = finals & twin.isin(set(trials.loc[finals, "scenario"])) & (twin != "")
+    return {"ranked": trials[finals & ~fed].reset_index(drop=True),
+            "finder": trials[fed].reset_index(drop=True),
             "demo": trials[phase == "demo"].reset_index(drop=True),
             "tune": trials[phase == "tune"].reset_index(drop=True)}
 

@@ -185,60 +185,25 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index("rank")
 
 
-def tuning_table(tune: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
-    """Each tuned strategy's grid: its validation accuracy at every peak LR (NaN where the
-    point diverged), the winner (the peak LR its finals ran at) and whether the winner sits at
-    an end of the grid (then the grid may have been too narrow)."""
-    if tune.empty:
-        return pd.DataFrame(columns=["scenario", "peak_lr", "val_accuracy", "diverged",
-                                     "chosen", "at_grid_edge"])
-    grid = (tune.groupby(["scenario", "peak_lr"], as_index=False)
-            .agg(val_accuracy=("final_val_accuracy", "mean"), diverged=("diverged", "any")))
-    grid.loc[grid["diverged"], "val_accuracy"] = np.nan
-    chosen = final.groupby("scenario")["peak_lr"].first() if not final.empty else pd.Series()
-    grid["chosen"] = [bool(np.isclose(lr, chosen.get(sc, np.nan), rtol=1e-6))
-                      for sc, lr in zip(grid["scenario"], grid["peak_lr"])]
-    ends = grid.groupby("scenario")["peak_lr"].agg(["min", "max"])
-    grid["at_grid_edge"] = [c and lr in (ends.loc[sc, "min"], ends.loc[sc, "max"])
-                            for sc, lr, c in zip(grid["scenario"], grid["peak_lr"],
-                                                 grid["chosen"])]
-    return grid
-
-
 RULES = ("valley", "steepest", "minimum", "slide")
 
 
-def finder_calibration(range_tests: pd.DataFrame, ranked: pd.DataFrame,
-                       reference: str = "fixed-baseline") -> pd.DataFrame:
-    """How each LR range test rule lands, per set-up (model, optimizer, momentum, data):
-    its median suggestion over the seeds, the spread over seeds in decades, and where a
-    constant-LR scenario used that rule (``learning_rate = "from_finder"``) and the set-up is
-    the reference's, how far the suggestion is from the reference's tuned LR (decades) and
-    the regret: the reference's mean final validation accuracy minus the scenario's."""
-    rows = []
+def finder_calibration(range_tests: pd.DataFrame) -> pd.DataFrame:
+    """How each LR range test rule lands, per set-up (model, optimizer, momentum, data): its
+    median suggestion over the range tests' seeds and their spread in decades. What taking a
+    suggestion costs is :func:`lrstudy.report.tuning.finder_regret`."""
+    columns = ["optimizer", "rule", "seeds", "median_lr", "spread_decades"]
     if range_tests.empty:
-        return pd.DataFrame(columns=["optimizer", "rule", "seeds", "median_lr",
-                                     "spread_decades", "decades_from_tuned", "regret"])
-    ref = ranked[ranked["scenario"] == reference] if not ranked.empty else ranked
-    tuned = float(ref["peak_lr"].iloc[0]) if "peak_lr" in ref and len(ref) else np.nan
-    for (key, optimizer), tests in range_tests.groupby(["finder_key", "optimizer"],
-                                                       dropna=False):
-        fed = ranked[ranked["finder.key"] == key] if "finder.key" in ranked else ranked.iloc[0:0]
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (_, optimizer), tests in range_tests.groupby(["finder_key", "optimizer"], dropna=False):
         for rule in RULES:
             values = tests[f"suggestion_{rule}"].dropna()
             values = values[values > 0]
             if values.empty:
                 continue
             logs = np.log10(values.to_numpy(float))
-            users = fed[(fed["finder.rule"] == rule) & (fed["learning_rate"] == fed[
-                "finder.max_lr"].astype(float))] if len(fed) else fed  # constant-LR users
-            regret = np.nan
-            if len(users) and len(ref) and "final_val_accuracy" in ranked:
-                regret = ref["final_val_accuracy"].mean() - users["final_val_accuracy"].mean()
             rows.append({"optimizer": optimizer, "rule": rule, "seeds": len(values),
                          "median_lr": 10 ** float(np.median(logs)),
-                         "spread_decades": float(logs.max() - logs.min()),
-                         "decades_from_tuned": float(np.median(logs) - np.log10(tuned))
-                         if tuned == tuned and len(users) else np.nan,
-                         "regret": regret})
-    return pd.DataFrame(rows)
+                         "spread_decades": float(logs.max() - logs.min())})
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,107 @@
+"""The tuning's evidence (lrstudy.report.tuning), on hand-made trial frames: the grid's means
+and spreads, the chosen point, a capped edge winner, the choice's bootstrap stability, the
+range test's regret against its tuned twin, and how often a plateau rule fired."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from lrstudy.report import frames, tuning
+
+
+def _tune_rows(name, accs_per_point, lrs=(1e-4, 1e-3, 1e-2), diverged=()):
+    rows = []
+    for lr, accs in zip(lrs, accs_per_point):
+        for seed, acc in enumerate(accs):
+            rows.append({"scenario": name, "peak_lr": lr, "seed": 1000 + seed,
+                         "final_val_accuracy": acc, "phase": "tune",
+                         "diverged": (lr, seed) in diverged})
+    return rows
+
+
+def _finals(name, lr, n=3, **params):
+    return [{"scenario": name, "peak_lr": lr, "seed": s, "final_val_accuracy": 0.0,
+             "phase": "final", "diverged": False, **params} for s in range(n)]
+
+
+def test_tuning_table_means_spreads_the_chosen_point_and_a_capped_edge_winner():
+    rows = (_tune_rows("a", [[0.70, 0.72], [0.80, 0.82], [0.75, 0.77]])
+            + _tune_rows("b", [[0.60, 0.62], [0.70, 0.72], [0.90, 0.92]], diverged={(1e-4, 0)})
+            + _finals("a", 1e-3, **{"tune.extended_below": "0", "tune.extended_above": "0"})
+            + _finals("b", 1e-2, **{"tune.extended_below": "0", "tune.extended_above": "2"}))
+    rows.append({"scenario": "d", "peak_lr": 0.5, "final_val_accuracy": 0.1, "diverged": True,
+                 "phase": "demo"})
+    split = frames.phases(pd.DataFrame(rows))
+    assert [len(split[k]) for k in ("ranked", "tune", "demo")] == [6, 12, 1]
+    grid = tuning.tuning_table(split["tune"], split["ranked"])
+    chosen = grid[grid["chosen"]].set_index("scenario")
+    assert chosen["peak_lr"].to_dict() == {"a": 1e-3, "b": 1e-2}
+    assert chosen["at_grid_edge"].to_dict() == {"a": False, "b": True}
+    assert chosen["extended"].to_dict() == {"a": 0, "b": 2}
+    assert chosen.loc["a", "val_score"] == pytest.approx(0.81)
+    assert chosen.loc["a", "val_sd"] == pytest.approx(np.std([0.80, 0.82], ddof=1))
+    point = grid[(grid.scenario == "b") & (grid.peak_lr == 1e-4)].iloc[0]
+    assert math.isnan(point["val_score"]) and point["diverged_seeds"] == 1
+    assert (grid["seeds"] == 2).all()
+
+
+def test_choice_stability_is_the_share_of_seed_resamples_that_keep_the_choice():
+    # clear: every seed prefers 1e-3 -> stable 1.0
+    clear = _tune_rows("clear", [[0.7, 0.7, 0.7], [0.8, 0.8, 0.8], [0.6, 0.6, 0.6]])
+    # split: seed 0 prefers 1e-4 strongly, seeds 1 and 2 prefer 1e-3 a little
+    split = _tune_rows("split", [[0.90, 0.70, 0.70], [0.78, 0.78, 0.78], [0.5, 0.5, 0.5]])
+    tune = pd.DataFrame(clear + split)
+    final = pd.DataFrame(_finals("clear", 1e-3) + _finals("split", 1e-4))
+    stability = tuning.choice_stability(tune, final, resamples=4000)
+    assert stability["clear"] == 1.0
+    # 1e-4 keeps the best mean iff seed 0 is drawn at least twice in 3 draws:
+    # 0.7 + 0.2 k / 3 > 0.78 for k >= 2, P = 3 (1/3)^2 (2/3) + (1/3)^3 = 7/27
+    assert stability["split"] == pytest.approx(7 / 27, abs=0.03)
+    one_seed = tuning.choice_stability(pd.DataFrame(_tune_rows("x", [[0.7], [0.8], [0.6]])),
+                                       pd.DataFrame(_finals("x", 1e-3)))
+    assert math.isnan(one_seed["x"])
+
+
+def test_finder_regret_pairs_each_rule_with_its_twin_by_seed():
+    rng = np.random.default_rng(0)
+    seeds = range(10)
+    base = rng.normal(0.88, 0.004, 10)
+    rows = [{"scenario": "fixed-baseline", "seed": s, "peak_lr": 1e-3, "phase": "final",
+             "test_accuracy": base[s], "finder.twin": None, "finder.rule": None}
+            for s in seeds]
+    loss = {"valley": 0.02, "steepest": 0.0}
+    for rule, cost in loss.items():
+        rows += [{"scenario": f"fixed-from-finder-{rule}", "seed": s, "phase": "final",
+                  "peak_lr": 3e-4 if rule == "valley" else 1e-3, "finder.rule": rule,
+                  "finder.twin": "fixed-baseline",
+                  "test_accuracy": base[s] - cost + rng.normal(0, 0.001)} for s in seeds]
+    trials = pd.DataFrame(rows)
+    split = frames.phases(trials)
+    assert set(split["ranked"]["scenario"]) == {"fixed-baseline"}  # the fed ones are not ranked
+    assert len(split["finder"]) == 20
+    table = tuning.finder_regret(pd.concat([split["ranked"], split["finder"]])).set_index("rule")
+    valley = table.loc["valley"]
+    assert valley["twin"] == "fixed-baseline" and valley["seeds"] == 10
+    assert valley["ratio"] == pytest.approx(0.3)
+    assert valley["regret"] == pytest.approx(-2.0, abs=0.15)  # points of accuracy
+    assert valley["regret_high"] < 0 < table.loc["steepest", "regret_high"]
+    # Bonferroni over the two rules: wider than one unadjusted t-interval
+    diff = 100 * (trials[trials.scenario == "fixed-from-finder-valley"]["test_accuracy"].to_numpy()
+                  - base)
+    unadjusted = stats.t.ppf(0.975, 9) * diff.std(ddof=1) / np.sqrt(10)
+    assert (valley["regret_high"] - valley["regret_low"]) / 2 > unadjusted
+
+
+def test_plateau_fired_counts_finals_whose_lr_dropped():
+    finals = pd.DataFrame({"scenario": ["plateau"] * 4 + ["fixed-baseline"],
+                           "family": ["plateau"] * 4 + ["fixed"],
+                           "peak_lr": [1e-3] * 5,
+                           "final_learning_rate": [2e-4, 1e-3, 4e-5, 2e-4, 1e-3]})
+    table = tuning.plateau_fired(finals).set_index("scenario")
+    assert table.loc["plateau"].to_dict() == {"fired": 3, "finals": 4}
+    assert "fixed-baseline" not in table.index
