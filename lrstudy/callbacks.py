@@ -434,7 +434,10 @@ class EpochLogger(keras.callbacks.Callback):
     """
 
     EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy",
-                  "mae", "rmse", "val_mae", "val_rmse")  # those Keras logs (by the task)
+                  "mae", "rmse", "val_mae", "val_rmse",  # those Keras logs (by the task)
+                  # a schedule-free model's validation at y (lrstudy.schedule_free), its
+                  # val_* being at x
+                  "val_loss_at_y", "val_accuracy_at_y", "val_mae_at_y", "val_rmse_at_y")
 
     def __init__(self, sink: MetricSink, *, target: float = 0.0, log_every: int = 1,
                  loss_fn=None, probe=None, num_classes: int | None = None, task=None):

@@ -27,7 +27,8 @@ _COMMON = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema"
            "gradient_accumulation_steps")
 _ADAM = ("beta_1", "beta_2", "epsilon")
 
-#: name -> (Keras class, its keyword arguments besides ``learning_rate`` and ``name``)
+#: name -> (Keras class, or the dotted path of one of lrstudy's, its keyword arguments
+#: besides ``learning_rate`` and ``name``)
 OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sgd": ("SGD", ("momentum", "nesterov", *_COMMON)),
     "adam": ("Adam", (*_ADAM, "amsgrad", *_COMMON)),
@@ -38,7 +39,14 @@ OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "adadelta": ("Adadelta", ("rho", "epsilon", *_COMMON)),
     "rmsprop": ("RMSprop", ("rho", "momentum", "epsilon", "centered", *_COMMON)),
     "schedule_free_adamw": ("ScheduleFreeAdamW", (*_ADAM, "warmup_steps", *_COMMON)),
+    # the paper's, evaluated at its average (lrstudy.schedule_free); `warmup_frac` is a
+    # fraction of training that lrstudy.resolve.optimizer_args turns into `warmup_steps`
+    "schedule_free_adamw_paper": ("lrstudy.schedule_free.AdamWScheduleFree", (
+        *_ADAM, "weight_decay", "warmup_steps", "warmup_frac", "r", "weight_lr_power")),
 }
+#: An argument a study writes as a fraction of training -> the argument of optimizer steps it
+#: becomes (lrstudy.resolve.optimizer_args), before the optimizer is made.
+FRACTIONS = {"warmup_frac": "warmup_steps"}
 FLAGS = ("nesterov", "amsgrad", "centered", "use_ema")
 CYCLED_MOMENTUM = ("sgd", "adam")  # the optimizers whose momentum one-cycle can cycle
 
@@ -130,4 +138,21 @@ def make(name: str, learning_rate, momentum_fn=None, **kwargs):
         if name not in CYCLED_MOMENTUM:
             raise ValueError(f"cycled momentum needs optimizer 'sgd' or 'adam', not {name!r}")
         return _cycled_classes()[name](momentum_fn, learning_rate=learning_rate, **kwargs)
-    return getattr(keras.optimizers, OPTIMIZERS[name][0])(learning_rate=learning_rate, **kwargs)
+    fractions = [key for key in kwargs if key in FRACTIONS]
+    if fractions:
+        raise ValueError(f"optimizer {name!r}: argument {fractions[0]!r} is a fraction of "
+                         "training; resolve it into steps first (lrstudy.resolve.optimizer_args)")
+    return _class(name)(learning_rate=learning_rate, **kwargs)
+
+
+def _class(name: str):
+    """The optimizer class of ``name``: Keras's, or one of lrstudy's by its dotted path."""
+    import importlib
+
+    import keras
+
+    path = OPTIMIZERS[name][0]
+    if "." not in path:
+        return getattr(keras.optimizers, path)
+    module, _, cls = path.rpartition(".")
+    return getattr(importlib.import_module(module), cls)

@@ -63,7 +63,8 @@ keras = LazyModule("keras")  # imported by the Keras adapters only
 
 __all__ = [
     "FINDER_DEFAULTS", "FROM_FINDER", "PLATEAU_KEYS", "REDUCE_LR_ON_PLATEAU", "UNITS", "Built",
-    "build", "build_schedule", "check", "finder_args", "lr_grid", "peak_lr", "plateau_args",
+    "build", "build_schedule", "check", "finder_args", "lr_grid", "optimizer_args", "peak_lr",
+    "plateau_args",
     "plateau_callback", "resolve_frac", "resolve_per_total", "scaled",
 ]
 
@@ -353,15 +354,36 @@ def finder_args(scenario) -> dict:
     return args
 
 
+def optimizer_args(scenario) -> dict:
+    """The scenario's ``optimizer_args`` for its optimizer: each fraction of training
+    (:data:`lrstudy.optimizers.FRACTIONS`) resolved into optimizer steps, ``round(f * total)``
+    of the trial's ``steps_per_epoch * epochs`` (at least 1 for a positive fraction), as a
+    schedule's ``_frac`` arguments resolve; ``warmup_frac = 0.05`` over 2,000 steps is
+    ``warmup_steps = 100``. The other arguments are copied unchanged."""
+    args = dict(scenario.optimizer_args)
+    total = scenario.steps_per_epoch * scenario.budget["epochs"]
+    for frac, steps in optimizers.FRACTIONS.items():
+        if frac not in args:
+            continue
+        if steps in args:
+            raise ValueError(f"Arguments `{frac}` and `{steps}` are exclusive. "
+                             f"Received: {frac}={args[frac]!r}, {steps}={args[steps]!r}")
+        args[steps] = _count(frac, args.pop(frac), checks.positive_int("total", total))
+    return args
+
+
 def check(scenario) -> Built | None:
     """Everything of the scenario this module resolves, checked: its fixed learning rate, its
-    schedule (returned, built against the budget), its plateau rule and finder arguments."""
+    optimizer's fractions of training, its schedule (returned, built against the budget), its
+    plateau rule and finder arguments."""
     if scenario.learning_rate == FROM_FINDER:
         if scenario.finder is None:
             raise ValueError("Argument `learning_rate` = 'from_finder' needs a `finder` table "
                              "(the LR range test that gives it)")
     elif scenario.learning_rate is not None:
         optimizers.check_learning_rate(scenario.learning_rate)
+    if isinstance(scenario.optimizer_args, dict):  # a table: its own check names any other
+        optimizer_args(scenario)
     built = build_schedule(scenario)
     if scenario.plateau is not None:
         plateau_args(scenario)

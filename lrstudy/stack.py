@@ -280,6 +280,16 @@ class Dispatcher(keras.callbacks.Callback):
             if self.stacked.copies[i].stop_training:  # frozen from the next call on
                 self.stacked.freeze(i)
 
+    # a StackedModel's validation, for the copies it evaluates (a schedule-free copy's
+    # callback swaps its average in: lrstudy.schedule_free.EvaluateAtX)
+    def on_test_begin(self, logs=None):
+        for i in list(self.stacked.scored):
+            self.lists[i].on_test_begin()
+
+    def on_test_end(self, logs=None):
+        for i in list(self.stacked.scored):
+            self.lists[i].on_test_end(copy_logs(logs, i))
+
     def on_epoch_end(self, epoch, logs=None):
         for i in self._live():
             self.lists[i].on_epoch_end(epoch, copy_logs(logs, i))

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from lrstudy import batches  # noqa: E402
 from lrstudy import callbacks as cb  # noqa: E402
 from lrstudy import (competition, data, interrupts, models, optimizers,  # noqa: E402
-                     resolve, scenarios, sqlstore, tasks, tracking)
+                     resolve, scenarios, schedule_free, sqlstore, tasks, tracking)
 from lrstudy.tracking import TAG  # noqa: E402
 
 interrupts.raise_at("import")
@@ -78,7 +78,7 @@ def build_optimizer(scenario: scenarios.Scenario, schedule, finder_bounds=None):
     else:
         lr = constant_lr(scenario, finder_bounds)
     return optimizers.make(scenario.optimizer, lr, momentum_fn=momentum_fn,
-                           **scenario.optimizer_args)
+                           **resolve.optimizer_args(scenario))
 
 
 def constant_lr(scenario: scenarios.Scenario, finder_bounds=None) -> float:
@@ -123,7 +123,7 @@ def trial_params(scenario, schedule, ds, seed, finder_bounds=None, pairing=None)
         "keras": keras.__version__,
         "numpy": np.__version__,
     }
-    for key, value in scenario.optimizer_args.items():
+    for key, value in resolve.optimizer_args(scenario).items():  # fractions as steps
         params[f"optimizer.{key}"] = value
     if schedule is not None:
         for key, value in schedule.args.items():
@@ -195,6 +195,10 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=metrics,
                   steps_per_execution=spe, jit_compile=budget["jit_compile"])
     callbacks = []
+    if schedule_free.evaluates_at_x(optimizer):  # first: it adds the logs at y the logger reads
+        at_y = (((ds.x_val, ds.y_val), max(VALIDATION_BATCH, budget["batch_size"]))
+                if sink is not None and len(ds.x_val) else (None, None))
+        callbacks.append(schedule_free.EvaluateAtX(*at_y))
     if schedule is not None and schedule.unit == "epoch":
         callbacks.append(schedule.epoch_callback())
     if scenario.plateau is not None:
@@ -243,14 +247,21 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0,
         for _ in stack.train(stacked, prepared, verbose):
             pass
         interrupts.raise_at("evaluate")
-        tests = stacked.evaluate_copies(ds.x_test, ds.y_test, [test for _, _, test in trials],
-                                        VALIDATION_BATCH)
-        return [finish_fit(p, sink, evaluate_test=test, test_logs=logs)
-                for p, sink, (_, _, test), logs in zip(prepared, sinks, trials, tests)]
+        which = [test for _, _, test in trials]
+        tests = stacked.evaluate_copies(ds.x_test, ds.y_test, which, VALIDATION_BATCH)
+        models = [p.model for p in prepared]
+        tests_y = [None] * len(trials)  # the copies evaluated at x above, also at y
+        if any(schedule_free.evaluates_at_x(m.optimizer) for m in models):
+            with schedule_free.at_y(models):
+                tests_y = stacked.evaluate_copies(ds.x_test, ds.y_test, which,
+                                                  VALIDATION_BATCH)
+        return [finish_fit(p, sink, evaluate_test=test, test_logs=logs, test_logs_at_y=at_y)
+                for p, sink, (_, _, test), logs, at_y
+                in zip(prepared, sinks, trials, tests, tests_y)]
 
 
 def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool = True,
-               test_logs: dict | None = None) -> dict:
+               test_logs: dict | None = None, test_logs_at_y: dict | None = None) -> dict:
     """Evaluate on the test set and add the final metrics of the trial to ``sink``.
 
     A diverged trial is evaluated too. ``evaluate_test=False`` (a tuning trial) leaves the
@@ -260,6 +271,9 @@ def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool =
     ``diverged_reason`` one of :data:`lrstudy.callbacks.DIVERGENCE_REASONS` or "".
     ``test_logs``: the test set's logs when they were had already (a stack evaluates its
     copies in one pass, :meth:`lrstudy.stack.StackedModel.evaluate_copies`).
+    A schedule-free model (:mod:`lrstudy.schedule_free`) holds its average x after training:
+    the test metrics are x's, and y's are logged beside them as ``test_<metric>_at_y``
+    (``test_logs_at_y`` when a stack had them already).
     """
     scenario, ds, logger, model = (prepared.scenario, prepared.dataset, prepared.logger,
                                    prepared.model)
@@ -272,8 +286,15 @@ def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool =
     elif evaluate_test:
         test = dict(zip(test, model.evaluate(ds.x_test, ds.y_test,
                                              batch_size=VALIDATION_BATCH, verbose=0)))
+    at_y = {}
+    if evaluate_test and schedule_free.evaluates_at_x(model.optimizer):
+        if test_logs_at_y is None:
+            with schedule_free.at_y([model]):
+                test_logs_at_y = dict(zip(test, model.evaluate(
+                    ds.x_test, ds.y_test, batch_size=VALIDATION_BATCH, verbose=0)))
+        at_y = schedule_free.at_y_keys({f"test_{k}": float(test_logs_at_y[k]) for k in test})
     test_loss, test_acc = test["loss"], test.get("accuracy", float("nan"))
-    for key, value in ([(f"test_{k}", v) for k, v in test.items()]
+    for key, value in ([(f"test_{k}", v) for k, v in test.items()] + list(at_y.items())
                        + [("train_time_s", logger.train_time)]):
         sink.add(key, value, epochs)  # a NaN is not logged
     if logger.compile_time is not None:

@@ -19,9 +19,11 @@ iteration count and their StepRecorders the steps' LR and loss
 (:meth:`lrstudy.callbacks.StepRecorder.load`); then their own callbacks run through
 :class:`lrstudy.stack.Dispatcher` as in a stacked ``fit``, in Keras's order: the per-epoch
 schedulers and plateaus, the loggers, divergence. The step-size probes run on the stacked
-state, all copies in one function (:meth:`VectorStack.probe`). A copy's Keras model and
-optimizer slots are given its stacked weights and slots when it freezes (its callbacks
-stopped it: it is left out of the loss, the metrics and the records from then on, as in
+state, all copies in one function (:meth:`VectorStack.probe`). Validation evaluates what
+each copy's trial would: for a schedule-free optimizer (:mod:`lrstudy.schedule_free`, its
+averaging state one per copy) the copies' averages x, and y beside them. A copy's Keras
+model and optimizer slots are given its stacked weights and slots when it freezes (its
+callbacks stopped it: it is left out of the loss, the metrics and the records from then on, as in
 :class:`~lrstudy.stack.StackedModel`) or training ends.
 
 Exact to float32 round-off against the trials one by one (the tests compare them).
@@ -37,7 +39,7 @@ tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 
 from lrstudy import callbacks as cb  # noqa: E402
-from lrstudy import interrupts  # noqa: E402
+from lrstudy import interrupts, schedule_free  # noqa: E402
 
 #: Optimizer settings that act across a whole variable (or change the update's structure):
 #: over a stacked variable they would mix the copies, so a stack with them is not vectorized.
@@ -324,6 +326,16 @@ class VectorStack:
             count += int(x.shape[0])
         return loss / count, hits / count
 
+    def _validated_weights(self) -> dict:
+        """The stacked weights validation evaluates, by the suffix of their metrics' names:
+        the weights as trained (``""``), or for a schedule-free optimizer the copies'
+        averages x (``""``) and the weights as trained, y (``"_at_y"``; see
+        :mod:`lrstudy.schedule_free`)."""
+        trained = [tf.convert_to_tensor(w) for w in self.weights]
+        if not schedule_free.evaluates_at_x(self.optimizer):
+            return {"": trained}
+        return {"": [self.optimizer.average(w) for w in self.weights], "_at_y": trained}
+
     # ---- the copies' Keras state --------------------------------------------------------
     def _sync_iterations(self) -> None:
         """The live copies' iteration counts from the stack's (their callbacks read their LR
@@ -408,10 +420,11 @@ class VectorStack:
                     break
             logs = self._train_logs(sums)
             if val_batches and self.scored:
-                loss, acc = self._evaluate_all(val_batches,
-                                               [tf.convert_to_tensor(w) for w in self.weights])
-                for i in self.scored:
-                    logs[f"val_c{i}/loss"], logs[f"val_c{i}/accuracy"] = loss[i], acc[i]
+                for suffix, weights in self._validated_weights().items():
+                    loss, acc = self._evaluate_all(val_batches, weights)
+                    for i in self.scored:
+                        logs[f"val_c{i}/loss{suffix}"] = loss[i]
+                        logs[f"val_c{i}/accuracy{suffix}"] = acc[i]
             dispatcher.on_epoch_end(epoch, logs)
             yield epoch
             if self.stop_training:
