@@ -15,21 +15,43 @@ A claims file is TOML, one ``[[claim]]`` table per claim (the tutorials' own:
     metric = "accuracy"                      # see METRICS
     rule = "value"                           # see RULES
     published = 0.8571
+    tolerance = 0.01                         # optional: see TOLERANCE
 
-Rules (decided in :mod:`lrstudy.report.reproduction`):
+Rules (decided in :mod:`lrstudy.report.reproduction`; "yes" is "holds", "no" is "does not
+hold"):
 
-- ``value``: the published number of one run lies in our 95% *prediction* interval for one
-  run, ``mean +- t(0.975, n-1) * s * sqrt(1 + 1/n)``, widened by ``tolerance`` (the
-  published rounding, e.g. 0.00005 for "0.0286"); needs 2 seeds unless the spread is 0 by
-  construction (a schedule's LR).
+- ``value``: equivalence within a stated practical ``tolerance`` (two one-sided tests, TOST,
+  read off the interval): "yes" when our 95% t-interval of the mean over seeds lies inside
+  ``published +- tolerance``, "no" when it lies entirely outside, else "undecided" (one seed
+  gives no interval: "undecided"). The default tolerance is :data:`TOLERANCE` of the metric.
 - ``at_most`` / ``at_least``: our 95% confidence interval of the mean lies below / above
   ``published`` ("yes"), on the other side ("no"), or straddles it ("undecided").
 - ``order``: ``scenarios`` is a list of groups, best first (``better`` says whether higher
-  or lower ``metric`` is better); every pair of adjacent groups is compared paired by seed
-  with Bonferroni-corrected simultaneous t-intervals: all in the claimed direction "yes",
-  one in the other "no", else "undecided".
+  or lower ``metric`` is better; a group's score is its scenarios' mean per seed);
+  ``relation = "better"`` (the default: each group beats the next) or ``"equivalent"`` (the
+  groups are practically the same). Adjacent groups are compared by paired per-seed
+  differences with Bonferroni-adjusted t-intervals, simultaneous over all the order
+  comparisons of the file that the table decides, and the practical ``margin`` (default
+  :data:`MARGIN` of the metric) decides: "equivalent", "yes", "no" or "undecided" (see
+  :func:`lrstudy.report.reproduction.order_call`).
 - ``diverged``: our divergence rule fired on every seed ("yes"), on none ("no"), or on some
   ("undecided").
+
+Tolerances and margins, and why (a claim may state its own ``tolerance`` / ``margin``):
+
+- A published **accuracy** is one run of the tutorial, on other hardware and other versions
+  of TensorFlow/Keras. One run's accuracy varies by 0.3-0.9 points from seed to seed at these
+  budgets, so the published run alone can sit that far from its own mean, and kernels,
+  library versions and data pipelines can move the mean itself: a **tolerance of 1 accuracy
+  point** (0.01) allows for both, while a miss by more than a point is worth reporting.
+- A published **LR at a step** is a schedule's arithmetic, the same on every seed: its
+  tolerance is the published rounding, half a unit of its last digit (0.00005 for 0.0286).
+- An **order** compares our own runs, paired by seed, where hardware and version shifts
+  cancel: its **margin is the main verdict's, 0.3 accuracy points** (0.003,
+  ``lrstudy.scenarios.Study.margin``), below which the benchmark calls strategies
+  equivalent.
+- A **loss** has no scale common to models and data: a loss claim states its own
+  ``tolerance`` or ``margin``.
 
 A claim whose setting names data that the trials did not use because it was substituted
 (``lrstudy.dataset_substituted``) reads "not comparable (data substituted)", unless it is
@@ -40,6 +62,7 @@ that does not depend on the dataset).
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 import tomllib
 from pathlib import Path
@@ -52,7 +75,29 @@ METRICS = ("test_accuracy", "test_loss", "accuracy", "loss", "val_accuracy", "va
 LOWER_IS_BETTER = ("test_loss", "loss", "val_loss")
 SETTING_KEYS = ("model", "dataset", "train_size", "batch_size", "epochs")
 KEYS = {"id", "tutorial", "claim", "scenario", "scenarios", "setting", "metric", "rule",
-        "published", "tolerance", "transfers", "epoch", "step", "better"}
+        "published", "tolerance", "margin", "relation", "transfers", "epoch", "step", "better"}
+RELATIONS = ("better", "equivalent")
+ACCURACIES = ("test_accuracy", "accuracy", "val_accuracy")
+#: The default practical tolerance of a ``value`` claim, per metric (the module docstring
+#: says why); ``step_learning_rate``'s is the published rounding (:func:`rounding`); a loss
+#: has none and states its own.
+TOLERANCE = dict.fromkeys(ACCURACIES, 0.01)
+#: The default practical margin of an ``order`` claim's differences, per metric: the main
+#: verdict's 0.3 accuracy points (``lrstudy.scenarios.Study.margin``).
+MARGIN = dict.fromkeys(ACCURACIES, 0.003)
+
+
+def rounding(published: float) -> float:
+    """Half a unit of the last digit of ``published`` as written (its shortest repr):
+    0.00005 for 0.0286, 0.0005 for 0.099, 5e-6 for 1e-05."""
+    return 0.5 * 10.0 ** decimal.Decimal(repr(float(published))).as_tuple().exponent
+
+
+def default_tolerance(metric: str, published) -> float | None:
+    """A ``value`` claim's tolerance when it states none; None for a metric without one."""
+    if metric == "step_learning_rate" and isinstance(published, (int, float)):
+        return rounding(published)
+    return TOLERANCE.get(metric)
 
 
 class ClaimError(ValueError):
@@ -69,11 +114,20 @@ class Claim:
     metric: str
     rule: str
     published: float | bool | str
-    tolerance: float = 0.0
+    tolerance: float | None = None  # value: None takes default_tolerance(metric, published)
     transfers: bool = False
     epoch: int | None = None
     step: int | None = None
     higher_is_better: bool = True
+    margin: float | None = None  # order: None takes MARGIN[metric]
+    relation: str = "better"  # order: each group beats the next, or all are equivalent
+
+    def __post_init__(self):
+        if self.rule == "value" and self.tolerance is None:
+            object.__setattr__(self, "tolerance",
+                               default_tolerance(self.metric, self.published))
+        if self.rule == "order" and self.margin is None:
+            object.__setattr__(self, "margin", MARGIN.get(self.metric))
 
     @property
     def scenarios(self) -> list[str]:
@@ -85,6 +139,8 @@ class Claim:
             return "diverged" if self.published else "did not diverge"
         if self.rule in ("at_most", "at_least"):
             return f"{'<=' if self.rule == 'at_most' else '>='} {self.published:g}"
+        if self.rule == "order" and self.relation == "equivalent":
+            return f"{self.published} (equivalent)"
         return self.published if isinstance(self.published, str) else f"{self.published:g}"
 
 
@@ -129,9 +185,19 @@ def _parse(where: str, table: dict) -> Claim:
         raise _fail(where, "rule \"diverged\" needs published = true or false")
     elif rule == "order" and not isinstance(published, str):
         raise _fail(where, "rule \"order\" needs published = \"the order as published\"")
-    tolerance = table.get("tolerance", 0.0)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-        raise _fail(where, f"tolerance must be a number >= 0, got {tolerance!r}")
+    tolerance = _amount(where, table, "tolerance", "value")
+    margin = _amount(where, table, "margin", "order")
+    relation = table.get("relation", "better")
+    if "relation" in table and rule != "order":
+        raise _fail(where, f"relation applies to rule \"order\" only, not {rule!r}")
+    if relation not in RELATIONS:
+        raise _fail(where, f"relation must be one of {', '.join(RELATIONS)}, got {relation!r}")
+    if rule == "value" and tolerance is None and default_tolerance(metric, published) is None:
+        raise _fail(where, f"metric {metric!r} has no default tolerance: state tolerance = N "
+                    f"(the difference from {published:g} that still reproduces it)")
+    if rule == "order" and margin is None and metric not in MARGIN:
+        raise _fail(where, f"metric {metric!r} has no default margin: state margin = N "
+                    "(the difference below which the groups are practically the same)")
     step = table.get("step")
     if (metric == "step_learning_rate") != (step is not None):
         raise _fail(where, "metric \"step_learning_rate\" needs step = N (and only it has one)")
@@ -145,9 +211,23 @@ def _parse(where: str, table: dict) -> Claim:
         raise _fail(where, f"better must be \"higher\" or \"lower\", got {better!r}")
     return Claim(id=table["id"], tutorial=table["tutorial"], claim=table["claim"],
                  groups=groups, setting=dict(setting), metric=metric, rule=rule,
-                 published=published, tolerance=float(tolerance),
+                 published=published, tolerance=tolerance, margin=margin, relation=relation,
                  transfers=bool(table.get("transfers", False)), epoch=table.get("epoch"),
                  step=step, higher_is_better=better == "higher")
+
+
+def _amount(where: str, table: dict, key: str, rule: str) -> float | None:
+    """``tolerance`` or ``margin``: a finite number >= 0, only on the rule it applies to;
+    None when not stated."""
+    if key not in table:
+        return None
+    value = table[key]
+    if table.get("rule") != rule:
+        raise _fail(where, f"{key} applies to rule \"{rule}\" only, not {table.get('rule')!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < 0):
+        raise _fail(where, f"{key} must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def load(path) -> list[Claim]:
