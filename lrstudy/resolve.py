@@ -83,9 +83,10 @@ REDUCE_LR_ON_PLATEAU = ("monitor", "factor", "patience", "verbose", "mode", "min
 """The keyword arguments of ``keras.callbacks.ReduceLROnPlateau`` (a test keeps them equal to
 its signature), so that a plateau rule is checked without Keras."""
 
-PLATEAU_KEYS = (*(k for k in REDUCE_LR_ON_PLATEAU if k != "verbose"), "patience_frac")
+PLATEAU_KEYS = (*(k for k in REDUCE_LR_ON_PLATEAU if k != "verbose"), "patience_frac",
+                "cooldown_frac")
 """A study's plateau table: ReduceLROnPlateau's arguments but ``verbose`` (the trial's output
-is the runner's), and ``patience_frac``, a fraction of the epochs."""
+is the runner's), and ``patience_frac`` and ``cooldown_frac``, fractions of the epochs."""
 
 _MOMENTUM_KEYS = ("cycle_momentum", "momentum_high", "momentum_low")
 _CYCLICAL = ("triangular", "triangular2", "exp_range")  # the schedules `cycles` applies to
@@ -396,7 +397,7 @@ def check(scenario) -> Built | None:
 # The peak learning rate, a scenario scaled to another peak, the tuning grid
 
 
-def _significant(value: float) -> float:
+def significant(value: float) -> float:
     """``value`` rounded to 4 significant digits, as the ``[sweep]`` grid rounds its LRs."""
     return float(f"{value:.4g}")
 
@@ -517,7 +518,7 @@ def scaled(scenario, factor: float):
     def times(key, value):
         if isinstance(value, (list, tuple)):
             return [times(key, v) for v in value]
-        return _significant(checks.real(key, value) * factor)
+        return significant(checks.real(key, value) * factor)
 
     changes = {}
     if scenario.learning_rate is not None:
@@ -545,6 +546,6 @@ def lr_grid(center: float, points: int, decades: float) -> list[float]:
     points = checks.positive_int("points", points)
     decades = checks.positive("decades", decades)
     if points == 1:
-        return [_significant(center)]
-    return [_significant(center * 10.0 ** (decades * (i / (points - 1) - 0.5)))
+        return [significant(center)]
+    return [significant(center * 10.0 ** (decades * (i / (points - 1) - 0.5)))
             for i in range(points)]

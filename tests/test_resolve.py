@@ -228,16 +228,22 @@ def test_reduce_lr_on_plateau_arguments_are_keras_signature():
     params = inspect.signature(keras.callbacks.ReduceLROnPlateau).parameters
     named = tuple(k for k, p in params.items() if p.kind is not p.VAR_KEYWORD)
     assert R.REDUCE_LR_ON_PLATEAU == named
-    assert set(R.PLATEAU_KEYS) == set(named) - {"verbose"} | {"patience_frac"}
+    assert set(R.PLATEAU_KEYS) == set(named) - {"verbose"} | {"patience_frac", "cooldown_frac"}
 
 
 def test_plateau_args_resolve_patience_frac_against_the_epochs():
-    sc = scenarios.load_study("seeds", {"epochs": 10}).available["plateau"]
+    sc = scenarios.load_study("benchmark-full", {"epochs": 10}).available["plateau"]
     assert R.plateau_args(sc) == {"monitor": "val_loss", "factor": 0.2, "patience": 3,
                                   "min_lr": 0.0001}
     assert sc.plateau["patience_frac"] == 0.3  # the scenario is not modified
-    short = scenarios.load_study("seeds", {"epochs": 2}).available["plateau"]
+    short = scenarios.load_study("benchmark-full", {"epochs": 2}).available["plateau"]
     assert R.plateau_args(short)["patience"] == 1  # a positive fraction keeps one epoch
+    # the default study's rule, patience and cooldown as fractions that act at 8 epochs
+    default = scenarios.load_study("seeds").scenarios["plateau"]
+    assert R.plateau_args(default) == {"monitor": "val_loss", "factor": 0.2, "patience": 1,
+                                       "cooldown": 0, "min_lr": 0.0001}
+    longer = scenarios.load_study("seeds", {"epochs": 24}).scenarios["plateau"]
+    assert R.plateau_args(longer)["patience"] == 3
     explicit = scenarios.load_study("seeds-original").scenarios["plateau"]
     assert R.plateau_args(explicit)["patience"] == 3
 

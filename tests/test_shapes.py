@@ -26,16 +26,15 @@ TOL = 1e-6  # float32 round-off, relative to the peak
 
 @pytest.fixture(scope="module")
 def default() -> dict:
-    """Every catalogue scenario at the default study's budget (from the study `seeds` while it
-    loads, else from a study file written here with that budget)."""
-    try:
-        available = scenarios.load_study("seeds").available
-    except scenarios.SpecError:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "default.toml"
-            path.write_text('scenarios = "all"\n[budget]\n' + "".join(
-                f"{k} = {v!r}\n".replace("'", '"') for k, v in DEFAULT_BUDGET.items()))
-            available = scenarios.load_study(str(path)).available
+    """Every catalogue scenario, as the catalogue has it, at the default study's budget (a
+    study file written here with that budget: the default study overrides a few)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "default.toml"
+        path.write_text('scenarios = "all"\n[budget]\n' + "".join(
+            f"{k} = {v!r}\n".replace("'", '"') for k, v in DEFAULT_BUDGET.items()))
+        available = scenarios.load_study(str(path)).available
+    ours = scenarios.load_study("seeds").available["fixed-baseline"].budget
+    assert {k: ours[k] for k in DEFAULT_BUDGET} == DEFAULT_BUDGET
     sc = next(iter(available.values()))
     assert {k: sc.budget[k] for k in DEFAULT_BUDGET} == DEFAULT_BUDGET
     assert (sc.train_size, sc.steps_per_epoch) == (50000, 391)
@@ -163,21 +162,30 @@ def test_every_scheduled_scenario_has_its_tutorial_at_its_tutorials_budget(origi
         np.testing.assert_allclose(lr, expected, rtol=1e-5, atol=1e-7 * expected.max())
 
 
-@pytest.mark.parametrize("name", sorted(TUTORIALS))
-def test_relative_lr_at_quarters_is_the_tutorials_within_one_step(name, default):
+#: The default study's own forms of catalogue scenarios, and the unit each trains per.
+DEFAULT_STUDY_FORMS = {"decay-exponential": "step"}  # per step along the per-epoch curve
+
+
+@pytest.mark.parametrize("name, study", [(n, "catalogue") for n in sorted(TUTORIALS)]
+                         + [(n, "seeds") for n in sorted(DEFAULT_STUDY_FORMS)])
+def test_relative_lr_at_quarters_is_the_tutorials_within_one_step(name, study, default):
     """At each quarter q, the scenario's relative LR lies within the tutorial's over the
     fractions [q - one unit of ours - one of the tutorial's, q + one of the tutorial's]: equal
-    to round-off for per-step schedules, within one step of the staircase for per-epoch ones."""
-    sc = default[name]
+    to round-off for per-step schedules, within one step of the staircase for per-epoch ones.
+    The default study's per-step form of a per-epoch tutorial follows the same curve."""
+    sc = default[name] if study == "catalogue" else scenarios.load_study(study).scenarios[name]
     unit, ours = curve(sc)
     theirs = tutorial(name)
     steps, total = len(ours), len(theirs)
-    assert unit == TUTORIALS[name][0]
+    assert unit == (TUTORIALS[name][0] if study == "catalogue" else DEFAULT_STUDY_FORMS[name])
+    if study != "catalogue":  # per step, its last step lies within the tutorial's last unit
+        _, _, formula = TUTORIALS[name]
+        theirs = np.append(theirs, formula(total) / formula(0) * theirs[0])
     one_of_ours = 1 / sc.budget["epochs"] if unit == "epoch" else 1 / steps
     for q in QUARTERS:
         value = ours[min(math.floor(q * steps), steps - 1)]
         low = max(0, math.floor((q - one_of_ours - 1 / total) * total))
-        high = min(total - 1, math.ceil((q + 1 / total) * total))
+        high = min(len(theirs) - 1, math.ceil((q + 1 / total) * total))
         window = theirs[low:high + 1]
         assert window.min() - TOL <= value <= window.max() + TOL, (q, value, window)
 
