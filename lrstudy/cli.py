@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated families: only their scenarios (e.g. decay,warmup)")
     run.add_argument("--seeds", type=_positive_int,
                      help="seeds per scenario (in a competition: final seeds per strategy)")
+    run.add_argument("--until-decided", action="store_true",
+                     help="add final seeds, 5 at a time, until every comparison with the "
+                          "reference is decided or --max-seeds is reached (a group-sequential "
+                          "design whose boundaries keep the error rate at 5%% across looks)")
+    run.add_argument("--max-seeds", type=_positive_int, default=None,
+                     help="with --until-decided: the most final seeds per strategy (default 30)")
     run.add_argument("--grid-points", type=_positive_int, default=0,
                      help="points of each strategy's LR grid (a competition; default: the study's)")
     run.add_argument("--epochs", type=_positive_int)
@@ -205,12 +211,17 @@ def cmd_check(args) -> int:
 def cmd_run(args) -> int:
     from lrstudy import runner
 
+    if args.max_seeds and not args.until_decided:
+        raise BadInput("--max-seeds goes with --until-decided")
+    if args.max_seeds and args.seeds and args.max_seeds < args.seeds:
+        raise BadInput(f"--max-seeds {args.max_seeds} is below --seeds {args.seeds}")
     outcome = runner.run_study(
         args.study, scenario_names=_names(args.scenarios), families=_names(args.families),
         seeds=args.seeds,
         overrides=_overrides(args), workers=args.workers, executor=args.executor,
         tracking_uri=args.tracking_uri, ray_address=args.ray_address, progress=not args.quiet,
-        grid_points=args.grid_points, stack=args.stack)
+        grid_points=args.grid_points, stack=args.stack, until_decided=args.until_decided,
+        max_seeds=args.max_seeds)
     print(runner.format_outcome(outcome))
     if args.report and outcome.finished + outcome.skipped:
         from lrstudy import report

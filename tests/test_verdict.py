@@ -1,6 +1,8 @@
 """The verdict (:mod:`lrstudy.report.verdict`): planted effects in a real MLflow store, every
-number recomputed here independently (scipy, exact enumeration, Holm by hand); an A/A study
-simulated 200 times; diverged seeds scored at chance; the verdict written back to MLflow."""
+number recomputed here independently (scipy, statsmodels, exact enumeration); no shown
+interval contradicting its call; an A/A study simulated 200 times; diverged seeds scored at
+chance; the verdict written back to MLflow. The many-strategy simulations are in
+``tests/test_verdict_simulation.py``."""
 
 from __future__ import annotations
 
@@ -80,19 +82,16 @@ def store(tmp_path_factory):
             "table": tables.benchmark_table(trials, "reference", 0.003).set_index("scenario")}
 
 
-def holm_by_hand(p: dict) -> dict:
-    """Holm's step-down: sort ascending, multiply the k-th smallest by (m - k), running max."""
-    names = sorted(p, key=p.get)
-    m, out, running = len(names), {}, 0.0
-    for k, name in enumerate(names):
-        running = max(running, min(1.0, (m - k) * p[name]))
-        out[name] = running
-    return out
+def test_intervals_are_scipys_bonferroni_t_and_the_calls_read_them(store):
+    """The simultaneous intervals are Bonferroni t-intervals over the 4 comparisons
+    (``scipy.stats.t.interval`` at 1 - 0.05/4), the adjusted p-value is the same procedure's
+    (``min(1, 4 p)``), P(improvement) is the share of paired seeds won with a Wilson interval,
+    and the call reads the interval. (Replaces the Holm test. "same" is undecided at 5 seeds:
+    its simultaneous interval [-0.30, +0.25] points reaches past the 0.3-point margin, where
+    the old unadjusted interval fitted inside; with a 0.4-point margin it is equivalent.)"""
+    from statsmodels.stats.proportion import proportion_confint
 
-
-def test_intervals_and_holm_adjusted_p_values_are_scipys(store):
     table = store["table"]
-    raw = {}
     for name in PLANTED:
         x = scored(name)
         low, high = stats.t.interval(0.95, SEEDS - 1, loc=x.mean(), scale=stats.sem(x))
@@ -104,20 +103,46 @@ def test_intervals_and_holm_adjusted_p_values_are_scipys(store):
             assert row["call"] == "reference"
             continue
         d = x - scored("reference")
-        low, high = stats.t.interval(0.95, SEEDS - 1, loc=d.mean(), scale=stats.sem(d))
+        low, high = stats.t.interval(1 - 0.05 / 4, SEEDS - 1, loc=d.mean(), scale=stats.sem(d))
         assert (row["diff"], row["diff_low"], row["diff_high"]) == pytest.approx(
             (d.mean(), low, high), abs=1e-12)
-        raw[name] = stats.ttest_rel(x, scored("reference")).pvalue
-        assert row["p"] == pytest.approx(raw[name], rel=1e-9)
-        pairs = [(a > b) + 0.5 * (a == b) for a in x for b in scored("reference")]
-        assert row["p_improvement"] == pytest.approx(np.mean(pairs))
-        assert row["poi_low"] <= row["p_improvement"] <= row["poi_high"]
-    for name, adjusted in holm_by_hand(raw).items():
-        assert table.loc[name, "p_holm"] == pytest.approx(adjusted, rel=1e-9)
+        p = stats.ttest_rel(x, scored("reference")).pvalue
+        assert row["p_adjusted"] == pytest.approx(min(1.0, 4 * p), rel=1e-9)
+        wins = (d > 0).sum() + 0.5 * (d == 0).sum()
+        assert row["p_improvement"] == pytest.approx(wins / SEEDS)
+        assert (row["poi_low"], row["poi_high"]) == pytest.approx(
+            proportion_confint(wins, SEEDS, 0.05, method="wilson"))
+        assert row["call"] == verdict.simultaneous.call(low, high, 0.003)
     assert table["call"].to_dict() == {"better": "better", "reference": "reference",
-                                       "same": "equivalent", "worse": "worse",
+                                       "same": "undecided", "worse": "worse",
                                        "fragile": "undecided"}
-    assert math.isfinite(table.loc["fragile", "seeds_needed"])
+    assert math.isfinite(table.loc["fragile", "seeds_needed_effect"])
+    assert math.isfinite(table.loc["same", "seeds_needed"])
+    scores = verdict.seed_scores(store["trials"])
+    wider = verdict.compare(scores, "reference", margin=0.004).set_index("scenario")
+    assert wider.loc["same", "call"] == "equivalent"
+
+
+def test_no_shown_interval_contradicts_its_call(store):
+    """Every interval the table shows (raw and formatted) sits where its call says: inside
+    the margin for equivalent, clear of zero for better / worse, else neither."""
+    from lrstudy.report import simultaneous
+
+    for table, margin in ((store["table"].reset_index(), 0.003),
+                          (tables.benchmark_table(store["trials"], "reference", 0.004), 0.004)):
+        shown = report.format_table(table)
+        column = next(c for c in shown.columns if c.startswith("vs reference"))
+        for (_, row), text in zip(table.iterrows(), shown[column]):
+            if row["call"] == "reference":
+                continue
+            assert row["call"] == simultaneous.call(row["diff_low"], row["diff_high"], margin)
+            low, high = (float(v) / 100 for v in text.split("[")[1].rstrip("]").split(","))
+            assert (low, high) == pytest.approx((row["diff_low"], row["diff_high"]), abs=6e-5)
+            inside = -margin < row["diff_low"] and row["diff_high"] < margin
+            assert (row["call"] == "equivalent") == inside
+            if not inside:
+                assert (row["call"] == "better") == (row["diff_low"] > 0)
+                assert (row["call"] == "worse") == (row["diff_high"] < 0)
 
 
 def test_p_best_matches_the_exact_bootstrap_and_sums_to_one(store):
@@ -176,14 +201,23 @@ def test_an_aa_study_is_never_called_better_or_worse_95_percent_of_the_time():
     assert counts.get("equivalent", 0) > 0 and counts.get("undecided", 0) > 0
 
 
-def test_the_verdict_opens_with_the_best_and_names_every_call(store):
+def test_the_verdict_opens_with_the_best_group_and_names_every_call(store):
+    """The best group is named together ("fragile" diverged on 2 of 5 seeds, and its other 3
+    beat "better": 5 seeds cannot separate them); every call with its simultaneous interval;
+    the procedure; what the intervals cover. (Replaces "Best: better, +": the headline no
+    longer picks one of a tie.)"""
     text = report.verdict_text(store["trials"], "reference", 0.003)
-    assert text.startswith("Best: better, +")
-    assert "over the reference reference [" in text and "P(best) " in text
-    assert "Equivalent within 0.3 points: same." in text
-    assert "Worse: worse (-" in text and "Undecided: fragile (about " in text
+    assert text.startswith("Best: better and fragile, not separable with 5 seeds")
+    assert "Better than the reference: better (+1.0" in text
+    assert "Worse: worse (-" in text and "Undecided: same (about " in text
+    assert "fragile (about " in text and "seeds would decide" in text
+    assert "simultaneous 95% intervals (Bonferroni over 4 comparisons)" in text
+    assert "initial weights, batch order, dropout" in text
+    assert "not the train/validation split or the test sample" in text
     assert "2 diverged seeds scored at chance." in text
     assert "same initial weights and batch order (checked on 5 seeds)" in text
+    per_seed = report.verdict_text(store["trials"].assign(split="per-seed"), "reference", 0.003)
+    assert "and the train/validation split, which each seed draws anew" in per_seed
 
 
 def test_budgets_are_compared_apart():
@@ -205,7 +239,7 @@ def test_budgets_are_compared_apart():
 def test_the_report_writes_the_verdict_back_to_mlflow(store):
     html = report.make_report(STUDY, store["uri"], store["tmp"] / "report")
     text = html.read_text()
-    verdict_at = text.index("Best: better")
+    verdict_at = text.index("Best: better and fragile")
     assert verdict_at < text.index("<img")  # the verdict opens the report, before figures
     client = MlflowClient(store["uri"])
     table = store["table"]
@@ -219,13 +253,37 @@ def test_the_report_writes_the_verdict_back_to_mlflow(store):
         assert (m["n_seeds"], m["n_diverged"]) == (5, 2 if name == "fragile" else 0)
         assert m["p_best"] == pytest.approx(row["p_best"])
         assert run.data.tags[TAG + "reference"] == str(name == "reference").lower()
+        assert run.data.tags[TAG + "call"] == row["call"]
+        assert run.data.tags[TAG + "best_group"] == str(bool(row["best_group"])).lower()
+        assert "p_vs_reference_holm" not in m  # the Holm p-value is gone with its call
         if name == "reference":
-            assert "p_vs_reference_holm" not in m
-        else:
-            assert m["p_vs_reference_holm"] == pytest.approx(row["p_holm"])
+            assert "diff_vs_reference" not in m
+        else:  # the interval the verdict, the table and the forest plot show, in points
+            assert (m["diff_vs_reference"], m["diff_ci_low"], m["diff_ci_high"]) == (
+                pytest.approx(100 * row["diff"]), pytest.approx(100 * row["diff_low"]),
+                pytest.approx(100 * row["diff_high"]))
     (summary,) = client.search_runs([store["exp_id"]], f"tags.`{TAG}kind` = 'summary'")
-    assert summary.data.tags["mlflow.note.content"].startswith("Best: better, +")
+    assert summary.data.tags["mlflow.note.content"].startswith("Best: better and fragile")
     names = {a.path for a in client.list_artifacts(summary.info.run_id)}
     assert "benchmark_table.json" in names
     exp = client.get_experiment(store["exp_id"])
     assert exp.tags[tracking.EXPERIMENT_KIND[0]] == tracking.EXPERIMENT_KIND[1]
+
+
+def test_a_group_sequential_study_reads_its_repeated_intervals_at_the_current_look(store):
+    """Looks recorded at 3 seeds, now 5, at most 20: wider intervals than the fixed design's
+    (the boundary prices the looks), no adjusted p-value, the looks named in the verdict."""
+    from lrstudy.report.sequential import SEQUENTIAL, Design
+
+    design = Design(SEQUENTIAL, 20, 5, (3,))
+    found = verdict.verdicts(store["trials"], "reference", 0.003, design)
+    table = found[0]["table"].set_index("scenario")
+    fixed = store["table"]
+    for name in ("better", "same", "worse"):
+        assert (table.loc[name, "diff_high"] - table.loc[name, "diff_low"]
+                > fixed.loc[name, "diff_high"] - fixed.loc[name, "diff_low"])
+        assert table.loc[name, "call"] == verdict.simultaneous.call(
+            table.loc[name, "diff_low"], table.loc[name, "diff_high"], 0.003)
+    assert table["p_adjusted"].isna().all()
+    assert "group-sequential, look 2 (at 3, 5 seeds; at most 20)" in found[0]["text"]
+    assert "O'Brien-Fleming" in found[0]["text"]

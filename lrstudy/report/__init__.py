@@ -3,7 +3,12 @@ the report that executes ``notebooks/summary.ipynb``.
 
 One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
 :mod:`~lrstudy.report.stats` (means, t-intervals),
-:mod:`~lrstudy.report.verdict` (the paired comparison and the verdict),
+:mod:`~lrstudy.report.verdict` (the paired comparison and the verdict), built on
+:mod:`~lrstudy.report.simultaneous` (the simultaneous intervals and the calls),
+:mod:`~lrstudy.report.best_group` (multiple comparisons with the best),
+:mod:`~lrstudy.report.sequential` (group-sequential boundaries, the study's design),
+:mod:`~lrstudy.report.seeds_needed` and :mod:`~lrstudy.report.improvement` (P(improvement));
+:mod:`~lrstudy.report.publish` (the verdict written back to MLflow, the design's tags),
 :mod:`~lrstudy.report.tables` (the benchmark table),
 :mod:`~lrstudy.report.tuning` (the tuning's evidence, the range test's regret),
 :mod:`~lrstudy.report.reproduction` (published claims beside ours), :mod:`~lrstudy.report.figures`
@@ -38,6 +43,7 @@ from lrstudy.report.frames import (
     sensitivity_trials,
     study_settings,
 )
+from lrstudy.report.publish import study_design
 from lrstudy.report.reproduction import format_reproduction, load_reproduction
 from lrstudy.report.stats import aggregate, mean_ci, t_interval
 from lrstudy.report.tables import benchmark_table, finder_calibration, format_table
@@ -78,6 +84,7 @@ __all__ = [
     "plot_tuning",
     "publish_verdict",
     "sensitivity_trials",
+    "study_design",
     "study_settings",
     "t_interval",
     "tuning_table",

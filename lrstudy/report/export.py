@@ -11,7 +11,8 @@ from lrstudy.report.reproduction import load_reproduction, records
 from lrstudy.report.frames import (experiment, finished_filter, load_trials, missing_sqlite,
                                    no_trials, phases, study_settings)
 from lrstudy.report.tables import benchmark_table, format_table
-from lrstudy.report.verdict import verdict_paragraphs, verdicts, write_back
+from lrstudy.report.publish import study_design, write_back
+from lrstudy.report.verdict import verdict_paragraphs, verdicts
 
 NOTEBOOK = Path(__file__).resolve().parent.parent.parent / "notebooks" / "summary.ipynb"
 
@@ -69,7 +70,8 @@ def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "
 def publish_verdict(study: str, tracking_uri: str | None = None, reference: str | None = None,
                     margin: float | None = None):
     """Compute the verdict of ``study`` from the store and write it back to the scenario runs
-    (:func:`lrstudy.report.verdict.write_back`). Returns ``(text, readable table, reference,
+    (:func:`lrstudy.report.publish.write_back`), under the design the study recorded
+    (:func:`lrstudy.report.publish.study_design`). Returns ``(text, readable table, reference,
     margin)``; a ``reference`` asked for but not among the ranked scenarios is a ValueError."""
     uri = tracking.tracking_uri(tracking_uri)
     return _publish(study, uri, *_require_trials(study, uri), reference, margin)
@@ -81,7 +83,7 @@ def _publish(study: str, uri: str, mlflow_client, exp_id: str, reference, margin
         raise ValueError(f"reference {reference!r} is not a ranked scenario of study {study!r}; "
                          f"its scenarios: {', '.join(sorted(set(ranked['scenario'])))}")
     reference, margin = study_settings(study, uri, reference, margin)
-    found = verdicts(ranked, reference, margin)
+    found = verdicts(ranked, reference, margin, study_design(study, uri))
     table = format_table(benchmark_table(ranked, reference, margin, found)).reset_index()
     write_back(mlflow_client, exp_id, ranked, found)
     return verdict_paragraphs(found), table, reference, margin
@@ -95,7 +97,7 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
     Steps: check that the study has finished trials (else :class:`NoTrialsError` naming the
     study and the store); the reference and margin (given, else the study's, see
     :func:`~lrstudy.report.frames.study_settings`); the verdict, written back to the scenario
-    runs (:func:`lrstudy.report.verdict.write_back`); execute ``notebooks/summary.ipynb``
+    runs (:func:`lrstudy.report.publish.write_back`); execute ``notebooks/summary.ipynb``
     with papermill into ``out_dir`` (default ``<project>/reports/<study>/``), export
     ``summary.html`` with embedded figures, and log both files, the verdict and the
     benchmark table on a new run tagged ``lrstudy.kind = "summary"``. ``on_verdict(text)``,

@@ -312,8 +312,10 @@ CALL_COLORS = {"better": "tab:green", "equivalent": "tab:blue", "worse": "tab:re
 
 def plot_forest(table: pd.DataFrame, margin: float) -> Figure:
     """Forest plot: each strategy's paired difference in test accuracy to its budget's
-    reference (points) with the 95% interval, coloured by the call; the shaded band is the
-    practical-equivalence margin. One panel per budget."""
+    reference (points) with the simultaneous 95% interval the call reads
+    (:mod:`lrstudy.report.simultaneous`), coloured by that call: green better (clear of zero
+    upwards), red worse, blue equivalent (inside the margin), grey undecided (neither); the
+    shaded band is the practical-equivalence margin. One panel per budget."""
     compared = table[table["call"].isin(list(CALL_COLORS))]
     # accuracy points; a regression's oriented difference -(x - y) back to an RMSE change
     scale, unit = (-1, "RMSE") if _regression(table) else (100, "points")
@@ -334,7 +336,7 @@ def plot_forest(table: pd.DataFrame, margin: float) -> Figure:
         reference = group["reference"].iloc[0] if len(group) else ""
         title = f"against {reference}" + (f", {budget}" if budget else "")
         ax.set(xlabel=f"difference in test {'RMSE' if scale < 0 else 'accuracy'}, {unit} "
-                      "(paired, 95% CI)", ylabel="",
+                      "(paired, simultaneous 95% CI)", ylabel="",
                title=title)
     fig.legend(handles=[Line2D([], [], color=c, marker="D", lw=2, label=n)
                         for n, c in CALL_COLORS.items()] +

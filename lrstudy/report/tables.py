@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from lrstudy import tasks
-from lrstudy.report.verdict import MARGIN, verdicts
+from lrstudy.report.sequential import Design
 from lrstudy.report.stats import aggregate
+from lrstudy.report.verdict import MARGIN, verdicts
 
 _TABLE_METRICS = {
     "val_accuracy": "final_val_accuracy",
@@ -58,8 +59,9 @@ def _seed_statistics(table: pd.DataFrame, ok: pd.DataFrame,
 def _verdict_columns(table: pd.DataFrame, found: list[dict]) -> pd.DataFrame:
     """The paired comparison of :mod:`lrstudy.report.verdict` (``found``: its
     :func:`~lrstudy.report.verdict.verdicts`), budget by budget: the test accuracy with
-    diverged seeds at chance, its rank within the budget, and against the budget's reference
-    the difference, its interval, Holm's p, P(improvement) and the call."""
+    diverged seeds at chance, its rank within the budget, its membership of the best group, and
+    against the budget's reference the difference, its simultaneous interval, the call it
+    makes, P(improvement) and the seeds that would decide."""
     parts = []
     for v in found:
         compared = v["table"].copy()
@@ -80,7 +82,8 @@ def _verdict_columns(table: pd.DataFrame, found: list[dict]) -> pd.DataFrame:
 
 
 def benchmark_table(trials: pd.DataFrame, reference: str | None = None,
-                    margin: float = MARGIN, found: list[dict] | None = None) -> pd.DataFrame:
+                    margin: float = MARGIN, found: list[dict] | None = None,
+                    design: Design = Design()) -> pd.DataFrame:
     """One row per scenario, budget by budget, best mean test accuracy first.
 
     * ``seeds`` and ``diverged`` (how many of them diverged);
@@ -94,18 +97,20 @@ def benchmark_table(trials: pd.DataFrame, reference: str | None = None,
       target validation accuracy) and over those ``epochs_to_target_mean``,
       ``time_to_target_s_mean``; ``train_time_s_mean``;
     * ``budget`` (its label), ``rank`` within the budget (1 = best test accuracy),
-      ``family_rank`` within the family, ``p_best``;
+      ``family_rank`` within the family, ``p_best``, ``best_group``;
     * against the budget's ``reference`` (``reference`` when it is in the budget, else the
       budget's most common family baseline): ``n_pairs``, ``diff``, ``diff_low``,
-      ``diff_high``, ``p``, ``p_holm``, ``p_improvement``, ``poi_low``, ``poi_high``,
-      ``call`` and ``seeds_needed``, as :func:`lrstudy.report.verdict.compare` defines them.
+      ``diff_high`` (the simultaneous interval the call reads), ``critical``, ``p_adjusted``,
+      ``call``, ``p_improvement``, ``poi_low``, ``poi_high``, ``sd_diff``,
+      ``sd_diff_upper``, ``seeds_needed_effect`` and ``seeds_needed``, as
+      :func:`lrstudy.report.verdict.compare` defines them.
 
-    ``found`` (the :func:`~lrstudy.report.verdict.verdicts` of the same trials, reference and
-    margin) saves computing the comparisons a second time.
+    ``found`` (the :func:`~lrstudy.report.verdict.verdicts` of the same trials, reference,
+    margin and ``design``) saves computing the comparisons a second time.
     """
     ok = trials[~trials["diverged"]]
     if found is None:
-        found = verdicts(trials, reference, margin)
+        found = verdicts(trials, reference, margin, design)
     task = _task(found)
     table = _seed_statistics(_per_scenario(trials), ok, task)
     table = table.rename_axis("scenario").reset_index()
@@ -129,6 +134,13 @@ def _pm(mean: float, half: float, digits: int = 4) -> str:
 
 def _num(value, fmt: str = "{:.3g}") -> str:
     return "-" if pd.isna(value) else fmt.format(value)
+
+
+def _seeds(n) -> str:
+    """A count of seeds: ``-`` unknown, ``>10000`` when no feasible count decides."""
+    if pd.isna(n):
+        return "-"
+    return ">10000" if np.isinf(n) else f"{n:.0f}"
 
 
 def _points(diff, low, high, task: tasks.Task = tasks.CLASSIFICATION) -> str:
@@ -159,18 +171,19 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         "diverged / seeds": [f"{d} / {s}" for d, s in zip(table["diverged"], table["seeds"])],
         f"test {shown}": [_pm(v, h) for v, h in zip(table[f"test_{m}_mean"],
                                                     table[f"test_{m}_ci"])],
+        "best group": ["yes" if not pd.isna(b) and bool(b) else "" for b in table["best_group"]],
         "P(best)": table["p_best"].map(lambda v: _num(v, "{:.2f}")),
-        f"vs reference, {'points' if not regression else 'RMSE'} [95% CI]": [
+        f"vs reference, {'points' if not regression else 'RMSE'} [simultaneous 95% CI]": [
             "reference" if r else _points(d, lo, hi, task) for r, d, lo, hi in zip(
                 reference, table["diff"], table["diff_low"], table["diff_high"])],
-        "Holm p": table["p_holm"].map(_num),
-        "P(improvement) [95% CI]": [
+        "call": table["call"],
+        "adjusted p": table["p_adjusted"].map(_num),
+        "P(improvement) [95% Wilson]": [
             "-" if pd.isna(v) else f"{v:.2f}" + ("" if pd.isna(lo) else f" [{lo:.2f}, {hi:.2f}]")
             for v, lo, hi in zip(table["p_improvement"], table["poi_low"], table["poi_high"])],
-        "call": table["call"],
-        "seeds to decide": [
-            _num(n, "{:.0f}") if c == "undecided" else "" for n, c in zip(
-                table["seeds_needed"], table["call"])],
+        "seeds to decide (margin / effect)": [
+            f"{_seeds(n)} / {_seeds(e)}" if c == "undecided" else "" for n, e, c in zip(
+                table["seeds_needed"], table["seeds_needed_effect"], table["call"])],
         f"val {shown}": [_pm(v, h) for v, h in zip(table[f"val_{m}_mean"],
                                                    table[f"val_{m}_ci"])],
         "test loss": [_pm(m, h) for m, h in zip(table["test_loss_mean"], table["test_loss_ci"])],
@@ -182,6 +195,8 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     })
     if out["budget"].nunique() <= 1:
         out = out.drop(columns="budget")
+    if table["p_adjusted"].isna().all():  # a group-sequential study: no such p-value
+        out = out.drop(columns="adjusted p")
     return out.set_index("rank")
 
 

@@ -13,47 +13,45 @@ Rules, stated once:
   accuracy, or for a regression the test RMSE, lower is better. Scores are oriented so that
   higher is better (an RMSE enters as ``-rmse``; a diverged seed as the worst RMSE of its
   budget), so every rule below reads the same; the words and tables show the RMSE itself.
-* **Against the reference**, per strategy, over the seeds both have: the mean difference of
-  test accuracy with its 95% t-interval and the paired t-test p-value
-  (``scipy.stats.ttest_rel``), Holm-adjusted over the comparisons with the reference
-  (``statsmodels.stats.multitest.multipletests(method="holm")``); the probability of
-  improvement ``P(X > Y)`` of rliable (Agarwal et al., 2021): the Mann-Whitney U statistic
-  over ``n_x * n_y`` (``scipy.stats.mannwhitneyu``; ties count a half), with a percentile
-  bootstrap interval that resamples seeds jointly, keeping the pairing
-  (``scipy.stats.bootstrap(paired=True)``). rliable itself resamples runs independently and
-  brings ``arch``; its definition is what we keep.
-* **The call** with the practical-equivalence margin ``m`` (default 0.3 accuracy points):
-  *equivalent* when the 95% interval of the difference lies within ``(-m, +m)``; else *better*
-  (or *worse*) when the Holm-adjusted p-value is below 0.05 and the difference is positive
-  (negative); else *undecided*, with the seeds a paired t-test would need to detect a
-  difference of ``m`` with power 0.8 at the observed spread of the differences
-  (``statsmodels.stats.power.TTestPower``).
-* **P(best)**: the share of bootstrap resamples of the seeds (the same resampled seeds for
-  every strategy, so the pairing holds) in which a strategy has the highest mean; ties share.
-  Over the seeds every strategy of the budget has; the values of a budget sum to 1.
+* **Against the reference**, per strategy, over the seeds both have: the mean difference with
+  its simultaneous interval (:mod:`lrstudy.report.simultaneous`: Bonferroni t-intervals over
+  the ``k`` comparisons at family-wise 95%; in a group-sequential study the repeated
+  confidence intervals of :mod:`lrstudy.report.sequential` at the current look). One set of
+  numbers: the verdict, the table, the forest plot and MLflow show that interval.
+* **The call** reads that interval with the practical-equivalence margin ``m`` (default 0.3
+  accuracy points): *equivalent* when it lies inside ``(-m, +m)``, even if it clears zero;
+  else *better* (*worse*) when it clears zero upwards (downwards); else *undecided*, with
+  the seeds that would decide (:mod:`lrstudy.report.seeds_needed`).
+* **The best group** (:mod:`lrstudy.report.best_group`): the strategies multiple comparisons
+  with the best (Hsu 1984) cannot separate from the best; the verdict names them together.
+* **P(improvement)** (:mod:`lrstudy.report.improvement`): the share of paired seeds on which
+  the strategy beats the reference, with a Wilson interval.
+* **P(best)**, descriptive: the share of bootstrap resamples of the seeds (the same resampled
+  seeds for every strategy, so the pairing holds) in which a strategy has the highest mean;
+  ties share. Over the seeds every strategy of the budget has; the values of a budget sum to 1.
+* **What the intervals cover**: the variation between seeds, which draw the initial weights,
+  the batch order and dropout together; the train/validation split too only when the trials'
+  ``split`` param says ``per-seed``; never the test sample, which is fixed (Bouthillier et al.
+  2021, "Accounting for variance in machine learning benchmarks", MLSys).
 """
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from lrstudy import tracking
 from lrstudy import tasks
+from lrstudy.report import best_group, improvement, seeds_needed, simultaneous
 from lrstudy.report.frames import BUDGET_COLUMNS, task_of
-from lrstudy.report.stats import ALPHA, CONFIDENCE, mean_ci
+from lrstudy.report.sequential import Design
+from lrstudy.report.stats import CONFIDENCE, mean_ci
+from lrstudy.report.simultaneous import CALLS  # noqa: F401  (re-exported for readers)
 from lrstudy.scenarios import Study
-from lrstudy.tracking import TAG
 
 MARGIN = Study.margin  # 0.003: 0.3 accuracy points, unless a study says otherwise
-POWER = 0.8
 RESAMPLES = 10_000
 RNG_SEED = 0  # the bootstrap is seeded: the same store gives the same report
-CALLS = ("better", "equivalent", "worse", "undecided")
+PER_SEED_SPLIT = "per-seed"  # the ``split`` param of trials whose seed also draws the split
 
 
 # ---- per-seed scores ---------------------------------------------------------------------------
@@ -128,84 +126,22 @@ def pairing(trials: pd.DataFrame) -> dict:
 
     From the trials' ``init_weights_sha`` and ``batch_order_sha`` params: ``paired`` is True
     when, for every seed, each has one value across the strategies; ``checked`` is False when
-    the trials do not record them (older runs).
+    the trials do not record them (older runs). ``batch_order_sha`` digests the orders a
+    trial was fed over all its epochs, so a diverged trial, stopped early, has one of its
+    own: the orders are compared over the trials that did not diverge (the weights over all).
     """
     out = {"checked": False, "paired": None, "seeds": 0}
     columns = [c for c in ("init_weights_sha", "batch_order_sha") if c in trials]
     if len(columns) < 2 or trials[columns].isna().any().any():
         return out
-    distinct = trials.groupby("seed")[columns].nunique()
-    return {"checked": True, "paired": bool((distinct == 1).all().all()),
-            "seeds": int(len(distinct))}
+    weights = trials.groupby("seed")["init_weights_sha"].nunique()
+    whole = trials[~trials["diverged"].astype(bool)]
+    orders = whole.groupby("seed")["batch_order_sha"].nunique()
+    return {"checked": True, "paired": bool((weights == 1).all() and (orders == 1).all()),
+            "seeds": int(len(weights))}
 
 
 # ---- comparisons -------------------------------------------------------------------------------
-
-def probability_of_improvement(x, y) -> float:
-    """rliable's ``P(X > Y)``: ``U / (n_x n_y)`` from ``scipy.stats.mannwhitneyu`` (ties count
-    a half); 0.5 when ``x`` and ``y`` are equal."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if np.array_equal(x, y):
-        return 0.5
-    return float(stats.mannwhitneyu(x, y, alternative="greater").statistic / (x.size * y.size))
-
-
-def _poi_interval(x, y, confidence: float, rng) -> tuple[float, float]:
-    if x.size < 2 or np.array_equal(x, y):
-        return (math.nan, math.nan) if x.size < 2 else (0.5, 0.5)
-
-    def statistic(a, b, axis=-1):
-        # U / (n m) per resample, vectorized: mean over pairs of [a > b] + 0.5 [a == b]
-        diff = a[..., :, None] - b[..., None, :]
-        return ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
-
-    res = stats.bootstrap((x, y), statistic, paired=True, vectorized=True,
-                          n_resamples=RESAMPLES, confidence_level=confidence,
-                          method="percentile", random_state=rng)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def seeds_to_resolve(differences, margin: float = MARGIN, alpha: float = ALPHA,
-                     power: float = POWER) -> float:
-    """Seeds a two-sided paired t-test needs to detect a difference of ``margin`` with
-    ``power``, at the observed standard deviation of ``differences`` (``TTestPower``).
-    NaN with fewer than 2 differences; 2 when they do not vary."""
-    from statsmodels.stats.power import TTestPower
-
-    d = np.asarray(differences, float)
-    if d.size < 2:
-        return math.nan
-    sd = float(np.std(d, ddof=1))
-    if sd == 0:
-        return 2.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        n = TTestPower().solve_power(effect_size=margin / sd, alpha=alpha, power=power,
-                                     alternative="two-sided")
-    return float(math.ceil(float(np.squeeze(n))))
-
-
-def call(low: float, high: float, p_holm: float, diff: float, margin: float = MARGIN,
-         alpha: float = ALPHA) -> str:
-    """better, worse, equivalent or undecided, by the rule of this module's docstring."""
-    if np.isfinite(low) and np.isfinite(high) and -margin < low and high < margin:
-        return "equivalent"
-    if np.isfinite(p_holm) and p_holm < alpha:
-        return "better" if diff > 0 else "worse"
-    return "undecided"
-
-
-def holm(pvalues) -> np.ndarray:
-    """Holm-adjusted p-values (``multipletests(method="holm")``); NaN stays NaN."""
-    from statsmodels.stats.multitest import multipletests
-
-    p = np.asarray(pvalues, float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], method="holm")[1]
-    return out
-
 
 def p_best(scores: pd.DataFrame, resamples: int = RESAMPLES, seed: int = RNG_SEED) -> pd.Series:
     """P(best) per strategy (columns of ``scores``) from a bootstrap over the seeds (rows)
@@ -224,15 +160,22 @@ def p_best(scores: pd.DataFrame, resamples: int = RESAMPLES, seed: int = RNG_SEE
 
 
 def compare(scores: pd.DataFrame, reference: str | None, margin: float = MARGIN,
-            confidence: float = CONFIDENCE, seed: int = RNG_SEED) -> pd.DataFrame:
+            confidence: float = CONFIDENCE, seed: int = RNG_SEED,
+            design: Design = Design()) -> pd.DataFrame:
     """One row per strategy of one budget (columns of ``scores``, seeds as rows), best first.
 
-    Columns: ``scenario, n_seeds, mean, ci_low, ci_high`` (95% t-interval over its seeds),
-    ``p_best``; and against ``reference`` (None: no comparisons): ``n_pairs, diff,
-    diff_low, diff_high, p, p_holm, p_improvement, poi_low, poi_high, call,
-    seeds_needed``; the reference's own row has ``call = "reference"``.
+    Columns: ``scenario, n_seeds, mean, ci_low, ci_high`` (its own 95% t-interval over its
+    seeds), ``p_best``, ``best_group`` (:func:`lrstudy.report.best_group.best_group`); and
+    against ``reference`` (None: no comparisons): ``n_pairs, diff, diff_low, diff_high``
+    (the simultaneous interval, family-wise ``confidence``, of
+    :func:`lrstudy.report.simultaneous.interval`), ``critical`` (its t multiplier),
+    ``p_adjusted`` (the same procedure's adjusted p-value; fixed design only, else NaN),
+    ``call``, ``p_improvement, poi_low, poi_high`` (:mod:`lrstudy.report.improvement`),
+    ``sd_diff, sd_diff_upper, seeds_needed_effect, seeds_needed`` (for the observed effect
+    and for the margin, :mod:`lrstudy.report.seeds_needed`). The reference's own row has
+    ``call = "reference"``.
     """
-    rng = np.random.default_rng(seed)
+    alpha = 1 - confidence
     rows = []
     for name in scores.columns:
         x = scores[name].dropna().to_numpy(float)
@@ -241,53 +184,60 @@ def compare(scores: pd.DataFrame, reference: str | None, margin: float = MARGIN,
                      "ci_low": mean - half, "ci_high": mean + half})
     table = pd.DataFrame(rows)
     table["p_best"] = p_best(scores, seed=seed).reindex(table["scenario"]).to_numpy()
-    comparing = reference is not None and reference in scores.columns
-    for column in ("n_pairs", "diff", "diff_low", "diff_high", "p", "p_improvement",
-                   "poi_low", "poi_high", "seeds_needed"):
+    table["best_group"] = best_group.best_group(scores, alpha, design).reindex(
+        table["scenario"]).to_numpy(bool)
+    for column in ("n_pairs", "diff", "diff_low", "diff_high", "critical", "p_adjusted",
+                   "p_improvement", "poi_low", "poi_high", "sd_diff", "sd_diff_upper",
+                   "seeds_needed_effect", "seeds_needed"):
         table[column] = np.nan
     table["call"] = ""
-    if comparing:
+    if reference is not None and reference in scores.columns:
+        pairs = {name: scores[[name, reference]].dropna() for name in table["scenario"]
+                 if name != reference}
+        diffs = {name: (both[name] - both[reference]).to_numpy(float)
+                 for name, both in pairs.items()}
+        k = sum(d.size >= 2 for d in diffs.values())  # the comparisons with an interval
+        level = simultaneous.per_comparison_alpha(alpha, k)
         for i, name in enumerate(table["scenario"]):
             if name == reference:
                 table.loc[i, "call"] = "reference"
                 continue
-            both = scores[[name, reference]].dropna()
-            x, y = both[name].to_numpy(float), both[reference].to_numpy(float)
-            table.loc[i, "n_pairs"] = len(both)
-            if len(both) == 0:
-                continue
-            table.loc[i, "diff"] = float((x - y).mean())
-            table.loc[i, "p_improvement"] = probability_of_improvement(x, y)
-            table.loc[i, ["poi_low", "poi_high"]] = _poi_interval(x, y, confidence, rng)
-            if len(both) >= 2:
-                low, high, p = _paired_t(x, y, confidence)
-                table.loc[i, ["diff_low", "diff_high", "p"]] = low, high, p
-                table.loc[i, "seeds_needed"] = seeds_to_resolve(x - y, margin)
-        others = table["call"] != "reference"
-        table["p_holm"] = np.nan
-        table.loc[others, "p_holm"] = holm(table.loc[others, "p"])
-        table.loc[others, "call"] = [
-            call(lo, hi, ph, d, margin) for lo, hi, ph, d in table.loc[
-                others, ["diff_low", "diff_high", "p_holm", "diff"]].itertuples(index=False)]
-    else:
-        table["p_holm"] = np.nan
+            d, both = diffs[name], pairs[name]
+            found = simultaneous.interval(d, alpha, k, design)
+            needed = seeds_needed.seeds_needed(d, margin, level)
+            table.loc[i, ["n_pairs", "diff", "diff_low", "diff_high", "critical", "sd_diff",
+                          "sd_diff_upper", "seeds_needed_effect", "seeds_needed"]] = (
+                found["n"], found["diff"], found["low"], found["high"], found["critical"],
+                needed["sd"], needed["sd_upper"], needed["for_effect"], needed["for_margin"])
+            if not design.sequential:
+                table.loc[i, "p_adjusted"] = simultaneous.adjusted_p(d, k)
+            table.loc[i, ["p_improvement", "poi_low", "poi_high"]] = (
+                improvement.probability_of_improvement(both[name], both[reference]))
+            table.loc[i, "call"] = simultaneous.call(found["low"], found["high"], margin)
     return table.sort_values(["mean", "scenario"], ascending=[False, True], ignore_index=True)
 
 
-def _paired_t(x, y, confidence: float) -> tuple[float, float, float]:
-    """``ttest_rel(x, y)``: the interval of the mean difference and the two-sided p-value.
-    Identical samples: a zero-width interval at 0 and p = 1."""
-    d = x - y
-    if np.all(d == d[0]):
-        return float(d[0]), float(d[0]), 1.0 if d[0] == 0 else 0.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ttest_rel(x, y)
-        ci = res.confidence_interval(confidence)
-    return float(ci.low), float(ci.high), float(res.pvalue)
+def coverage(trials: pd.DataFrame) -> str:
+    """Which sources of variance the intervals include, from the trials' ``split`` param
+    (``per-seed``: the seed also draws the train/validation split; anything else, or none:
+    the split is fixed)."""
+    split = trials["split"].astype(str) if "split" in trials else pd.Series(dtype=str)
+    per_seed = split.eq(PER_SEED_SPLIT)
+    seeded = "initial weights, batch order, dropout"
+    if len(split) and per_seed.all():
+        return (f"The intervals include the variation between seeds ({seeded}) and the "
+                "train/validation split, which each seed draws anew; not the test sample, "
+                "which is fixed.")
+    if per_seed.any():
+        return (f"The intervals include the variation between seeds ({seeded}); only some "
+                "trials drew their train/validation split per seed, so the split's variation "
+                "is in some strategies' numbers and not others'; the test sample is fixed.")
+    return (f"The intervals include the variation between seeds ({seeded}); not the "
+            "train/validation split or the test sample, which are fixed, so another draw "
+            "of the data could move every strategy.")
 
 
-# ---- the verdict, in words and in MLflow -------------------------------------------------------
+# ---- the verdict, in words -------------------------------------------------------------------
 
 def _pts(value: float, task: tasks.Task = tasks.CLASSIFICATION) -> str:
     """An oriented difference as shown: accuracy points, or the RMSE's own change."""
@@ -308,28 +258,72 @@ def _score(mean: float, task: tasks.Task) -> str:
     return f"test {task.primary.upper()} {-mean:.4g} (lower is better)"
 
 
-def budget_verdict(table: pd.DataFrame, reference: str | None, margin: float,
-                   diverged: int = 0, paired: dict | None = None,
-                   task: tasks.Task = tasks.CLASSIFICATION) -> str:
-    """The verdict of one budget in a few sentences, from :func:`compare`'s ``table``."""
-    if table.empty:
-        return "No finished trials to compare."
-    best = table.iloc[0]
-    words = []
+def _names(names: list[str]) -> str:
+    """``A``, ``A and B``, ``A, B and C``."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _best(table: pd.DataFrame, reference: str | None, task: tasks.Task) -> str:
+    """The opening sentence: the best group, named together; its one member's numbers."""
+    group = table[table["best_group"].astype(bool)]
+    if group.empty:  # cannot happen (the top mean is never beaten); kept for safety
+        group = table.iloc[:1]
+    seeds = int(table["n_seeds"].min()) if len(table) else 0
     pts = "points" if task.higher_is_better else task.primary.upper()
+    if len(group) > 1:
+        names = [f"{n} (the reference)" if n == reference else str(n)
+                 for n in group["scenario"]]
+        return (f"Best: {_names(names)}, not separable with {seeds} seeds (multiple "
+                "comparisons with the best, 95%).")
+    best = group.iloc[0]
+    alone = (f"separated from every other strategy with {seeds} seeds (multiple comparisons "
+             "with the best, 95%)" if len(table) > 1 else "the only strategy")
     if reference is None:
-        words.append(f"Best: {best.scenario}, {_score(best['mean'], task)}, "
-                     f"P(best) {best.p_best:.2f}. No reference in this budget, so no "
-                     "comparisons.")
-    elif best.scenario == reference:
-        words.append(f"Best: {reference} (the reference), {_score(best['mean'], task)}, "
-                     f"P(best) {best.p_best:.2f}.")
-    else:
-        words.append(
-            f"Best: {best.scenario}, {_pts(best['diff'], task)} {pts} "
+        return (f"Best: {best.scenario}, {_score(best['mean'], task)}, {alone}. No reference "
+                "in this budget, so no comparisons.")
+    if best.scenario == reference:
+        return f"Best: {reference} (the reference), {_score(best['mean'], task)}, {alone}."
+    return (f"Best: {best.scenario}, {_pts(best['diff'], task)} {pts} "
             f"{'over' if task.higher_is_better else 'against'} the reference "
             f"{reference}{_interval(best.diff_low, best.diff_high, task)}, P(best) "
-            f"{best.p_best:.2f} ({best.call}).")
+            f"{best.p_best:.2f} ({best.call}); {alone}.")
+
+
+def _undecided(rows: pd.DataFrame, margin: float, task: tasks.Task) -> str:
+    """Each undecided strategy with the seeds that would decide it: for a margin-sized
+    difference and for its observed one (the finite count first)."""
+    margin_shown = (f"a {100 * margin:.1f}-point difference" if task.higher_is_better
+                    else f"a {margin:.4g} {task.primary.upper()} difference")
+    parts = []
+    for _, r in rows.iterrows():
+        counts = [(r["seeds_needed"], margin_shown),
+                  (r["seeds_needed_effect"], f"its {_pts(r['diff'], task)}")]
+        counts = [(n, what) for n, what in counts if not pd.isna(n)]
+        if not counts:
+            parts.append(str(r.scenario))
+            continue
+        counts.sort(key=lambda c: not np.isfinite(c[0]))
+        shown = [f"{int(n)}" if np.isfinite(n) else "no feasible number" for n, _ in counts]
+        first = (f"about {shown[0]} seeds would decide {counts[0][1]}"
+                 if np.isfinite(counts[0][0]) else f"no feasible number of seeds would decide "
+                 f"{counts[0][1]}")
+        rest = "".join(f", {n} {what}" for n, (_, what) in zip(shown[1:], counts[1:]))
+        parts.append(f"{r.scenario} ({first}{rest})")
+    return ", ".join(parts)
+
+
+def budget_verdict(table: pd.DataFrame, reference: str | None, margin: float,
+                   diverged: int = 0, paired: dict | None = None,
+                   task: tasks.Task = tasks.CLASSIFICATION, design: Design = Design(),
+                   covered: str = "") -> str:
+    """The verdict of one budget in a few sentences, from :func:`compare`'s ``table``:
+    the best group, the calls with their simultaneous intervals, the procedure (and in a
+    group-sequential study its looks), what the intervals cover (``covered``,
+    :func:`coverage`), diverged seeds and the pairing."""
+    if table.empty:
+        return "No finished trials to compare."
+    words = [_best(table, reference, task)]
+    pts = "points" if task.higher_is_better else task.primary.upper()
     if reference is not None:
         others = table[table["call"] != "reference"]
         for label, name in (("Better than the reference", "better"),
@@ -340,19 +334,28 @@ def budget_verdict(table: pd.DataFrame, reference: str | None, margin: float,
             rows = others[others["call"] == name]
             if rows.empty:
                 continue
-            listed = ", ".join(
-                f"{r.scenario} ({_pts(r['diff'], task)}"
-                f"{_interval(r.diff_low, r.diff_high, task)})"
-                if name in ("better", "worse") else str(r.scenario)
-                for _, r in rows.iterrows())
-            sentence = f"{label}: {listed}"
-            if name == "undecided" and rows["seeds_needed"].notna().any():
-                sentence += (f" (about {int(rows['seeds_needed'].median())} seeds would "
-                             "decide)")
-            words.append(sentence + ".")
-        words.append(f"Differences in {'accuracy points' if task.higher_is_better else pts}, "
-                     f"paired over {int(table['n_seeds'].max())}"
-                     f" seeds, 95% intervals, Holm over {len(others)} comparisons.")
+            if name == "undecided":
+                listed = _undecided(rows, margin, task)
+            else:
+                listed = ", ".join(
+                    f"{r.scenario} ({_pts(r['diff'], task)}"
+                    f"{_interval(r.diff_low, r.diff_high, task)})" if name != "equivalent"
+                    else str(r.scenario) for _, r in rows.iterrows())
+            words.append(f"{label}: {listed}.")
+        k = int(others["diff_low"].notna().sum())
+        n = int(table["n_seeds"].max())
+        unit = "accuracy points" if task.higher_is_better else f"{pts} (its own units)"
+        procedure = (f"Bonferroni over {k} comparison{'s' if k != 1 else ''}" if k else
+                     "no comparison has 2 paired seeds")
+        sentence = (f"Differences in {unit}, paired over {n} seeds, with simultaneous 95% "
+                    f"intervals ({procedure}), calls read from them")
+        if design.sequential:
+            sentence += (f"; repeated confidence intervals of a {design.describe(n)}, "
+                         f"so stopping at this look keeps the 95%")
+        words.append(sentence + "; seeds to decide at the same level, from the upper 80% "
+                     "bound of the spread.")
+    if covered:
+        words.append(covered)
     if diverged:
         words.append(f"{diverged} diverged seed{'s' if diverged != 1 else ''} scored at "
                      + ("chance." if task.higher_is_better else "the worst RMSE."))
@@ -365,26 +368,35 @@ def budget_verdict(table: pd.DataFrame, reference: str | None, margin: float,
 
 
 def verdicts(trials: pd.DataFrame, reference: str | None = None,
-             margin: float = MARGIN) -> list[dict]:
+             margin: float = MARGIN, design: Design = Design()) -> list[dict]:
     """Per budget: ``budget`` (label), ``reference``, ``table`` (:func:`compare`), ``text``
-    (:func:`budget_verdict`), ``pairing`` (:func:`pairing`), ``diverged``."""
+    (:func:`budget_verdict`), ``pairing`` (:func:`pairing`), ``diverged``, ``task``,
+    ``design`` (how the seeds were gathered: fixed, or the looks of a group-sequential study;
+    :func:`lrstudy.report.publish.study_design` reads it from the store)."""
     out = []
     for budget, group in budgets(trials):
         ref = reference_of(group, reference)
-        table = compare(seed_scores(group), ref, margin)
+        table = compare(seed_scores(group), ref, margin, design=design)
         diverged = int(group["diverged"].astype(bool).sum())
         paired = pairing(group)
         task = task_of(group)
         out.append({"budget": budget_label(budget), "reference": ref, "table": table,
-                    "pairing": paired, "diverged": diverged, "task": task,
-                    "text": budget_verdict(table, ref, margin, diverged, paired, task)})
+                    "pairing": paired, "diverged": diverged, "task": task, "design": design,
+                    "text": budget_verdict(table, ref, margin, diverged, paired, task, design,
+                                           coverage(group))})
     return out
 
 
 def verdict_text(trials: pd.DataFrame, reference: str | None = None,
-                 margin: float = MARGIN) -> str:
+                 margin: float = MARGIN, design: Design = Design()) -> str:
     """The report's opening paragraph(s): one per budget, named when there are several."""
-    return verdict_paragraphs(verdicts(trials, reference, margin))
+    return verdict_paragraphs(verdicts(trials, reference, margin, design))
+
+
+def undecided(found: list[dict]) -> list[str]:
+    """The strategies whose comparison with the reference is undecided, over all budgets."""
+    return [str(name) for v in found
+            for name in v["table"].loc[v["table"]["call"] == "undecided", "scenario"]]
 
 
 def verdict_paragraphs(found: list[dict]) -> str:
@@ -402,49 +414,3 @@ def shown_scores(row: pd.Series, task: tasks.Task) -> pd.Series:
     m = task.primary
     return pd.concat([row, pd.Series({f"{m}_mean": -row["mean"], f"{m}_low": -row["ci_high"],
                                       f"{m}_high": -row["ci_low"]})])
-
-
-SCENARIO_METRICS = {"test_accuracy_mean": "mean", "test_accuracy_ci_low": "ci_low",
-                    "test_accuracy_ci_high": "ci_high", "n_seeds": "n_seeds",
-                    "n_diverged": "n_diverged", "p_best": "p_best",
-                    "p_vs_reference_holm": "p_holm"}
-
-
-def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dict]) -> int:
-    """Put each strategy's aggregates on its scenario runs (``lrstudy.kind = scenario``; in a
-    competition those of its finals), so that the MLflow UI shows them: the metrics of
-    :data:`SCENARIO_METRICS` (``p_vs_reference_holm`` on every strategy but the reference)
-    and the tag ``lrstudy.reference = true`` on the reference's (``false`` on the others).
-    Returns the number of scenario runs written."""
-    from mlflow.entities import Metric, RunTag
-
-    diverged = trials.groupby("scenario")["diverged"].sum().astype(int)
-    rows = {}
-    for v in found:
-        for _, row in v["table"].iterrows():
-            rows[row.scenario] = (shown_scores(row, v.get("task", tasks.CLASSIFICATION)),
-                                  row.scenario == v["reference"])
-    runs = tracking.search(mlflow_client, [exp_id], f"tags.`{TAG}kind` = 'scenario'")
-    written = 0
-    now = int(pd.Timestamp.now().timestamp() * 1000)
-    for run in runs:
-        tags = run.data.tags
-        name = tags.get(TAG + "scenario")
-        if name not in rows or tags.get(TAG + "phase", "") not in ("", "final"):
-            continue
-        row, is_reference = rows[name]
-        values = {**{key: row[column] for key, column in SCENARIO_METRICS.items()
-                     if column in row}, "n_diverged": int(diverged.get(name, 0))}
-        if "rmse_mean" in row:  # a regression: test_rmse_mean, _ci_low, _ci_high
-            values = {k.replace("test_accuracy_", "test_rmse_"): v for k, v in values.items()}
-            for key, column in (("test_rmse_mean", "rmse_mean"), ("test_rmse_ci_low", "rmse_low"),
-                                ("test_rmse_ci_high", "rmse_high")):
-                values[key] = row[column]
-        if is_reference:
-            values.pop("p_vs_reference_holm", None)
-        metrics = [Metric(key, float(value), now, 0) for key, value in values.items()
-                   if value is not None and np.isfinite(float(value))]
-        mlflow_client.log_batch(run.info.run_id, metrics=metrics, tags=[
-            RunTag(TAG + "reference", "true" if is_reference else "false")])
-        written += 1
-    return written
