@@ -8,8 +8,9 @@ Three datasets, chosen by name (:data:`DATASETS`):
 - ``synthetic``: the TensorFlow tutorial's random data, 20 features in [0, 1), binary labels.
 
 Images are float32 in [0, 1] (``x / 255``), labels int32. The validation set is carved from the
-training pool with a fixed seed, before the training subset, so it does not change with
-``train_size``; the test set is returned whole::
+training pool with a seed (a fixed one, or with a budget's ``split = "per-seed"`` the trial's:
+:func:`load_cached`), before the training subset, so it does not change with
+``train_size``; the test set is returned whole, the same whatever the split's seed::
 
     perm = default_rng(split_seed).permutation(n_pool)
     val = perm[:val_size]                      # val_size = round(val_fraction * n_pool)
@@ -59,7 +60,13 @@ DATASETS = ("fashion_mnist", "mnist", "synthetic")
 #: How the validation and training sets are drawn from the pool (see :func:`split_indices`
 #: and :func:`sample_split`).
 SPLITS = ("seeded", "random.sample")
+#: A budget's ``split``: one of :data:`SPLITS`, drawn at :data:`DEFAULT_SPLIT_SEED`, or
+#: ``per-seed``, the seeded draw at each trial's own seed (so seeds differ in data too).
+PER_SEED = "per-seed"
+BUDGET_SPLITS = SPLITS + (PER_SEED,)
 DEFAULT_SPLIT_SEED = 9125
+#: The synthetic pool and test set are drawn from this seed, whatever the split's.
+SYNTHETIC_SEED = DEFAULT_SPLIT_SEED
 DEFAULT_VAL_FRACTION = 1 / 6  # 10,000 of the 60,000 training images
 SYNTHETIC_FEATURES = 20
 SYNTHETIC_TRAIN = 1000
@@ -303,7 +310,7 @@ def load(
     elif name == "mnist":
         arrays = _mnist_arrays()
     else:
-        arrays = _synthetic_arrays(seed)
+        arrays = _synthetic_arrays(SYNTHETIC_SEED)
     if split == "random.sample":
         val, train = sample_split(len(arrays["y_train"]), train_size=train_size,
                                   val_size=val_size or 0, seed=seed)
@@ -412,13 +419,31 @@ def ensure(name: str = "fashion_mnist") -> Path:
     return fashion_mnist.cache_root()
 
 
-@functools.lru_cache(maxsize=4)
-def load_cached(name: str, train_size: int, val_size: int, *, split: str = "seeded"
-                ) -> Dataset:
+def load_cached(name: str, train_size: int, val_size: int, *, split: str = "seeded",
+                seed: int | None = None) -> Dataset:
     """:func:`load` once per process and set-up (the seeds of a scenario share the arrays).
-    ``train_size`` 0: all. No fallback here: a study substitutes data that cannot be had when
-    it is loaded (:func:`lrstudy.scenarios.load_study`), and says so."""
-    return load(name, train_size=train_size or None, val_size=val_size, split=split)
+    ``train_size`` 0: all. ``split``: a budget's (:data:`BUDGET_SPLITS`); for
+    :data:`PER_SEED`, ``seed`` (the trial's) is the split's seed and must be given, else it is
+    not used. No fallback here: a study substitutes data that cannot be had when it is loaded
+    (:func:`lrstudy.scenarios.load_study`), and says so."""
+    if split != PER_SEED:
+        return _load_cached(name, train_size, val_size, split, DEFAULT_SPLIT_SEED)
+    if seed is None:
+        raise ValueError('split = "per-seed" draws the train/validation split from the '
+                         "trial's seed, and no seed was given")
+    return _load_cached(name, train_size, val_size, draw(split), _check_seed(seed))
+
+
+def draw(split: str) -> str:
+    """How a budget's ``split`` (:data:`BUDGET_SPLITS`) is drawn: one of :data:`SPLITS`."""
+    return "seeded" if split == PER_SEED else split
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, train_size: int, val_size: int, split: str, split_seed: int
+                 ) -> Dataset:
+    return load(name, train_size=train_size or None, val_size=val_size, split=split,
+                split_seed=split_seed)
 
 
 def seed_everything(seed: int) -> None:

@@ -49,7 +49,9 @@ BUDGET_DEFAULTS = {
     "dataset_fallback": "",
     "train_size": 0,  # 0: every image not in the validation set
     "val_size": 10000,  # 0: no validation set (a tutorial that had none)
-    "split": "seeded",  # or "random.sample": the decay tutorial's draw (lrstudy.data)
+    # or "random.sample" (the decay tutorial's draw), both at a fixed seed; or "per-seed":
+    # each trial's seed draws its train/validation split (lrstudy.data.BUDGET_SPLITS)
+    "split": "seeded",
     "batch_size": 32,
     "epochs": 5,
     "target": 0.0,  # 0: the dataset's default target validation accuracy
@@ -300,11 +302,15 @@ def _validate_budget_values(where: str, budget: dict) -> None:
         _count(where, key, budget[key], low=1)
     for key in ("train_size", "val_size", "steps_per_execution"):
         _count(where, key, budget[key], low=0)
-    from lrstudy.data import SPLITS
+    from lrstudy.data import BUDGET_SPLITS, PER_SEED
 
-    if budget["split"] not in SPLITS:
-        raise SpecError(f"{where}: split must be one of {', '.join(map(repr, SPLITS))}, "
-                        f"got {_show(budget['split'])}")
+    if budget["split"] not in BUDGET_SPLITS:
+        raise SpecError(f"{where}: split must be one of {', '.join(map(repr, BUDGET_SPLITS))}"
+                        f", got {_show(budget['split'])}")
+    if (budget["split"] == PER_SEED and sources.is_spec(budget["dataset"])
+            and sources.sizes(budget["dataset"])[1] is not None):
+        raise SpecError(f"{where}: split = \"per-seed\" redraws the validation set, but "
+                        f"{sources.label(budget['dataset'])} brings its own (x_val, y_val)")
     if budget["task"] == "classification" and not 0 <= budget["target"] <= 1:
         raise SpecError(f"{where}: target must be a validation accuracy in [0, 1], "
                         f"got {budget['target']}")
@@ -561,7 +567,7 @@ def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
         if setup not in checked_data:
             try:
                 data.check(b["dataset"], train_size=b["train_size"] or None,
-                           val_size=b["val_size"], split=b["split"])
+                           val_size=b["val_size"], split=data.draw(b["split"]))
             except data.DataError as exc:
                 raise SpecError(f"{study.path} scenario {sc.name!r}: {exc}") from None
             checked_data.add(setup)

@@ -353,13 +353,15 @@ def stack_of(prepared: list, steps_per_execution: int, vectorize: bool = True):
 def train(stacked, prepared: list, verbose: int = 0):
     """Train ``stacked`` (:func:`stack_of` of ``prepared``) on their budget, each copy's
     callbacks fed through a :class:`Dispatcher`, on one pipeline of indices
-    (:func:`lrstudy.batches.batch_indices` of their seeds). A generator: a
+    (:func:`lrstudy.batches.batch_indices` of their seeds, each copy's orders hashed as fed
+    into its trial's :class:`~lrstudy.batches.OrderDigest`). A generator: a
     :class:`~lrstudy.vstack.VectorStack` yields each epoch's index after its end; a
     :class:`StackedModel` trains in one Keras ``fit`` and yields nothing."""
     budget = prepared[0].scenario.budget
     ds = prepared[0].dataset
     indices = batches.batch_indices(len(ds.x_train), budget["batch_size"],
-                                    [p.seed for p in prepared], pad=row_wise(prepared[0].model))
+                                    [p.seed for p in prepared], pad=row_wise(prepared[0].model),
+                                    digests=[p.order for p in prepared])
     dispatcher = Dispatcher(stacked, [p.callbacks for p in prepared])
     kwargs = prepared[0].fit_kwargs()
     if isinstance(stacked, StackedModel):
@@ -428,12 +430,22 @@ def size_for(scenario, mode) -> int:
     if mode != "auto":
         return mode
     budget = scenario.budget
+    # seed 0's split under split = "per-seed": every seed's has the same sizes
     ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
-                          split=budget["split"])
+                          split=budget["split"], seed=0)
     return auto_size(scenario, ds.input_shape, ds.num_classes, len(ds.x_train))
 
 
 def groups(trials: list, size: int) -> list[list]:
-    """``trials`` cut into stacks of at most ``size``, in order."""
+    """``trials`` (each with ``scenario`` and ``seed``, one budget) cut into stacks of at most
+    ``size``, in order. Under ``split = "per-seed"`` a stack holds the trials of one seed
+    only (in the order of their seeds' first trials): a stack's copies share one training
+    set and one validation set, and seeds draw different ones."""
     size = max(1, int(size))
+    if trials and trials[0].scenario.budget["split"] == data.PER_SEED:
+        by_seed: dict = {}
+        for t in trials:
+            by_seed.setdefault(t.seed, []).append(t)
+        return [same[i:i + size] for same in by_seed.values()
+                for i in range(0, len(same), size)]
     return [trials[i:i + size] for i in range(0, len(trials), size)]

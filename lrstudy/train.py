@@ -99,7 +99,8 @@ def initial_lr(scenario: scenarios.Scenario, schedule, finder_bounds=None) -> fl
 def trial_params(scenario, schedule, ds, seed, finder_bounds=None, pairing=None) -> dict:
     """The params of a trial; ``pairing`` adds ``init_weights_sha`` and ``batch_order_sha``
     (see :class:`PreparedFit`), which the report uses to check that seed ``i`` gave every
-    strategy of a budget the same start (a paired design)."""
+    strategy of a budget the same start (a paired design). ``split``: ``per-seed`` when the
+    trial's seed drew its train/validation split, else ``fixed``."""
     params = {
         "optimizer": scenario.optimizer,
         "learning_rate": initial_lr(scenario, schedule, finder_bounds),
@@ -109,6 +110,7 @@ def trial_params(scenario, schedule, ds, seed, finder_bounds=None, pairing=None)
         "dataset": ds.name,
         "train_size": len(ds.x_train),
         "val_size": len(ds.x_val),
+        "split": "per-seed" if scenario.budget["split"] == data.PER_SEED else "fixed",
         "epochs": scenario.budget["epochs"],
         "batch_size": scenario.budget["batch_size"],
         "seed": seed,
@@ -147,9 +149,17 @@ class PreparedFit:
     callbacks: list
     logger: cb.EpochLogger | None
     finder_bounds: tuple | None = None
-    #: ``init_weights_sha`` (the weights as built) and ``batch_order_sha`` (the first epoch's
-    #: order): equal across the strategies of a budget for one seed.
+    #: ``init_weights_sha`` (the weights as built): equal across the strategies of a budget
+    #: for one seed, as ``batch_order_sha`` (:meth:`observed_pairing`) must be.
     pairing: dict = dataclasses.field(default_factory=dict)
+    #: the orders the pipeline fed this trial, hashed as fed (the trial's own pipeline, or
+    #: its copy's part of a stack's)
+    order: batches.OrderDigest = dataclasses.field(default_factory=batches.OrderDigest)
+
+    def observed_pairing(self) -> dict:
+        """:attr:`pairing` and ``batch_order_sha``, the digest of the orders of every epoch
+        the pipeline fed (known once training has ended)."""
+        return {**self.pairing, "batch_order_sha": self.order.hexdigest()}
 
     def fit_kwargs(self) -> dict:
         """Keyword arguments of ``model.fit`` besides the data and epochs (``shuffle``
@@ -181,13 +191,12 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
     data.seed_everything(seed)
     interrupts.raise_at("data")
     ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
-                          split=budget["split"])
+                          split=budget["split"], seed=seed)
     interrupts.raise_at("model")
     schedule = resolve.build_schedule(scenario, finder_bounds)
     task = tasks.get(ds.task)
     model, from_logits = models.build(budget["model"], ds.input_shape, ds.num_classes, ds.task)
-    pairing = {"init_weights_sha": weights_digest(model),
-               "batch_order_sha": batches.batch_order_digest(len(ds.x_train), seed)}
+    pairing = {"init_weights_sha": weights_digest(model)}
     optimizer = build_optimizer(scenario, schedule, finder_bounds)
     loss_fn, metrics = task.compile_args(keras, from_logits)
     spe = steps_per_execution(scenario)
@@ -209,9 +218,10 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink | N
                                 loss_fn=loss_fn, probe=(ds.x_train[:256], ds.y_train[:256]),
                                 num_classes=ds.num_classes, task=task)
         callbacks += [cb.StepRecorder(spe, on_steps=logger.on_steps), logger]
-    pipe = batches.train_dataset(ds, budget["batch_size"], seed) if pipeline else None
+    order = batches.OrderDigest()
+    pipe = batches.train_dataset(ds, budget["batch_size"], seed, order) if pipeline else None
     return PreparedFit(scenario, seed, model, pipe, ds, schedule, callbacks, logger,
-                       finder_bounds, pairing)
+                       finder_bounds, pairing, order)
 
 
 def fit_scenario(scenario: scenarios.Scenario, seed: int, sink: cb.MetricSink,
@@ -234,6 +244,10 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0,
     if len({repr(sorted(sc.budget.items())) for sc, _, _ in trials}) != 1:
         raise ValueError("the trials of a stack must share one budget")
     budget = trials[0][0].budget
+    if budget["split"] == data.PER_SEED and len({seed for _, seed, _ in trials}) != 1:
+        # the copies share one training and validation set: the split of one seed
+        raise ValueError("the trials of a stack with split = \"per-seed\" must share one seed "
+                         "(lrstudy.stack.groups)")
     with data.op_determinism(enabled=not budget["jit_compile"]):
         prepared = [prepare_fit(sc, seed, sink, finder_bounds, pipeline=False)
                     for (sc, seed, _), sink in zip(trials, sinks)]
@@ -241,7 +255,7 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0,
         stacked = stack.stack_of(prepared, steps_per_execution(trials[0][0]), vectorize)
         if stacked is None:  # one trial, which Keras's fit trains as it is
             ((sc, seed, test),), (p,) = trials, prepared
-            p.data = batches.train_dataset(ds, budget["batch_size"], seed)
+            p.data = batches.train_dataset(ds, budget["batch_size"], seed, p.order)
             p.model.fit(p.data, epochs=budget["epochs"], verbose=verbose, **p.fit_kwargs())
             return [finish_fit(p, sinks[0], evaluate_test=test)]
         for _ in stack.train(stacked, prepared, verbose):
@@ -305,7 +319,7 @@ def finish_fit(prepared: PreparedFit, sink: cb.MetricSink, evaluate_test: bool =
     return {
         "model": model, "schedule": prepared.schedule, "dataset": ds, "logger": logger,
         "params": trial_params(scenario, prepared.schedule, ds, prepared.seed,
-                               prepared.finder_bounds, prepared.pairing),
+                               prepared.finder_bounds, prepared.observed_pairing()),
         "diverged": bool(logger.diverged), "diverged_reason": logger.diverged_reason,
         "test_accuracy": test_acc, "test_loss": test_loss,
         **{f"test_{k}": v for k, v in test.items()},
