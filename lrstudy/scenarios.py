@@ -68,11 +68,11 @@ DEFAULT_VAL_SIZE = 10000
 DATA_VAL_FRACTION = 1 / 6  # of a user source's training pool, as lrstudy.data's default
 SCENARIO_KEYS = {
     "family", "description", "optimizer", "optimizer_args", "learning_rate", "schedule",
-    "plateau", "finder", "baseline", "budget",
+    "plateau", "finder", "baseline", "twin", "budget",
 }
 STUDY_KEYS = {"description", "seeds", "scenarios", "budget", "budgets", "families",
               "scenario", "sweep", "name", "competition", "reference", "margin", "claims"}
-NOT_IN_KEY = ("name", "description", "family", "baseline")
+NOT_IN_KEY = ("name", "description", "family", "baseline", "twin")
 SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
 #: Upper bounds of what a study may ask for: beyond them it is a typo, not a study.
 LIMITS = {"seeds": 1000, "epochs": 100_000, "batch_size": 1_000_000, "log_every": 1_000_000,
@@ -96,6 +96,7 @@ class Scenario:
     finder: dict | None
     baseline: str
     budget: dict
+    twin: str = ""  # a range-test-fed strategy's tuned twin: the same schedule, its LR tuned
 
     @property
     def steps_per_epoch(self) -> int:
@@ -460,7 +461,7 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
         if not isinstance(family, str) or family not in FAMILIES:
             raise SpecError(f"{swhere}: family must be one of {', '.join(FAMILIES)}, "
                             f"got {_show(family)}")
-        for key in ("description", "optimizer", "baseline"):
+        for key in ("description", "optimizer", "baseline", "twin"):
             if key in spec:
                 _string(swhere, key, spec[key])
         _table(f"{swhere} optimizer_args", spec.get("optimizer_args", {}))
@@ -498,6 +499,7 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             finder=spec.get("finder"),
             baseline=spec.get("baseline", ""),
             budget=budget,
+            twin=spec.get("twin", ""),
         )
     comp = None
     if "competition" in raw:
@@ -505,13 +507,16 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             comp = competition.parse(f"{where} [competition]", raw["competition"])
         except competition.CompetitionError as exc:
             raise SpecError(str(exc)) from None
-        for demo in comp.demos:
+        for demo in [*comp.demos, *dict(comp.differs)]:
             if demo not in available:
                 raise SpecError(f"{where} [competition]: unknown scenario {demo!r}")
         blind = [n for n in names if available[n].budget["val_size"] == 0]
         if blind:
             raise SpecError(f"{where} [competition]: tuning chooses on validation data, but "
                             f"scenario {blind[0]!r} has no validation set (val_size = 0)")
+    for sc in available.values():
+        if sc.twin and sc.twin not in available:
+            raise SpecError(f"{where} scenario {sc.name!r}: twin {sc.twin!r} is not a scenario")
     reference = _string(where, "reference", raw.get("reference", ""))
     if reference and reference not in available:
         raise SpecError(f"{where}: reference {reference!r} is not a scenario of the study")

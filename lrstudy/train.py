@@ -358,18 +358,20 @@ def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
 
 def run_trial(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str = "",
               peak_lr: float | None = None, evaluate_test: bool = True, tracking_uri=None,
-              parent_run_id: str | None = None, finder_bounds=None, mlflow_client=None) -> dict:
+              parent_run_id: str | None = None, finder_bounds=None, mlflow_client=None,
+              params: dict | None = None) -> dict:
     """Run one trial into MLflow, idempotently: a FINISHED trial with the same key is skipped,
     and so is one that a live process (another kernel, another host) owns already.
 
     ``phase`` is the competition's (``demo``, ``tune``, ``final``; "" outside one) and is part
     of the key; ``peak_lr`` is logged as the param of that name (default: the largest LR the
-    optimizer used); a ``tune`` trial is never evaluated on the test set.
+    optimizer used); a ``tune`` trial is never evaluated on the test set; ``params`` are logged
+    beside the trial's own (a final's tuning: :func:`lrstudy.competition.tuning_params`).
     Returns a dict with ``status`` ("finished", "skipped", "diverged") and ``run_id``.
     """
     life = trial_life(study, scenario, seed, phase=phase, peak_lr=peak_lr,
                       tracking_uri=tracking_uri, parent_run_id=parent_run_id,
-                      finder_bounds=finder_bounds, mlflow_client=mlflow_client)
+                      finder_bounds=finder_bounds, mlflow_client=mlflow_client, params=params)
     return live([life], lambda sinks: [fit_scenario(scenario, seed, sinks[0],
                                                     finder_bounds=finder_bounds,
                                                     evaluate_test=evaluate_test)])[0]
@@ -418,11 +420,12 @@ def run_trials(study: str, trials: list, *, tracking_uri=None, parent_run_id=Non
         return [run_trial(study, t.scenario, t.seed, phase=t.phase, peak_lr=t.peak_lr,
                           evaluate_test=t.evaluate_test, tracking_uri=tracking_uri,
                           parent_run_id=parent_run_id, finder_bounds=finder_bounds,
-                          mlflow_client=mlflow_client)]
+                          mlflow_client=mlflow_client, params=dict(t.params))]
     mlflow_client = mlflow_client or tracking.client(tracking_uri)
     lives = [trial_life(study, t.scenario, t.seed, phase=t.phase, peak_lr=t.peak_lr,
                         tracking_uri=tracking_uri, parent_run_id=parent_run_id,
-                        finder_bounds=finder_bounds, mlflow_client=mlflow_client)
+                        finder_bounds=finder_bounds, mlflow_client=mlflow_client,
+                        params=dict(t.params))
              for t in trials]
 
     def fit(sinks):
@@ -441,7 +444,8 @@ def run_trials(study: str, trials: list, *, tracking_uri=None, parent_run_id=Non
 
 def trial_life(study: str, scenario: scenarios.Scenario, seed: int, *, phase: str = "",
                peak_lr: float | None = None, tracking_uri=None, parent_run_id=None,
-               finder_bounds=None, mlflow_client=None, stack_size: int = 1):
+               finder_bounds=None, mlflow_client=None, stack_size: int = 1,
+               params: dict | None = None):
     """A trial's MLflow life around its fit, as a generator (see :func:`live`): it returns
     the skipped result at once, or opens and claims the run and yields the trial's
     :class:`~lrstudy.callbacks.MetricSink`; sent the fit's outcome, it logs the params,
@@ -476,13 +480,14 @@ def trial_life(study: str, scenario: scenarios.Scenario, seed: int, *, phase: st
                     Param("finder.base_lr", repr(finder_bounds[0])),
                     Param("finder.max_lr", repr(finder_bounds[1])),
                     Param("finder.rule", resolve.finder_args(scenario)["rule"]),
+                    Param("finder.twin", scenario.twin),
                     Param("finder.key", finder_runs.finder_key(finder_runs.setup_of(scenario)))])
             outcome = yield sink
             interrupts.raise_at("params")
             used = [v for _, v in sink.points.get("step_learning_rate", [])]
             peak = peak_lr if peak_lr is not None else (max(used) if used else float("nan"))
-            params = [Param(k, str(v)[:6000])
-                      for k, v in {**outcome["params"], "peak_lr": peak}.items()]
+            logged = {**outcome["params"], **(params or {}), "peak_lr": peak}
+            params = [Param(k, str(v)[:6000]) for k, v in logged.items()]
             mlflow_client.log_batch(run.id, params=params, tags=[
                 RunTag(TAG + "diverged", str(outcome["diverged"]).lower()),
                 RunTag(TAG + "diverged_reason", outcome.get("diverged_reason") or "")])
@@ -545,18 +550,36 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
             bounds = finder_runs.bounds_for(spec.name, sc, tracking_uri=uri,
                                             parent_run_id=run.id, mlflow_client=mlflow_client)
         for ph in phases:
-            won = (competition.winner(comp, sc, mlflow_client, exp_id)
-                   if ph == "final" and comp.role(sc) == "tuned" else None)
-            trials = competition.trials(comp, sc, ph, seeds, won)
-            for group in stacking.groups(trials, size):
-                for res in run_trials(spec.name, group, tracking_uri=uri,
-                                      parent_run_id=run.id, finder_bounds=bounds,
-                                      mlflow_client=mlflow_client):
-                    results.append(res)
-                    print(f"{sc.name} {ph or 'seed'} {res['seed']}: {res['status']}"
-                          + (f" (stack of {len(group)})" if len(group) > 1 else ""),
-                          file=sys.stderr)
+            for trials in _rounds(comp, sc, ph, seeds, mlflow_client, exp_id):
+                for group in stacking.groups(trials, size):
+                    for res in run_trials(spec.name, group, tracking_uri=uri,
+                                          parent_run_id=run.id, finder_bounds=bounds,
+                                          mlflow_client=mlflow_client):
+                        results.append(res)
+                        print(f"{sc.name} {ph or 'seed'} {res['seed']}: {res['status']}"
+                              + (f" (stack of {len(group)})" if len(group) > 1 else ""),
+                              file=sys.stderr)
     return results
+
+
+def _rounds(comp, sc, phase: str, seeds: int, mlflow_client, exp_id: str):
+    """The trials of a phase, in rounds: one, but for a tuning, whose grid grows beyond an
+    edge where the winner sits (:func:`lrstudy.competition.tuning`) until it is interior or
+    capped: each round trains the points still pending, then the tuning is read again."""
+    if phase == "final" and comp.role(sc) == "tuned":
+        tuned = competition.tuning(comp, sc, mlflow_client, exp_id)
+        yield competition.trials(comp, sc, phase, seeds, tuned.winner,
+                                 params=competition.tuning_params(tuned))
+        return
+    if phase != "tune":
+        yield competition.trials(comp, sc, phase, seeds)
+        return
+    tried: set = set()
+    while (pending := competition.tuning(comp, sc, mlflow_client, exp_id).pending):
+        if tried.issuperset(pending):  # trained, yet not FINISHED: failed or taken elsewhere
+            return
+        tried.update(pending)
+        yield competition.trials(comp, sc, "tune", seeds, points=list(pending))
 
 
 def _metric(results: list[dict]) -> str:
