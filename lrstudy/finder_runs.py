@@ -64,7 +64,7 @@ def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
         run_id = run.id
         data.seed_everything(seed)
         ds = data.load_cached(setup["dataset"], setup["train_size"], setup["val_size"],
-                              split=setup.get("split", "seeded"))
+                              split=setup.get("split", "seeded"), seed=seed)
         model, from_logits = models.build(setup["model"], ds.input_shape, ds.num_classes,
                                           ds.task)
         loss, _ = tasks.get(ds.task).compile_args(keras, from_logits)  # MSE for a regression

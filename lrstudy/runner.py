@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import json
 import os
 import sys
 import threading
@@ -485,8 +486,9 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
     uri = tracking.check_store(tracking_uri)
     mlflow_client = tracking.client(uri)
     exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
+    differs = json.dumps(dict(spec.competition.differs) if spec.competition else {})
     for key, value in (("reference", spec.reference), ("margin", spec.margin),
-                       ("claims", spec.claims or "")):
+                       ("claims", spec.claims or ""), ("differs", differs)):
         mlflow_client.set_experiment_tag(exp_id, TAG + key, str(value))  # for the report
     design = sequential_design(mlflow_client, exp_id, seeds, until_decided, max_seeds)
     if design.sequential and design.looks:  # resuming: from the last look on

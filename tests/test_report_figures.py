@@ -134,8 +134,17 @@ def test_the_tuning_figure_has_a_panel_per_strategy():
     from lrstudy.report import figures
 
     grid = pd.DataFrame({"scenario": ["a"] * 3 + ["b"] * 3, "peak_lr": [1e-4, 1e-3, 1e-2] * 2,
-                         "val_accuracy": [0.7, 0.8, None, 0.6, 0.7, 0.9],
-                         "chosen": [False, True, False, False, False, True]})
+                         "val_score": [0.7, 0.8, None, 0.6, 0.7, 0.9],
+                         "val_sd": [0.01, 0.02, None, 0.01, 0.01, 0.03],
+                         "chosen": [False, True, False, False, False, True],
+                         "at_grid_edge": [False, False, False, False, False, True],
+                         "stability": [0.9] * 3 + [float("nan")] * 3})
     fig = figures.plot_tuning(grid)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["a", "b"] and all(ax.get_xscale() == "log" for ax in fig.axes)
+    assert titles == ["a (kept 90%)", "b, capped"]
+    assert all(ax.get_xscale() == "log" for ax in fig.axes)
+    # the seeds' spread as error bars: one vertical segment per finite point
+    from matplotlib.collections import LineCollection
+
+    bars = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    assert [len(c.get_segments()) for c in bars] == [2]

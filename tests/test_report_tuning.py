@@ -105,3 +105,27 @@ def test_plateau_fired_counts_finals_whose_lr_dropped():
     table = tuning.plateau_fired(finals).set_index("scenario")
     assert table.loc["plateau"].to_dict() == {"fired": 3, "finals": 4}
     assert "fixed-baseline" not in table.index
+
+
+def test_the_verdict_names_strategies_tuned_at_a_capped_edge():
+    from lrstudy.report import verdict
+
+    finals = pd.DataFrame({"scenario": ["a", "a", "b", "c"],
+                           "tune.capped": ["true", "true", "false", None]})
+    assert verdict.capped_note(finals) == (
+        "Tuned at the edge of a grid grown to its cap, so their best LR may lie beyond it: a.")
+    assert verdict.capped_note(finals.drop(columns="tune.capped")) == ""
+    assert verdict.capped_note(finals[finals.scenario != "a"]) == ""
+
+
+def test_what_each_strategy_also_changes_is_read_from_the_experiment(store):
+    from lrstudy import tracking
+    from lrstudy.report import frames
+
+    client = tracking.client(store)
+    exp = tracking.experiment_id("s", store, client)
+    assert frames.study_differs("s", store).empty
+    client.set_experiment_tag(exp, "lrstudy.differs", '{"one-cycle": "cycles momentum"}')
+    table = frames.study_differs("s", store)
+    assert table.to_dict("records") == [{"strategy": "one-cycle", "also changes":
+                                         "cycles momentum"}]

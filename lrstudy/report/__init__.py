@@ -41,12 +41,14 @@ from lrstudy.report.frames import (
     one_seed_per_scenario,
     phases,
     sensitivity_trials,
+    study_differs,
     study_settings,
 )
 from lrstudy.report.publish import study_design
 from lrstudy.report.reproduction import format_reproduction, load_reproduction
 from lrstudy.report.stats import aggregate, mean_ci, t_interval
-from lrstudy.report.tables import benchmark_table, finder_calibration, format_table
+from lrstudy.report.tables import (averaged_iterate, benchmark_table, finder_calibration,
+                                   format_table)
 from lrstudy.report.tuning import choice_stability, finder_regret, plateau_fired, tuning_table
 from lrstudy.report.verdict import verdict_paragraphs, verdict_text, verdicts
 
@@ -58,6 +60,7 @@ __all__ = [
     "SUGGESTION_KEYS",
     "NoTrialsError",
     "aggregate",
+    "averaged_iterate",
     "benchmark_table",
     "best_val_loss",
     "budget",
@@ -85,6 +88,7 @@ __all__ = [
     "publish_verdict",
     "sensitivity_trials",
     "study_design",
+    "study_differs",
     "study_settings",
     "t_interval",
     "tuning_table",

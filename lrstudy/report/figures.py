@@ -189,28 +189,34 @@ def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
 
 
 def plot_tuning(grid: pd.DataFrame) -> Figure:
-    """Each tuned strategy's validation accuracy against its peak LR (log x), the chosen
-    point circled, diverged points as red crosses along the bottom: the tuning, on validation
-    data only."""
+    """Each tuned strategy's mean validation score over its tuning seeds against its peak LR
+    (log x), bars one standard deviation of the seeds, the chosen point circled (its choice's
+    bootstrap stability in the title, "capped" for an edge winner), diverged points
+    as red crosses along the bottom: the tuning, on validation data only."""
     names = sorted(grid["scenario"].unique()) if not grid.empty else []
     fig, axes = _grid(max(1, len(names)), 4, 3.4, 2.6)
     if not names:
         _empty(axes[0], "no tuning trials")
         return fig
     for ax, name in zip(axes, names):
-        rows = grid[grid["scenario"] == name]
-        ok = rows[rows["val_accuracy"].notna()]
-        ax.plot(ok["peak_lr"], ok["val_accuracy"], marker="o")
+        rows = grid[grid["scenario"] == name].sort_values("peak_lr")
+        ok = rows[rows["val_score"].notna()]
+        ax.errorbar(ok["peak_lr"], ok["val_score"], yerr=ok["val_sd"].fillna(0.0),
+                    marker="o", capsize=2)
         won = rows[rows["chosen"]]
-        ax.scatter(won["peak_lr"], won["val_accuracy"], s=140, facecolors="none",
+        ax.scatter(won["peak_lr"], won["val_score"], s=140, facecolors="none",
                    edgecolors="black", zorder=3)
-        bad = rows[rows["val_accuracy"].isna()]
+        bad = rows[rows["val_score"].isna()]
         ax.scatter(bad["peak_lr"], np.full(len(bad), 0.03), marker="x", color="red",
                    transform=ax.get_xaxis_transform())
         ax.set_xscale("log")
-        ax.set_title(name, fontsize=9)
+        stability = rows["stability"].iloc[0]
+        title = name if stability != stability else f"{name} (kept {stability:.0%})"
+        if won["at_grid_edge"].any():
+            title += ", capped"
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("peak LR", fontsize=8)
-        ax.set_ylabel("val accuracy", fontsize=8)
+        ax.set_ylabel("val score", fontsize=8)
     return fig
 
 

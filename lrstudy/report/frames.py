@@ -13,6 +13,7 @@ Each loader takes ``method``: ``"sql"`` reads MLflow's tables in a few bulk quer
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,7 +38,7 @@ NUMERIC_PARAMS = ("learning_rate", "peak_lr", "train_size", "epochs", "batch_siz
                   "start_lr", "end_lr", "num_it")
 SWEEP_STUDY = "lr-sweep"
 #: What a budget is: trials that differ in any of these are never compared.
-BUDGET_COLUMNS = ("model", "dataset", "train_size", "batch_size", "epochs")
+BUDGET_COLUMNS = ("model", "dataset", "train_size", "batch_size", "epochs", "split")
 HISTORY_COLUMNS = ["run_id", "key", "step", "value", "timestamp"]
 
 
@@ -344,3 +345,13 @@ def study_settings(study: str, tracking_uri: str | None = None, reference: str |
         except ValueError:
             margin = Study.margin
     return reference, float(margin)
+
+
+def study_differs(study: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """What each competing strategy changes besides its LR policy, as the study file's
+    ``[competition.differs]`` says (the experiment tag ``lrstudy.differs`` that ``lrstudy run``
+    sets): one row per strategy named there."""
+    uri = tracking.tracking_uri(tracking_uri)
+    exp = None if missing_sqlite(uri) else experiment(study, tracking.client(uri))
+    table = json.loads((exp.tags if exp is not None else {}).get(TAG + "differs") or "{}")
+    return pd.DataFrame(sorted(table.items()), columns=["strategy", "also changes"])

@@ -222,3 +222,16 @@ def finder_calibration(range_tests: pd.DataFrame) -> pd.DataFrame:
                          "median_lr": 10 ** float(np.median(logs)),
                          "spread_decades": float(logs.max() - logs.min())})
     return pd.DataFrame(rows, columns=columns)
+
+
+def averaged_iterate(finals: pd.DataFrame) -> pd.DataFrame:
+    """For the strategies scored at an averaged iterate (schedule-free: metrics at x, and
+    ``test_accuracy_at_y`` at the sequence it trains on): the mean test accuracy at x and at y
+    over their finals, side by side."""
+    if "test_accuracy_at_y" not in finals:
+        return pd.DataFrame(columns=["scenario", "seeds", "test_accuracy_at_x",
+                                     "test_accuracy_at_y"])
+    rows = finals[finals["test_accuracy_at_y"].notna()]
+    return (rows.groupby("scenario", as_index=False)
+            .agg(seeds=("test_accuracy", "size"), test_accuracy_at_x=("test_accuracy", "mean"),
+                 test_accuracy_at_y=("test_accuracy_at_y", "mean")))

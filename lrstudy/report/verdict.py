@@ -72,8 +72,9 @@ def budget_label(budget: dict) -> str:
         return ""
     b = {k: ("?" if pd.isna(v) else (int(v) if isinstance(v, float) and v.is_integer() else v))
          for k, v in budget.items()}
+    split = ", split per seed" if b.get("split") == "per-seed" else ""
     return (f"{b.get('model', '?')} on {b.get('dataset', '?')} ({b.get('train_size', '?')} "
-            f"train), batch {b.get('batch_size', '?')}, {b.get('epochs', '?')} epochs")
+            f"train{split}), batch {b.get('batch_size', '?')}, {b.get('epochs', '?')} epochs")
 
 
 def reference_of(trials: pd.DataFrame, reference: str | None) -> str | None:
@@ -380,11 +381,25 @@ def verdicts(trials: pd.DataFrame, reference: str | None = None,
         diverged = int(group["diverged"].astype(bool).sum())
         paired = pairing(group)
         task = task_of(group)
+        text = " ".join(filter(None, [budget_verdict(table, ref, margin, diverged, paired,
+                                                     task, design, coverage(group)),
+                                      capped_note(group)]))
         out.append({"budget": budget_label(budget), "reference": ref, "table": table,
                     "pairing": paired, "diverged": diverged, "task": task, "design": design,
-                    "text": budget_verdict(table, ref, margin, diverged, paired, task, design,
-                                           coverage(group))})
+                    "text": text})
     return out
+
+
+def capped_note(trials: pd.DataFrame) -> str:
+    """A sentence naming the strategies whose tuned LR sits on an edge of a grid that grew as
+    far as it may (their finals' param ``tune.capped``): their optimum may lie beyond it."""
+    if "tune.capped" not in trials:
+        return ""
+    names = sorted(set(trials.loc[trials["tune.capped"].astype(str) == "true", "scenario"]))
+    if not names:
+        return ""
+    return (f"Tuned at the edge of a grid grown to its cap, so their best LR may lie beyond "
+            f"it: {', '.join(names)}.")
 
 
 def verdict_text(trials: pd.DataFrame, reference: str | None = None,
