@@ -70,10 +70,11 @@ test: data system-test
 ui: $(STAMP)
 	$(PY) -m lrstudy ui
 
-# JupyterLab on notebooks/, opening the start-here notebook (as root, Jupyter wants --allow-root)
+# JupyterLab rooted at the project (notebooks/, runs/ and reports/ one click away), opening the
+# start-here notebook (as root, Jupyter wants --allow-root)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(if $(IS_ROOT),--allow-root) \
-	  --LabApp.default_url=/lab/tree/start_here.ipynb
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir . $(if $(IS_ROOT),--allow-root) \
+	  --LabApp.default_url=/lab/tree/notebooks/start_here.ipynb
 
 bench: data
 	$(PY) bench/bench.py

@@ -410,6 +410,9 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     path = study_path(name_or_path)
     raw = _load_toml(path)
     where = str(path)
+    if not raw:  # empty, blank or comments only: not "every scenario of the catalogue"
+        raise SpecError(f"study file {path} names no scenarios: add scenarios = "
+                        "[\"fixed-baseline\", ...] (`python -m lrstudy list` shows them)")
     _unknown(where, raw, STUDY_KEYS)
     name = _string(where, "name", raw.get("name", path.stem))
     description = _string(where, "description", raw.get("description", ""))
@@ -453,9 +456,14 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
 
     available = {}
     unavailable: dict[str, str | None] = {}  # dataset -> why it cannot be had here
-    for sname in list(definitions):
+    # Every definition is checked (``--scenarios`` may name any), the study's own first: the
+    # scenarios it runs or defines, named in errors. A catalogue scenario it does not mention
+    # fails only on the study's budget, so such an error names that budget, not the scenario.
+    own = dict.fromkeys([*names, *tables])
+    for sname in [*own, *(n for n in definitions if n not in own)]:
         spec = definitions[sname]
-        swhere = f"{where} scenario {sname!r}"
+        # (the catalogue's own entries pass the checks before the budget: only it can fail)
+        swhere = f"{where} scenario {sname!r}" if sname in own else where
         _unknown(swhere, spec, SCENARIO_KEYS)
         family = spec.get("family", "")
         if not isinstance(family, str) or family not in FAMILIES:
@@ -466,6 +474,9 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
                 _string(swhere, key, spec[key])
         _table(f"{swhere} optimizer_args", spec.get("optimizer_args", {}))
         budget_spec = spec.get("budget", families.get(family))
+        if sname not in own:  # the study's budget table this scenario takes
+            swhere = (f"{where} [budgets.{budget_spec}]" if isinstance(budget_spec, str)
+                      else f"{where} [budget]")
         if isinstance(budget_spec, str):
             if budget_spec not in named:
                 raise SpecError(f"{swhere}: budget {budget_spec!r} is not a [budgets.*] table")
@@ -501,6 +512,7 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             budget=budget,
             twin=spec.get("twin", ""),
         )
+    available = {n: available[n] for n in definitions}  # in the catalogue's order
     comp = None
     if "competition" in raw:
         try:

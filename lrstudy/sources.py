@@ -199,6 +199,9 @@ def _csv(s: dict) -> dict:
         frame = pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - a parse error of any kind is bad data
         raise DataError(f"dataset {path}: cannot be read as CSV: {one_line(exc)}") from None
+    if frame.empty:  # a header alone: its columns hold nothing, numeric or not
+        raise DataError(f"dataset {path}: has no rows, only a header "
+                        f"({', '.join(map(str, frame.columns))})"[:300])
     if s["label"] not in frame.columns:
         raise DataError(f"dataset {path}: no column {s['label']!r}; columns: "
                         f"{', '.join(map(str, frame.columns))}"[:300])
@@ -281,7 +284,7 @@ def _function(s: dict) -> dict:
     module_name, attr = name.split(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the module's own code may raise anything
         raise DataError(f"dataset {name}: cannot be imported: {one_line(exc)}") from None
     try:
         result = fn()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -145,6 +146,7 @@ def _user_data(case_dir: Path) -> dict:
     (case_dir / "float_labels.csv").write_text("a,b,y\n" + "\n".join(
         f"{i},{i / 3},{i / 7}" for i in range(60)) + "\n")
     (case_dir / "small.csv").write_text("a,b,y\n" + "\n".join(rows.splitlines()[:20]) + "\n")
+    (case_dir / "header_only.csv").write_text("a,b,y\n")
     x = np.ones((50, 4), np.float32)
     x[7, 2] = np.inf
     np.savez(case_dir / "inf.npz", x_train=x, y_train=np.arange(50) % 2)
@@ -154,6 +156,17 @@ def _user_data(case_dir: Path) -> dict:
         (case_dir / "images" / name).mkdir(parents=True)
     (case_dir / "images" / "cat" / "a.png").write_bytes(b"not read: the dog class is empty")
     return {}
+
+
+def _user_model(source: str):
+    """A setup writing ``bad_models.py`` (``source``) on the path of the command."""
+    def setup(case_dir: Path) -> dict:
+        (case_dir / "bad_models.py").write_text(source)
+        return {"PYTHONPATH": str(case_dir)}
+    return setup
+
+
+BUILD = "\n\ndef build(input_shape, num_classes):\n    raise AssertionError('never built')\n"
 
 
 def data_study(dataset: str, **kwargs) -> str:
@@ -257,6 +270,18 @@ CASES = [
          study=data_study('{ npz = "shapes.npz" }', val_size=10), setup=_user_data),
     Case("data-empty-class-directory", _run_args(), ["images", "'dog'", "no images"],
          study=data_study('{ images = "images" }', val_size=10), setup=_user_data),
+    Case("data-csv-header-only", _run_args(), ["header_only.csv", "no rows"],
+         study=data_study('{ csv = "header_only.csv", label = "y" }', val_size=10),
+         setup=_user_data),
+    # a study naming only catalogue scenarios: its error names one of them (OWN_SCENARIO_CASES)
+    Case("data-error-in-a-catalogue-only-study", _run_args(),
+         ["good.csv", "'price'", "scenario 'fixed-baseline'"],
+         study=study_text(scenarios='["fixed-baseline"]', val_size=10).replace(
+             'dataset = "synthetic"', 'dataset = { csv = "good.csv", label = "price" }'),
+         setup=_user_data),
+    Case("budget-error-in-a-catalogue-only-study", _run_args(),
+         ["batch_size 5000", "800", "scenario 'fixed-baseline'"],
+         study=study_text(scenarios='["fixed-baseline"]', batch_size=5000)),
     Case("data-regression-on-a-classification-dataset", _run_args(),
          ["synthetic", "'regression'"], study=study_text(scenario=VALID_X,
                                                           extra='task = "regression"')),
@@ -278,6 +303,23 @@ CASES = [
          study=study_text(train_size=5000, scenario=VALID_X)),
     Case("malformed-toml", _run_args(), ["tiny.toml", "not valid TOML"],
          study=study_text(scenario=VALID_X) + "\n[scenario.y\nfamily = 'fixed'\n"),
+    Case("empty-study-file", _run_args(), ["tiny.toml", "names no scenarios", "scenarios = ["],
+         study=""),
+    Case("blank-study-file", _run_args(), ["tiny.toml", "names no scenarios"], study="\n"),
+    Case("comments-only-study-file", _run_args(), ["tiny.toml", "names no scenarios"],
+         study="# my study, to be written\n\n"),
+    # ---- a user's model module (its source is parsed; imported when it cannot be) -------------
+    Case("model-module-raises-at-import", _run_args(),
+         ["'bad_models:build'", "bad_models.py", "RuntimeError: boom"],
+         study=study_text(scenario=VALID_X + '\nbudget = { model = "bad_models:build" }'),
+         setup=_user_model('raise RuntimeError("boom")' + BUILD)),
+    Case("model-module-imports-a-missing-package", _run_args(),
+         ["'bad_models:build'", "ModuleNotFoundError", "'nosuch_package_of_a_user'"],
+         study=study_text(scenario=VALID_X + '\nbudget = { model = "bad_models:build" }'),
+         setup=_user_model("import nosuch_package_of_a_user" + BUILD)),
+    Case("model-function-missing", _run_args(), ["'bad_models:build'", "defines no 'build'"],
+         study=study_text(scenario=VALID_X + '\nbudget = { model = "bad_models:build" }'),
+         setup=_user_model("def other(input_shape, num_classes):\n    pass\n")),
     Case("unknown-key-in-study", _run_args(), ["tiny.toml", "'colour'"],
          study='colour = "red"\n' + study_text(scenario=VALID_X)),
     Case("unknown-key-in-scenario", _run_args(), ["tiny.toml", "'x'", "'learnig_rate'"],
@@ -454,6 +496,23 @@ def test_papermill_bad_parameter_stops_before_training(results, case_id):
         assert name in res.stderr, f"{name!r} not named\n{_describe(res)}"
         assert name in notebook, f"{name!r} not in the output notebook"
     _assert_store_untouched(res.store, results["run_id"])
+
+
+OWN_SCENARIO_CASES = ["data-error-in-a-catalogue-only-study",
+                      "budget-error-in-a-catalogue-only-study"]
+
+
+@pytest.mark.parametrize("case_id", OWN_SCENARIO_CASES)
+def test_an_error_names_only_scenarios_of_the_users_study(results, case_id):
+    """The study checks every catalogue scenario (``--scenarios`` may name any), but an error
+    names a scenario the study runs, never one of the catalogue it does not mention."""
+    from lrstudy import scenarios
+
+    res = _result(results, case_id)
+    assert res.returncode == 2, _describe(res)
+    named = set(re.findall(r"scenario '([^']+)'", res.stderr))
+    assert named and named <= {"fixed-baseline"}, _describe(res)
+    assert not named & (set(scenarios.catalogue()) - {"fixed-baseline"}), _describe(res)
 
 
 @pytest.mark.parametrize("case_id", ["unreachable-server", "unwritable-store"])

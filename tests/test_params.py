@@ -4,6 +4,7 @@ notebooks' own first cells: it looks at the parameters cells, not at every globa
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -82,3 +83,34 @@ def test_a_wrong_type_injected_is_rejected(shell):
 def test_outside_ipython_every_global_is_checked():
     with pytest.raises(params.ParameterError, match="no parameter 'results'"):
         params.check({"study": "smoke", "results": [1], "params": params}, "summary")
+
+
+def test_batch_runs_pass_every_parameter_or_leave_the_studys_own(tmp_path, monkeypatch):
+    """``lrstudy run`` executes scenario.ipynb once per scenario. A parameter it does not pass
+    keeps the notebook's default, which must then mean the study's own value (0 or ""), not
+    the small budget the notebook runs when opened by hand."""
+    import ast
+
+    from lrstudy import kernels, runner
+
+    passed = {}
+
+    def execute(notebook, output, parameters, **kwargs):
+        passed.update(parameters)
+        Path(output).write_text("{}")
+
+    monkeypatch.setattr(kernels, "execute", execute)
+    job = runner.Job(study="seeds", study_name="seeds", scenario="fixed-baseline", seeds=10,
+                     overrides={}, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                     threads=1, output=str(tmp_path / "fixed-baseline-final.ipynb"),
+                     phase="final")
+    assert runner.execute_job(job).ok
+    declared = params.NOTEBOOKS["scenario"]
+    assert set(passed) <= set(declared)
+    assert (passed["study"], passed["scenario"], passed["seeds"]) == ("seeds", "fixed-baseline", 10)
+    parameters, _ = first_cells("scenario")
+    defaults = {stmt.targets[0].id: ast.literal_eval(stmt.value)
+                for stmt in ast.parse(parameters).body}
+    assert set(defaults) == set(declared)
+    left = {name: defaults[name] for name in declared if name not in passed}
+    assert left and all(value in (0, "") for value in left.values()), left

@@ -244,7 +244,7 @@ def test_the_verdict_ranks_a_regression_on_rmse_lower_is_better():
     assert bench.loc[0, "test_rmse_mean"] == pytest.approx(np.mean(lower))
     shown = format_table(bench)
     assert "test RMSE" in shown and "test accuracy" not in shown
-    assert shown.loc[1, "vs reference, RMSE [95% CI]"].startswith("-1.026")
+    assert shown.loc[1, "vs reference, RMSE [simultaneous 95% CI]"].startswith("-1.026")
 
 
 def test_a_user_model_gets_one_linear_output_for_a_regression():
@@ -256,3 +256,56 @@ def test_a_user_model_gets_one_linear_output_for_a_regression():
     with pytest.raises(ValueError, match="one"):
         models.build("mlp128", (4,), 3, task="regression")
 
+
+
+def test_a_user_module_that_raises_at_import_is_reported_with_its_exception(tmp_path,
+                                                                            monkeypatch):
+    """Its own exception (type and message) is the cause named, whether the module is located
+    before training (models.check), imported in a kernel (models.resolve) or is a dataset
+    function's (sources)."""
+    from lrstudy import models, scenarios
+
+    (tmp_path / "raising_models.py").write_text(
+        'raise RuntimeError("boom")\n\n\ndef build(input_shape, num_classes):\n    pass\n')
+    (tmp_path / "raising_data.py").write_text(
+        'raise RuntimeError("no data today")\n\n\ndef load_data():\n    pass\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for call in (models.check, models.resolve):
+        with pytest.raises(ValueError) as err:
+            call("raising_models:build")
+        assert "'raising_models:build'" in str(err.value), call
+        assert "RuntimeError: boom" in str(err.value) and "\n" not in str(err.value), call
+    study = tmp_path / "s.toml"
+    study.write_text('scenarios = ["fixed-baseline"]\n[budget]\n'
+                     'dataset = "raising_data:load_data"\n')
+    with pytest.raises(scenarios.SpecError, match="RuntimeError: no data today"):
+        scenarios.load_study(str(study))
+
+
+def test_a_csv_with_a_header_and_no_rows_says_so(tmp_path):
+    from lrstudy import scenarios
+
+    (tmp_path / "empty.csv").write_text("a,b,y\n")
+    study = tmp_path / "s.toml"
+    study.write_text('scenarios = ["fixed-baseline"]\n[budget]\n'
+                     'dataset = { csv = "empty.csv", label = "y" }\n')
+    with pytest.raises(scenarios.SpecError) as err:
+        scenarios.load_study(str(study))
+    message = str(err.value)
+    assert "empty.csv" in message and "no rows" in message and "not numeric" not in message
+    assert "scenario 'fixed-baseline'" in message  # the study's own scenario, not the first
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# to be written\n\n"], ids=["0 bytes", "blank",
+                                                                      "comments"])
+def test_an_empty_study_file_is_refused_not_taken_as_every_scenario(tmp_path, text):
+    from lrstudy import scenarios
+
+    study = tmp_path / "mine.toml"
+    study.write_text(text)
+    with pytest.raises(scenarios.SpecError, match=r"mine\.toml names no scenarios: add "
+                                                  r"scenarios = \["):
+        scenarios.load_study(str(study))
+    # a file with keys but no `scenarios` still means every scenario of the catalogue
+    study.write_text(text + "seeds = 1\n")
+    assert len(scenarios.load_study(str(study)).scenarios) == len(scenarios.catalogue())
