@@ -17,12 +17,21 @@
     by one, in turns: trial-epochs per second each way (and one by one with Keras's ``fit``,
     as trials trained before lrstudy.vstack), the peak memory of the stack; and the wall
     time of ``lrstudy run`` on a small slice with ``--stack auto`` and ``off``.
+(f) against the tools a user would pick: the default study's tuning of one strategy
+    (fixed-baseline: 5 LRs x 3 seeds on the default budget) by ``lrstudy run``, by Keras
+    Tuner's GridSearch and by Optuna's GridSampler (``bench/peers.py``, the same data split,
+    model, batch, epochs and threads, each as its documentation shows it): whole commands'
+    wall times in turns, the speed-ups, and whether each picks the same LR.
+(g) the stack's efficiency: the FLOP rate of a steady epoch of the tuning's 15 trials as one
+    VectorStack over the best rate of XLA batched matmuls of the step's own shapes measured
+    in the same process; and the parts of the epoch (the compiled loop, its per-step
+    records, validation, the rest), each timed alone.
 (r) the wall time of refusing a bad study file (one line, exit 2, no TensorFlow import).
 
 Each pair runs alternately (A B A B ...) in this one process, so drift hits both sides alike:
 epoch by epoch for (a) and (b) (Keras's fits through ``initial_epoch``, ours through
 :func:`trial_epochs`).
-Usage: python bench/bench.py [--quick] [--only a,b,c,d,e,r] [--out bench/results.json]
+Usage: python bench/bench.py [--quick] [--only a,b,c,d,e,f,g,r] [--out bench/results.json]
 """
 
 from __future__ import annotations
@@ -326,9 +335,11 @@ def plain_study(tmp: Path, scenario_names: list[str], seeds: int) -> Path:
     return plain
 
 
-def timed_run(tmp: Path, study: Path, seeds: int, epochs: int | None, *extra) -> float:
-    """The wall time of ``lrstudy run`` on ``study`` into a fresh store under ``tmp``."""
-    store = Path(tempfile.mkdtemp(dir=tmp))
+def timed_run(tmp: Path, study: Path, seeds: int, epochs: int | None, *extra,
+              store: Path | None = None) -> float:
+    """The wall time of ``lrstudy run`` on ``study`` into a fresh store under ``tmp`` (or in
+    ``store``, a fresh directory the caller reads afterwards)."""
+    store = store or Path(tempfile.mkdtemp(dir=tmp))
     args = [sys.executable, "-m", "lrstudy", "run", "--study", str(study), "--seeds",
             str(seeds), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}", "--quiet", *extra]
     if epochs:
@@ -469,6 +480,284 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
                     "in turns ABBA"}
 
 
+#: (f): the default study's tuning of one strategy (its grid: 5 points over 2 decades around
+#: the strategy's usual peak, 3 seeds each, no extension of the grid), done three ways.
+PEER_SCENARIO = "fixed-baseline"
+PEER_COMPETITION = {"grid_points": 5, "grid_decades": 2, "tune_seeds": 3, "extend_decades": 0}
+
+
+def tune_study(tmp: Path, tune_seeds: int) -> Path:
+    """A study file in ``tmp``: the default study's budget and its competition's tuning of
+    :data:`PEER_SCENARIO` alone. Its finals cannot be switched off (``seeds`` >= 1): one final
+    seed, whose scenario run (:func:`_scenario_runs`) is taken out of the wall time."""
+    budget = plain_study(tmp, [PEER_SCENARIO], 1).read_text().split("[budget]", 1)[1]
+    comp = {**PEER_COMPETITION, "tune_seeds": tune_seeds}
+    path = tmp / "tune.toml"
+    path.write_text(f'description = "bench: the tuning of {PEER_SCENARIO}"\nseeds = 1\n'
+                    f'scenarios = ["{PEER_SCENARIO}"]\n\n[competition]\n'
+                    + "".join(f"{k} = {v}\n" for k, v in comp.items())
+                    + f"\n[budget]{budget}")
+    return path
+
+
+def _scenario_runs(uri: str, study: str) -> dict:
+    """The store's scenario runs of ``study`` by phase: their wall seconds (a kernel's start
+    to its end, MLflow's run times) and status."""
+    from lrstudy import tracking
+
+    client = tracking.client(uri)
+    exp_id = tracking.experiment_id(study, uri, client)
+    runs = client.search_runs([exp_id], f"tags.`{tracking.TAG}kind` = 'scenario'")
+    return {r.data.tags.get(tracking.TAG + "phase", ""): {
+        "s": (r.info.end_time - r.info.start_time) / 1000, "status": r.info.status}
+        for r in runs}
+
+
+def _lrstudy_tuning(tmp: Path, epochs: int | None, tune_seeds: int) -> dict:
+    """``lrstudy run`` of :func:`tune_study` into a fresh sqlite store, timed whole; its
+    tuning's scores and winner read back from the store as the finals read them."""
+    from lrstudy import competition, scenarios, tracking
+
+    study = tune_study(tmp, tune_seeds)
+    store = Path(tempfile.mkdtemp(dir=tmp))
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    wall = timed_run(tmp, study, 1, epochs, store=store)
+    spec = scenarios.load_study(str(study), {"epochs": epochs} if epochs else {})
+    client = tracking.client(uri)
+    tuned = competition.tuning(spec.competition, spec.scenarios[PEER_SCENARIO], client,
+                               tracking.experiment_id(spec.name, uri, client))
+    phases = _scenario_runs(uri, spec.name)
+    final_s = phases.get("final", {}).get("s", 0.0)
+    means = [sum(tuned.scores[p]) / len(tuned.scores[p]) for p in tuned.points]
+    return {"command_s": wall, "final_phase_s": final_s, "wall_s": wall - final_s,
+            "tune_phase_s": phases.get("tune", {}).get("s"), "best_lr": tuned.winner,
+            "grid": list(tuned.points), "scores_last_epoch": means,
+            "own_score": "mean over the tuning seeds of the last epoch's val_accuracy"}
+
+
+def _peer(tool: str, tmp: Path, epochs: int | None, seeds: int) -> dict:
+    """``bench/peers.py`` for ``tool`` in a child process, timed whole (as ``lrstudy run``)."""
+    out = tmp / f"{tool}.json"
+    args = [sys.executable, str(ROOT / "bench" / "peers.py"), tool, "--out", str(out),
+            "--seeds", str(seeds)] + (["--epochs", str(epochs)] if epochs else [])
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool} failed:\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    return {"wall_s": wall, **json.loads(out.read_text())}
+
+
+def bench_peers(epochs: int | None, tune_seeds: int, repeats: int) -> dict:
+    """(f) the default study's tuning of :data:`PEER_SCENARIO` (15 trials: 5 LRs x 3 seeds on
+    the default budget) by ``lrstudy run``, by Keras Tuner's GridSearch and by Optuna's
+    GridSampler (:mod:`peers`, beside this file), each a whole command, in turns (the order
+    reversed from one repeat to the next); the speed-ups are ratios of the summed walls.
+
+    lrstudy's wall is the command's minus its one final seed's scenario run (a competition
+    always runs finals; the peers' work is the tuning alone); the whole command is reported
+    too. The peers get the threads lrstudy's kernels get, plain ``model.fit`` and validation
+    every epoch; each picks its best LR by its own score, and every point's scores by each
+    rule are kept, so a disagreement can be told from a difference of rules."""
+    tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
+    tools = {"lrstudy": lambda: _lrstudy_tuning(tmp, epochs, tune_seeds),
+             "keras-tuner": lambda: _peer("keras-tuner", tmp, epochs, tune_seeds),
+             "optuna": lambda: _peer("optuna", tmp, epochs, tune_seeds)}
+    runs: dict[str, list] = {name: [] for name in tools}
+    for r in range(repeats):
+        for name in (list(tools) if r % 2 == 0 else list(tools)[::-1]):
+            runs[name].append(tools[name]())
+            extra = (f" (the command {runs[name][-1]['command_s']:.1f} s, its final seed's "
+                     f"kernel {runs[name][-1]['final_phase_s']:.1f} s)"
+                     if name == "lrstudy" else "")
+            log(f"  (f) {name}: {runs[name][-1]['wall_s']:.1f} s{extra}, best LR "
+                f"{runs[name][-1]['best_lr']:g}")
+    wall = {name: sum(x["wall_s"] for x in rs) for name, rs in runs.items()}
+    last = {name: rs[-1] for name, rs in runs.items()}
+    ours = last["lrstudy"]
+    agree = {name: {"best_lr": last[name]["best_lr"],
+                    "same_as_lrstudy": last[name]["best_lr"] == ours["best_lr"],
+                    "by_last_epoch": last[name]["best_lr_by_last_epoch"],
+                    "same_as_lrstudy_by_last_epoch":
+                        last[name]["best_lr_by_last_epoch"] == ours["best_lr"]}
+             for name in ("keras-tuner", "optuna")}
+    command = sum(x["command_s"] for x in runs["lrstudy"])
+    return {
+        "lrstudy_s": [x["wall_s"] for x in runs["lrstudy"]],
+        "lrstudy_command_s": [x["command_s"] for x in runs["lrstudy"]],
+        "keras_tuner_s": [x["wall_s"] for x in runs["keras-tuner"]],
+        "optuna_s": [x["wall_s"] for x in runs["optuna"]],
+        "keras_tuner_speedup": wall["keras-tuner"] / wall["lrstudy"],
+        "optuna_speedup": wall["optuna"] / wall["lrstudy"],
+        "keras_tuner_speedup_whole_command": wall["keras-tuner"] / command,
+        "optuna_speedup_whole_command": wall["optuna"] / command,
+        "best_lr": {"lrstudy": ours["best_lr"], **{k: v["best_lr"] for k, v in agree.items()}},
+        "agreement": agree, "runs": runs, "repeats": repeats,
+        "scenario": PEER_SCENARIO, "competition": {**PEER_COMPETITION, "tune_seeds": tune_seeds},
+        "epochs": epochs or 8, "threads": last["keras-tuner"]["threads"],
+        "note": "whole commands (imports, data, TensorFlow start) in turns; lrstudy's wall is "
+                "lrstudy run's minus its one final seed's scenario run (its tuning phase "
+                "alone), with its defaults (2 workers, so kernels of 1 TF thread, --stack "
+                "auto, every step recorded into sqlite); the peers with those threads, "
+                "Keras's fit as documented (no XLA on CPU, one step per execution) and "
+                "validation each epoch",
+    }
+
+
+#: (g): mlp128's Dense layers (inputs, outputs), and the batch the default budget trains at.
+MLP128 = ((784, 128), (128, 10))
+
+
+def step_flops(copies: int, batch: int, layers=MLP128) -> int:
+    """FLOPs of one training step of ``copies`` stacked copies: per Dense layer the forward
+    product 2*B*in*out and the weights' gradient 2*B*in*out, and the inputs' gradient
+    2*B*in*out for every layer but the first (nothing needs the gradient of the images).
+    Bias adds, activations, the loss and the optimizer update are left out (O(B*out) and
+    O(weights): under 1% here)."""
+    total = 0
+    for i, (n_in, n_out) in enumerate(layers):
+        total += (4 if i == 0 else 6) * batch * n_in * n_out
+    return copies * total
+
+
+def matmul_shapes(copies: int, batch: int, layers=MLP128) -> dict:
+    """The batched products of one stacked training step, ``name: ([n, m, k], [n, k, p])``:
+    each layer's forward, its weights' gradient (inputs transposed times the output's
+    gradient) and, but for the first, its inputs' gradient."""
+    shapes = {}
+    for i, (n_in, n_out) in enumerate(layers):
+        shapes[f"forward{i + 1}"] = ((copies, batch, n_in), (copies, n_in, n_out))
+        shapes[f"weight_grad{i + 1}"] = ((copies, n_in, batch), (copies, batch, n_out))
+        if i:
+            shapes[f"input_grad{i + 1}"] = ((copies, batch, n_out), (copies, n_out, n_in))
+    return shapes
+
+
+def best_matmul_times(shapes: dict, calls: int, repeats: int) -> dict:
+    """Each shape's best seconds per product: ``tf.function(jit_compile=True)`` of one
+    ``tf.matmul``, ``calls`` calls in a Python loop per timing, the best of ``repeats``
+    timings (the call's dispatch, a few microseconds, is counted in)."""
+    import tensorflow as tf
+
+    best = {}
+    for name, (sa, sb) in shapes.items():
+        a = tf.random.normal(sa, seed=1)
+        b = tf.random.normal(sb, seed=2)
+        f = tf.function(tf.matmul, jit_compile=True)
+        f(a, b).numpy()  # compiles
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                out = f(a, b)
+            out.numpy()
+            times.append((time.perf_counter() - t0) / calls)
+        best[name] = min(times)
+    return best
+
+
+def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
+    """(g) the FLOP rate of a stack's steady epochs over the best batched-matmul rate of the
+    same shapes in this process (XLA, the same threads).
+
+    The stack is the default study's tuning of :data:`PEER_SCENARIO` (its 15 trials: 5 LRs x 3
+    seeds) trained as a :class:`lrstudy.vstack.VectorStack` as ``lrstudy run`` trains it
+    (:func:`lrstudy.train.fit_stack`'s steps, each trial's recording callbacks on, sinks that
+    keep nothing), timed epoch by epoch; epochs 3+ are steady (the first compiles, the
+    second settles). The matmuls are timed before and after it, the best kept. The parts of
+    a steady epoch are then timed alone on the trained stack: the compiled training loop
+    over one epoch (with and without its per-step records), and the validation."""
+    import tensorflow as tf
+
+    from lrstudy import batches, competition, data, scenarios, stack, train
+    from lrstudy.callbacks import MetricSink
+
+    study = scenarios.load_study("seeds", {"epochs": epochs})
+    sc = study.available[PEER_SCENARIO]
+    comp = competition.Competition(**{k: v for k, v in PEER_COMPETITION.items()})
+    trials = competition.trials(comp, sc, "tune", 0)
+    n, budget = len(trials), sc.budget
+    batch, steps = budget["batch_size"], sc.steps_per_epoch
+    shapes = matmul_shapes(n, batch)
+    flops = {name: 2 * a[0] * a[1] * a[2] * b[2] for name, (a, b) in shapes.items()}
+    assert sum(flops.values()) == step_flops(n, batch)
+    before = best_matmul_times(shapes, calls=20, repeats=matmul_repeats)
+
+    spe = train.steps_per_execution(sc)
+    with data.op_determinism(enabled=not budget["jit_compile"]):
+        prepared = [train.prepare_fit(t.scenario, t.seed, MetricSink(keep=False),
+                                      pipeline=False) for t in trials]
+        stacked = stack.stack_of(prepared, spe)
+        assert type(stacked).__name__ == "VectorStack", "the bench's model must vectorize"
+        epoch_s, t0 = [], time.perf_counter()
+        for _ in stack.train(stacked, prepared):
+            epoch_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+    after = best_matmul_times(shapes, calls=20, repeats=matmul_repeats)
+    best_s = {k: min(before[k], after[k]) for k in shapes}
+    rates = {k: flops[k] / best_s[k] for k in shapes}
+    best_rate = max(rates.values())
+
+    # the parts of an epoch, alone: the loop as the epoch calls it, with and without records
+    ds = prepared[0].dataset
+    indices = batches.batch_indices(len(ds.x_train), batch, [p.seed for p in prepared],
+                                    pad=stack.row_wise(prepared[0].model))
+    (parts,) = indices.batch(steps).take(1)
+    idx = tf.stack([p[0] for p in parts], axis=1)
+    counts = tf.stack([p[1] for p in parts], axis=1)
+    live = tf.ones([n])
+    loops = {True: stacked._calls[True],
+             False: tf.function(lambda *a: stacked._run(*a, record=False),
+                                jit_compile=stacked.jit, autograph=False)}
+
+    def loop_epoch(record: bool) -> float:
+        t0 = time.perf_counter()
+        for start in range(0, steps, spe):
+            out = loops[record](idx, counts, tf.constant(start),
+                                tf.constant(min(spe, steps - start)), live)
+            for o in out:
+                o.numpy()
+        return time.perf_counter() - t0
+
+    loop_epoch(False)  # compiles
+    loop_s = {rec: min(loop_epoch(rec) for _ in range(3)) for rec in (True, False)}
+    val = stacked._batches(ds.x_val, ds.y_val, train.VALIDATION_BATCH)
+    weights = stacked._validated_weights()[""]
+
+    def validation() -> float:
+        t0 = time.perf_counter()
+        stacked._evaluate_all(val, weights)
+        return time.perf_counter() - t0
+
+    val_s = min(validation() for _ in range(3))
+
+    steady = statistics.median(epoch_s[WARMUP_EPOCHS:])
+    epoch_flops = step_flops(n, batch) * steps
+    val_flops = n * len(ds.x_val) * sum(2 * i * o for i, o in MLP128)
+    stack_rate = epoch_flops / steady
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    return {
+        "efficiency": stack_rate / best_rate,
+        "efficiency_with_validation_flops": (epoch_flops + val_flops) / steady / best_rate,
+        "stack_flop_rate": stack_rate, "best_matmul_flop_rate": best_rate,
+        "best_matmul_shape": max(rates, key=rates.get),
+        "matmul_flop_rates": rates, "matmul_best_s": best_s, "matmul_flops": flops,
+        # the step's products each at its best rate: what the step's matmuls alone cost
+        "matmul_step_s": sum(best_s.values()),
+        "efficiency_vs_same_shapes": sum(best_s.values()) * steps / steady,
+        "step_flops": step_flops(n, batch), "epoch_flops": epoch_flops,
+        "validation_flops": val_flops, "steady_epoch_s": steady, "epoch_s": epoch_s,
+        "parts_s": {"training_loop": loop_s[True], "training_loop_without_records":
+                    loop_s[False], "validation": val_s,
+                    "rest": steady - loop_s[True] - val_s},
+        "copies": n, "batch_size": batch, "steps_per_epoch": steps,
+        "steps_per_execution": spe, "epochs": epochs, "jit_compile": budget["jit_compile"],
+        "intra_op_threads": threads or os.cpu_count(),
+        "flop_count": "per Dense layer 2*B*in*out forward + 2*B*in*out weight gradient, "
+                      "+ 2*B*in*out input gradient for the second layer only; times copies",
+    }
+
+
 def bench_summary(n_trials: int) -> dict:
     """(d) the summary over n synthetic trials with full per-epoch histories."""
     import synthetic_store  # beside this file
@@ -540,6 +829,18 @@ SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
         f" s vs off {e['run_stack_off_s']:.0f} s; stack peak {e['stack_peak_rss_mb']:.0f} MB;"
         f" {e['stack_speedup_vs_keras_one_by_one']:.2f}x against one by one with Keras's fit)"
         "   goal >= 3x"),
+    "f_peers": lambda f: (
+        f"(f) tuning vs peers           Keras Tuner {f['keras_tuner_speedup']:.2f}x, Optuna "
+        f"{f['optuna_speedup']:.2f}x  (lrstudy {sum(f['lrstudy_s']):.0f} s [whole command "
+        f"{sum(f['lrstudy_command_s']):.0f} s], Keras Tuner {sum(f['keras_tuner_s']):.0f} s, "
+        f"Optuna {sum(f['optuna_s']):.0f} s; best LR "
+        + ", ".join(f"{k} {v:g}" for k, v in f["best_lr"].items()) + ")   goal >= 5x"),
+    "g_stack": lambda g: (
+        f"(g) stack efficiency          {g['efficiency']:.3f}  ({g['copies']} copies: "
+        f"{g['stack_flop_rate'] / 1e9:.1f} GFLOP/s in a steady epoch of "
+        f"{g['steady_epoch_s']:.2f} s, best matmul {g['best_matmul_flop_rate'] / 1e9:.1f} "
+        f"GFLOP/s ({g['best_matmul_shape']}); against the step's own shapes "
+        f"{g['efficiency_vs_same_shapes']:.3f})"),
     "d_summary": lambda d: (
         f"(d) summary over {d.get('n_trials', '?')} trials   {d['summary_s']:.1f} s   "
         "goal <= 30 s"),
@@ -549,15 +850,27 @@ SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
 }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), for the figures' context."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs/seeds (a smoke run)")
-    parser.add_argument("--only", default="a,b,c,d,e,r")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,r")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     quick = args.quick
-    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    results = {"machine": {"cpus": os.cpu_count(), "cpu": cpu_model(),
+                           "python": sys.version.split()[0], "date": time.strftime("%Y-%m-%d")}}
     if "a" in only:
         log("(a) training path: plain model.fit vs ours")
         results["a_training_path"] = bench_training_path(epochs=3 if quick else 4,
@@ -579,6 +892,14 @@ def main(argv=None) -> int:
             copies=3 if quick else 6, epochs=1 if quick else 3, repeats=1 if quick else 3,
             scenario_names=["fixed-baseline"] if quick else ["fixed-baseline", "warmup-cosine"],
             seeds=3, run_epochs=1 if quick else None)
+    if "f" in only:
+        log("(f) the default study's tuning of one strategy: lrstudy, Keras Tuner, Optuna")
+        results["f_peers"] = bench_peers(epochs=1 if quick else None,
+                                         tune_seeds=1 if quick else 3, repeats=1)
+    if "g" in only:
+        log("(g) stack efficiency: a stack's FLOP rate over the best matmul rate")
+        results["g_stack"] = bench_stack_efficiency(epochs=4 if quick else 8,
+                                                    matmul_repeats=3 if quick else 10)
     if "d" in only:
         log("(d) summary over 500 synthetic trials")
         results["d_summary"] = bench_summary(50 if quick else 500)
