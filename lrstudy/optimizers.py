@@ -43,11 +43,17 @@ OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
     # fraction of training that lrstudy.resolve.optimizer_args turns into `warmup_steps`
     "schedule_free_adamw_paper": ("lrstudy.schedule_free.AdamWScheduleFree", (
         *_ADAM, "weight_decay", "warmup_steps", "warmup_frac", "r", "weight_lr_power")),
+    # learning-rate-free Adam (lrstudy.prodigy): `learning_rate` multiplies its estimated
+    # step size d (1.0, the reference's default)
+    "prodigy": ("lrstudy.prodigy.Prodigy", (
+        *_ADAM, "beta_3", "weight_decay", "decouple", "use_bias_correction",
+        "safeguard_warmup", "d0", "d_coef", "growth_rate")),
 }
 #: An argument a study writes as a fraction of training -> the argument of optimizer steps it
 #: becomes (lrstudy.resolve.optimizer_args), before the optimizer is made.
 FRACTIONS = {"warmup_frac": "warmup_steps"}
-FLAGS = ("nesterov", "amsgrad", "centered", "use_ema")
+FLAGS = ("nesterov", "amsgrad", "centered", "use_ema", "decouple", "use_bias_correction",
+         "safeguard_warmup")
 CYCLED_MOMENTUM = ("sgd", "adam")  # the optimizers whose momentum one-cycle can cycle
 
 
