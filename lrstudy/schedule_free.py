@@ -107,9 +107,12 @@ class AdamWScheduleFree(keras.optimizers.Optimizer):
                                              name="weight_sum")
         self._z, self._exp_avg_sq = self.add_optimizer_variables(var_list,
                                                                  ["z", "exp_avg_sq"])
-        for z, var in zip(self._z, var_list):
-            if z is not None:
-                self.assign(z, var)
+
+    def _start(self, trainable_variables) -> None:
+        """Each ``z`` from its variable, before the first step (the reference's state
+        initialisation)."""
+        for var in trainable_variables:
+            self.assign(self._z[self._get_variable_index(var)], var)
 
     def _scalars(self, learning_rate):
         """This step's ``lr_k``, the new ``lr_max`` and ``weight_sum``, ``ckp1`` and the second
@@ -129,6 +132,11 @@ class AdamWScheduleFree(keras.optimizers.Optimizer):
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         """Every variable's step (each computes the step's scalars from the same state), then
         the averaging state once."""
+        # z starts at the weights of the first step, set in the step: Keras may build the
+        # optimizer while it traces the train step, where an assignment in build() would run
+        # at every step
+        ops.cond(ops.equal(self.iterations, 0),
+                 lambda: self._start(trainable_variables), lambda: None)
         _, lr_max, weight_sum, _, _ = self._scalars(learning_rate)
         super()._backend_update_step(grads, trainable_variables, learning_rate)
         self.assign(self._lr_max, lr_max)
@@ -160,7 +168,8 @@ class AdamWScheduleFree(keras.optimizers.Optimizer):
             raise ValueError(f"optimizer {self.name!r}: the variables hold x already")
         z = self._z[self._get_variable_index(variable)]
         value = ops.convert_to_tensor(variable)
-        return ops.add(value, ops.multiply(ops.subtract(z, value), 1.0 - 1.0 / self.beta_1))
+        x = ops.add(value, ops.multiply(ops.subtract(z, value), 1.0 - 1.0 / self.beta_1))
+        return ops.where(ops.equal(self.iterations, 0), value, x)  # no step yet: x is y
 
     def _lerp_variables(self, weight: float) -> None:
         for var in self._trainable_variables:
@@ -169,15 +178,15 @@ class AdamWScheduleFree(keras.optimizers.Optimizer):
 
     def to_x(self) -> None:
         """Put the average x in the model's variables (the reference's ``eval()``); nothing if
-        they hold it already or no step has built the optimizer."""
-        if self.built and not self.at_x:
+        they hold it already or before the first step (x is y then)."""
+        if self.built and not self.at_x and int(self.iterations) > 0:
             self._lerp_variables(1.0 - 1.0 / self.beta_1)
-        self.at_x = True
+            self.at_x = True
 
     def to_y(self) -> None:
         """Put y back in the model's variables (the reference's ``train()``); nothing if they
         hold it already."""
-        if self.built and self.at_x:
+        if self.at_x:
             self._lerp_variables(1.0 - self.beta_1)
         self.at_x = False
 

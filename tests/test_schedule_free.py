@@ -236,3 +236,29 @@ def test_a_vector_stack_gives_each_copy_its_trial_alone(write_study):
                 assert s == t and math.isclose(a, b, rel_tol=1e-5), (key, a, b)
         for w, v in zip(out["model"].get_weights(), alone["model"].get_weights()):
             np.testing.assert_allclose(w, v, rtol=1e-5, atol=1e-6)
+
+
+def test_a_plain_fit_that_builds_the_optimizer_while_tracing_trains_as_a_prebuilt_one():
+    """Keras's fit builds an unbuilt optimizer inside the traced train step: z must start at
+    the weights once (at the first step), not be reset to them at every step."""
+    import keras
+
+    from lrstudy.schedule_free import AdamWScheduleFree
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+
+    def trained(prebuild: bool):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(2)])
+        opt = AdamWScheduleFree(learning_rate=0.01, warmup_steps=5)
+        if prebuild:
+            opt.build(model.trainable_variables)
+        model.compile(optimizer=opt, jit_compile=True, loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+        return [w.numpy() for w in model.trainable_variables]
+
+    assert _max_diff(trained(False), trained(True)) < 1e-6
