@@ -1,8 +1,8 @@
 """`make bench`: performance ratios measured side by side in one run, written to JSON.
 
 (a) training path: the tutorials' plain ``model.fit`` (MLP128, batch 32, all of
-    Fashion-MNIST, Adam) against ours (``train.fit_scenario``: a stack of one,
-    ``lrstudy.vstack``: batches gathered from the cached arrays in an XLA-compiled loop of
+    Fashion-MNIST, Adam) against ours (``fitting.fit_scenario``: a stack of one,
+    ``lrstudy.training.vector_stack``: batches gathered from the cached arrays in an XLA-compiled loop of
     many steps, our recording callbacks) on the same model, data, batch, epochs and seeds:
     ratio of the median epoch times, and the final validation accuracies.
 (b) tracking overhead on the default study's budget: our callbacks logging every step into a
@@ -15,7 +15,7 @@
 (d) the summary's query time over a store of 500 synthetic trials.
 (e) stacking (lrstudy.stack): the default study's trials trained as one program against one
     by one, in turns: trial-epochs per second each way (and one by one with Keras's ``fit``,
-    as trials trained before lrstudy.vstack), the peak memory of the stack; and the wall
+    as trials trained before lrstudy.training.vector_stack), the peak memory of the stack; and the wall
     time of ``lrstudy run`` on a small slice with ``--stack auto`` and ``off``.
 (f) against the tools a user would pick: the default study's tuning of one strategy
     (fixed-baseline: 5 LRs x 3 seeds on the default budget) by ``lrstudy run``, by Keras
@@ -46,6 +46,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from lrstudy.tracking.schema import Tag
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,13 +94,14 @@ def fit_one_epoch(model, data, epoch: int, **kwargs):
 
 def trial_epochs(prepared):
     """One prepared trial (``prepare_fit(..., pipeline=False)``) trained as
-    :func:`lrstudy.train.fit_scenario` trains it (a stack of one, :mod:`lrstudy.vstack`),
+    :func:`lrstudy.training.fitting.fit_scenario` trains it (a stack of one, :mod:`lrstudy.training.vector_stack`),
     epoch by epoch: a generator that yields after each epoch's end (for taking turns)."""
-    from lrstudy import stack, train, vstack
+    from lrstudy.training import fitting, stacking
+    from lrstudy.training import vector_stack as vstack
 
-    stacked = stack.stack_of([prepared], train.steps_per_execution(prepared.scenario))
+    stacked = stacking.stack_of([prepared], fitting.steps_per_execution(prepared.scenario))
     assert isinstance(stacked, vstack.VectorStack), "the bench's model must vectorize"
-    return stack.train(stacked, [prepared])
+    return stacking.train(stacked, [prepared])
 
 
 def bench_training_path(epochs: int, seeds: int) -> dict:
@@ -111,8 +114,11 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
     """
     import keras
 
-    from lrstudy import data, models, scenarios, train
-    from lrstudy.callbacks import MetricSink
+    from lrstudy import models
+    from lrstudy.data import datasets as data
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking.metric_sink import MetricSink
+    from lrstudy.training import fitting
 
     study = scenarios.load_study("seeds", {"epochs": epochs, "batch_size": 32})
     sc = study.scenarios["fixed-baseline"]  # Adam at Keras's default 0.001
@@ -121,7 +127,7 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
     for seed in range(seeds):
         sink = MetricSink()
         # every recording callback on (MLflow: (b)); trained as fit_scenario trains it
-        ours = train.prepare_fit(sc, seed, sink, pipeline=False)
+        ours = fitting.prepare_fit(sc, seed, sink, pipeline=False)
         keras.utils.set_random_seed(seed)  # the tutorials' way
         plain, logits = models.build("mlp128", ds.input_shape, ds.num_classes)
         plain.compile(optimizer="adam",
@@ -159,7 +165,7 @@ def bench_training_path(epochs: int, seeds: int) -> dict:
         # the two sides' seeds draw different initial weights and orders: Welch's interval
         "accuracy_difference_ci95_points": accuracy_interval(ours_acc, plain_acc),
         "epochs": epochs, "seeds": seeds, "batch_size": 32,
-        "steps_per_execution": train.steps_per_execution(sc),
+        "steps_per_execution": fitting.steps_per_execution(sc),
         "jit_compile": sc.budget["jit_compile"],
     }
 
@@ -185,7 +191,7 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
     two with none, taking turns epoch by epoch in each of the six orders of the three in
     turn, so that within an epoch each side runs right after each other side as often (a
     mere rotation ran the first untracked trial after ours twice as often as the second).
-    Each side trains as :func:`lrstudy.train.fit_scenario` trains a trial (see
+    Each side trains as :func:`lrstudy.training.fitting.fit_scenario` trains a trial (see
     :func:`trial_epochs`); epochs are timed as in (a), from the first callback to the last.
     The second untracked trial is
     an A/A control: its true ratio to the first is 1, so each estimator's error on it (the
@@ -197,8 +203,14 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
     import keras
     import mlflow
 
-    from lrstudy import callbacks as cb
-    from lrstudy import batches, data, models, resolve, scenarios, sqlstore, tracking, train
+    from lrstudy import models
+    from lrstudy.data import datasets as data
+    from lrstudy.data import order as batches
+    from lrstudy.spec import resolve
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import metric_sink, sqlstore
+    from lrstudy.tracking import store as tracking
+    from lrstudy.training import fitting
 
     study = scenarios.load_study("seeds", {"epochs": epochs} if epochs else {})
     sc = study.scenarios["warmup-cosine"]  # a per-step schedule: the LR curve matters
@@ -213,10 +225,10 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
 
     def ours_vs_none(repeat: int) -> tuple[list, list, float]:
         run_id = client.create_run(exp).info.run_id
-        sink = cb.MetricSink(client, run_id, series_writer=sqlstore.series_writer(uri))
-        sides = {"ours": train.prepare_fit(sc, 0, sink, pipeline=False),
-                 "none": train.prepare_fit(sc, 0, None, pipeline=False),
-                 "again": train.prepare_fit(sc, 0, None, pipeline=False)}  # the A/A control
+        sink = metric_sink.MetricSink(client, run_id, series_writer=sqlstore.series_writer(uri))
+        sides = {"ours": fitting.prepare_fit(sc, 0, sink, pipeline=False),
+                 "none": fitting.prepare_fit(sc, 0, None, pipeline=False),
+                 "again": fitting.prepare_fit(sc, 0, None, pipeline=False)}  # the A/A control
         timers = {side: EpochTimer() for side in sides}
         for side, prepared in sides.items():
             prepared.callbacks = timers[side].around(prepared.callbacks)
@@ -238,7 +250,7 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
     def mlflow_or_none(mode: str) -> float:
         data.seed_everything(0)
         model, logits = models.build(budget["model"], ds.input_shape, ds.num_classes)
-        model.compile(optimizer=train.build_optimizer(sc, resolve.build_schedule(sc)),
+        model.compile(optimizer=fitting.build_optimizer(sc, resolve.build_schedule(sc)),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
                       metrics=["accuracy"], steps_per_execution=1,
                       jit_compile=budget["jit_compile"])
@@ -326,7 +338,7 @@ def _ratio_estimates(num_s: list, den_s: list) -> dict:
 def plain_study(tmp: Path, scenario_names: list[str], seeds: int) -> Path:
     """The default study's budget without its competition (tuning grids and finals would run
     other trials than the in-process fits), on ``scenario_names``: a study file in ``tmp``."""
-    from lrstudy import scenarios
+    from lrstudy.spec import study as scenarios
 
     budget = scenarios.STUDIES_DIR.joinpath("seeds.toml").read_text().split("[budget]", 1)[1]
     plain = tmp / "plain.toml"
@@ -386,24 +398,26 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
     ``lrstudy run`` on a small slice of the study with ``--stack auto`` and ``--stack off``."""
     import tensorflow as tf
 
-    from lrstudy import scenarios, stack, train
-    from lrstudy.callbacks import MetricSink
+    from lrstudy.data import datasets as data
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking.metric_sink import MetricSink
+    from lrstudy.training import fitting, stacking
 
     sc = scenarios.load_study("seeds", {"epochs": epochs}).available["fixed-baseline"]
     trials = [(sc, seed, False) for seed in range(copies)]
-    ds = train.data.load_cached(sc.budget["dataset"], sc.budget["train_size"],  # loaded once,
+    ds = data.load_cached(sc.budget["dataset"], sc.budget["train_size"],  # loaded once,
                                 sc.budget["val_size"], split=sc.budget["split"])  # first
     alone_s, stacked_s, keras_s, peaks = [], [], [], []
     for r in range(repeats):
         for vectorize, times in ((False, keras_s), (True, alone_s)):
             t0 = time.perf_counter()
             for sc_, seed, test in trials:
-                train.fit_scenario(sc_, seed, MetricSink(keep=False), evaluate_test=test,
+                fitting.fit_scenario(sc_, seed, MetricSink(keep=False), evaluate_test=test,
                                    vectorize=vectorize)
             times.append(time.perf_counter() - t0)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
-            train.fit_stack(trials, [MetricSink(keep=False) for _ in trials])
+            fitting.fit_stack(trials, [MetricSink(keep=False) for _ in trials])
             stacked_s.append(time.perf_counter() - t0)
         peaks.append(mem)
         log(f"  (e) {copies} trials x {epochs} epochs: one by one {alone_s[-1]:.1f} s "
@@ -423,13 +437,13 @@ def bench_stacking(copies: int, epochs: int, repeats: int, scenario_names: list[
         "one_by_one_trial_epochs_per_s": work / alone,
         "stacked_trial_epochs_per_s": work / stacked,
         "stack_speedup": alone / stacked,
-        # against the trials one by one as Keras's fit trains them (as before lrstudy.vstack)
+        # against the trials one by one as Keras's fit trains them (as before lrstudy.training.vector_stack)
         "stack_speedup_vs_keras_one_by_one": statistics.median(keras_s) / stacked,
         "one_by_one_speedup_vs_keras": statistics.median(keras_s) / alone,
         "stack_peak_rss_mb": max(p.peak for p in peaks) / 2**20,
         "stack_peak_rss_rise_mb": max(p.rise for p in peaks) / 2**20,
-        "stack_estimated_mb": (stack.shared_bytes(ds.input_shape, len(ds.x_train))
-                               + copies * stack.copy_bytes(sc, ds.input_shape, ds.num_classes,
+        "stack_estimated_mb": (stacking.shared_bytes(ds.input_shape, len(ds.x_train))
+                               + copies * stacking.copy_bytes(sc, ds.input_shape, ds.num_classes,
                                                            len(ds.x_train))) / 2**20,
         "run_scenarios": scenario_names, "run_seeds": seeds, "run_epochs": run_epochs,
         "run_stack_off_s": walls["off"], "run_stack_auto_s": walls["auto"],
@@ -447,8 +461,9 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
     """(c) `lrstudy run` wall time vs the same fits in-process, untracked: ``repeats`` of
     each, in the order ABBA... (in-process, run, run, in-process, ...), so that a drift of the
     machine's speed over the minutes they take hits both sides alike; the ratio of the sums."""
-    from lrstudy import scenarios, train
-    from lrstudy.callbacks import MetricSink
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking.metric_sink import MetricSink
+    from lrstudy.training import fitting
 
     overrides = {"epochs": epochs} if epochs else {}
     tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
@@ -459,7 +474,7 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
         t0 = time.perf_counter()
         for name in scenario_names:
             for seed in range(seeds):
-                train.fit_scenario(study.scenarios[name], seed, MetricSink(keep=False))
+                fitting.fit_scenario(study.scenarios[name], seed, MetricSink(keep=False))
         return time.perf_counter() - t0
 
     runner_s, inprocess_s = [], []
@@ -503,12 +518,12 @@ def tune_study(tmp: Path, tune_seeds: int) -> Path:
 def _scenario_runs(uri: str, study: str) -> dict:
     """The store's scenario runs of ``study`` by phase: their wall seconds (a kernel's start
     to its end, MLflow's run times) and status."""
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(uri)
     exp_id = tracking.experiment_id(study, uri, client)
     runs = client.search_runs([exp_id], f"tags.`{tracking.TAG}kind` = 'scenario'")
-    return {r.data.tags.get(tracking.TAG + "phase", ""): {
+    return {r.data.tags.get(Tag.PHASE, ""): {
         "s": (r.info.end_time - r.info.start_time) / 1000, "status": r.info.status}
         for r in runs}
 
@@ -516,7 +531,9 @@ def _scenario_runs(uri: str, study: str) -> dict:
 def _lrstudy_tuning(tmp: Path, epochs: int | None, tune_seeds: int) -> dict:
     """``lrstudy run`` of :func:`tune_study` into a fresh sqlite store, timed whole; its
     tuning's scores and winner read back from the store as the finals read them."""
-    from lrstudy import competition, scenarios, tracking
+    from lrstudy.spec import competition
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import store as tracking
 
     study = tune_study(tmp, tune_seeds)
     store = Path(tempfile.mkdtemp(dir=tmp))
@@ -661,16 +678,20 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
     same shapes in this process (XLA, the same threads).
 
     The stack is the default study's tuning of :data:`PEER_SCENARIO` (its 15 trials: 5 LRs x 3
-    seeds) trained as a :class:`lrstudy.vstack.VectorStack` as ``lrstudy run`` trains it
-    (:func:`lrstudy.train.fit_stack`'s steps, each trial's recording callbacks on, sinks that
+    seeds) trained as a :class:`lrstudy.training.vector_stack.VectorStack` as ``lrstudy run`` trains it
+    (:func:`lrstudy.training.fitting.fit_stack`'s steps, each trial's recording callbacks on, sinks that
     keep nothing), timed epoch by epoch; epochs 3+ are steady (the first compiles, the
     second settles). The matmuls are timed before and after it, the best kept. The parts of
     a steady epoch are then timed alone on the trained stack: the compiled training loop
     over one epoch (with and without its per-step records), and the validation."""
     import tensorflow as tf
 
-    from lrstudy import batches, competition, data, scenarios, stack, train
-    from lrstudy.callbacks import MetricSink
+    from lrstudy.data import datasets as data
+    from lrstudy.data import order as batches
+    from lrstudy.spec import competition
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking.metric_sink import MetricSink
+    from lrstudy.training import fitting, keras_stack, stacking
 
     study = scenarios.load_study("seeds", {"epochs": epochs})
     sc = study.available[PEER_SCENARIO]
@@ -683,14 +704,14 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
     assert sum(flops.values()) == step_flops(n, batch)
     before = best_matmul_times(shapes, calls=20, repeats=matmul_repeats)
 
-    spe = train.steps_per_execution(sc)
+    spe = fitting.steps_per_execution(sc)
     with data.op_determinism(enabled=not budget["jit_compile"]):
-        prepared = [train.prepare_fit(t.scenario, t.seed, MetricSink(keep=False),
+        prepared = [fitting.prepare_fit(t.scenario, t.seed, MetricSink(keep=False),
                                       pipeline=False) for t in trials]
-        stacked = stack.stack_of(prepared, spe)
+        stacked = stacking.stack_of(prepared, spe)
         assert type(stacked).__name__ == "VectorStack", "the bench's model must vectorize"
         epoch_s, t0 = [], time.perf_counter()
-        for _ in stack.train(stacked, prepared):
+        for _ in stacking.train(stacked, prepared):
             epoch_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
     after = best_matmul_times(shapes, calls=20, repeats=matmul_repeats)
@@ -701,7 +722,7 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
     # the parts of an epoch, alone: the loop as the epoch calls it, with and without records
     ds = prepared[0].dataset
     indices = batches.batch_indices(len(ds.x_train), batch, [p.seed for p in prepared],
-                                    pad=stack.row_wise(prepared[0].model))
+                                    pad=keras_stack.row_wise(prepared[0].model))
     (parts,) = indices.batch(steps).take(1)
     idx = tf.stack([p[0] for p in parts], axis=1)
     counts = tf.stack([p[1] for p in parts], axis=1)
@@ -721,7 +742,7 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
 
     loop_epoch(False)  # compiles
     loop_s = {rec: min(loop_epoch(rec) for _ in range(3)) for rec in (True, False)}
-    val = stacked._batches(ds.x_val, ds.y_val, train.VALIDATION_BATCH)
+    val = stacked._batches(ds.x_val, ds.y_val, fitting.VALIDATION_BATCH)
     weights = stacked._validated_weights()[""]
 
     def validation() -> float:

@@ -1,8 +1,8 @@
 """`make bench` (f): the default study's tuning of one strategy done with Keras Tuner or Optuna.
 
 Run by ``bench/bench.py`` as a child process, one per tool, so that each starts TensorFlow
-fresh with the threads ``lrstudy run``'s kernels get (:func:`lrstudy.runner.kernel_environment`
-at the runner's default workers, then :func:`lrstudy.train.configure_threads`, as the scenario
+fresh with the threads ``lrstudy run``'s kernels get (:func:`lrstudy.execution.runner.kernel_environment`
+at the runner's default workers, then :func:`lrstudy.training.fitting.configure_threads`, as the scenario
 notebook does) and its wall time is a whole command's, as lrstudy's is:
 
     python bench/peers.py keras-tuner|optuna --out result.json [--epochs 8] [--seeds 3]
@@ -39,12 +39,15 @@ SCENARIO = "fixed-baseline"
 def setup(epochs: int | None):
     """Threads as lrstudy's kernels have them (before TensorFlow starts), then the budget and
     the data as lrstudy loads them (the same split, the same float32 arrays)."""
-    from lrstudy import runner
+    from lrstudy.execution import runner
 
     threads = runner.kernel_environment([], RUN_WORKERS, 0)  # sets TF_NUM_*_THREADS
-    from lrstudy import competition, data, scenarios, train
+    from lrstudy.data import datasets as data
+    from lrstudy.spec import competition
+    from lrstudy.spec import study as scenarios
+    from lrstudy.training import fitting
 
-    train.configure_threads(threads)
+    fitting.configure_threads(threads)
     study = scenarios.load_study("seeds", {"epochs": epochs} if epochs else {})
     sc = study.available[SCENARIO]
     budget = sc.budget

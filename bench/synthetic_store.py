@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lrstudy import report, tracking
-from lrstudy.scenarios import FAMILIES
+from lrstudy import report
+from lrstudy.spec.study import FAMILIES
+from lrstudy.tracking import store as tracking
 
 LOG_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 

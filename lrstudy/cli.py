@@ -16,6 +16,7 @@ import sys
 import textwrap
 
 from lrstudy import checks
+from lrstudy.errors import one_line
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -80,7 +81,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lrstudy.resolve import FINDER_DEFAULTS
+    from lrstudy.spec.resolve import FINDER_DEFAULTS
 
     parser = _Parser(prog="lrstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
-    from lrstudy import scenarios
+    from lrstudy.spec import study as scenarios
 
     print("studies:")
     for name in scenarios.study_names():
@@ -181,7 +182,8 @@ def _names(text: str) -> list[str] | None:
 
 
 def cmd_check(args) -> int:
-    from lrstudy import runner, scenarios
+    from lrstudy.execution import runner
+    from lrstudy.spec import study as scenarios
 
     study = scenarios.load_study(args.study)
     selected, merged = runner.distinct(study.select(_names(args.scenarios),
@@ -209,7 +211,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from lrstudy import runner
+    from lrstudy.execution import runner
 
     if args.max_seeds and not args.until_decided:
         raise BadInput("--max-seeds goes with --until-decided")
@@ -224,10 +226,10 @@ def cmd_run(args) -> int:
         max_seeds=args.max_seeds)
     print(runner.format_outcome(outcome))
     if args.report and outcome.finished + outcome.skipped:
-        from lrstudy import report
+        from lrstudy.execution import report_run
 
-        html = report.make_report(outcome.study, tracking_uri=args.tracking_uri,
-                                  on_verdict=_print_verdict)
+        html = report_run.make_report(outcome.study, tracking_uri=args.tracking_uri,
+                                      on_verdict=_print_verdict)
         print(f"report: {html}")
     if outcome.disk_full:
         print("lrstudy: error: the disk of the tracking store is full; what finished is kept: "
@@ -246,19 +248,26 @@ def _print_verdict(text: str) -> None:
 
 
 def cmd_report(args) -> int:
-    from lrstudy import report, scenarios, tracking
+    from lrstudy.execution import report_run
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import store as tracking
 
     tracking.check_store(args.tracking_uri)
     name = scenarios.load_study(args.study).name if args.study.endswith(".toml") else args.study
-    path = report.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out,
-                              reference=args.reference, margin=args.margin,
-                              on_verdict=_print_verdict)
+    path = report_run.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out,
+                                  reference=args.reference, margin=args.margin,
+                                  on_verdict=_print_verdict)
     print(f"report: {path}")
     return 0
 
 
 def cmd_find_lr(args) -> int:
-    from lrstudy import data, finder, kernels, models, optimizers, runner, tracking
+    from lrstudy import models
+    from lrstudy.data import datasets as data
+    from lrstudy.execution import kernels, runner
+    from lrstudy.lr import optimizers
+    from lrstudy.lr import range_test as finder
+    from lrstudy.tracking import store as tracking
 
     models.check(args.model)
     optimizers.check(args.optimizer)
@@ -298,7 +307,7 @@ TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def cmd_ui(args) -> int:
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     if args.host not in LOOPBACK and not args.allow_remote:
         raise BadInput(f"--host {args.host} would expose the MLflow UI beyond this machine; "
@@ -326,8 +335,8 @@ def cmd_ui(args) -> int:
 
 def _studies(uri: str) -> list[tuple[str, str]]:
     """(name, experiment id) of the studies in the store (none for a store not made yet)."""
-    from lrstudy import tracking
     from lrstudy.report.frames import missing_sqlite
+    from lrstudy.tracking import store as tracking
 
     if missing_sqlite(uri):
         return []
@@ -342,7 +351,12 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "find-lr": cmd_find_lr, "list"
 def main(argv=None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines in the progress
     args = build_parser().parse_args(argv)
-    from lrstudy import data, interrupts, params, runner, scenarios, tracking
+    from lrstudy import interrupts
+    from lrstudy.data import datasets as data
+    from lrstudy.execution import notebook_params as params
+    from lrstudy.execution import runner
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import store as tracking
 
     runner.absolute_paths()
     try:
@@ -352,7 +366,7 @@ def main(argv=None) -> int:
         return code
     except (BadInput, scenarios.SpecError, data.DataError, tracking.StoreError,
             params.ParameterError, ValueError) as exc:  # ValueError: a name or number
-        print(f"lrstudy: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"lrstudy: error: {one_line(exc, with_type=False)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except runner.StoreLost as exc:
         print(f"lrstudy: error: {exc}", file=sys.stderr)
@@ -365,5 +379,3 @@ def main(argv=None) -> int:
         return EXIT_FAILED
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -7,23 +7,17 @@ function gets the same two arguments; its output counts as probabilities when it
 has a softmax activation, else as logits.
 
 A user model is code that runs: naming it in a study runs its module in every kernel.
-:func:`check` finds it *without* running it (the module's file is located and parsed), so a
-misspelt name is refused in a fraction of a second and before Keras is imported; a module
-the parse shows cannot be imported as written (or that does not visibly bind the function) is
-imported then, so that the refusal names the exception it raises. :func:`locate` says which
-directory a kernel needs on its path to import it.
+:func:`check` finds it without running it (:mod:`lrstudy.user_code`), and :func:`locate` says
+which directory a kernel needs on its path to import it.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import importlib
-import importlib.util
-import io
-import sys
 from pathlib import Path
 
+from lrstudy import user_code
+from lrstudy.errors import one_line
 
 
 def _flat_input(input_shape):
@@ -120,95 +114,10 @@ def _split(name) -> tuple[str, str]:
 
 
 def locate(name: str) -> Path | None:
-    """The directory that holds a user model's top-level package (None for a built-in).
-
-    The module is found by ``importlib.util.find_spec`` from this process's path (the
-    caller's directory first) and its source is parsed, not run: the function must be
-    defined, assigned or imported at the top level of the module. Only when the parse does
-    not see it bound there, or sees a top level that cannot import (a ``raise``, an import
-    of a module not on the path), is the module imported, to report what it raises.
-    """
+    """The directory that holds a user model's top-level package (None for a built-in), found
+    without running it (:func:`lrstudy.user_code.locate`)."""
     module, attr = _split(name)
-    if not module:
-        return None
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as exc:
-        raise ValueError(f"model {name!r} cannot be imported: {exc}") from None
-    if spec is None or not spec.origin or not spec.has_location:
-        raise ValueError(f"model {name!r} cannot be imported: no module named {module!r} on "
-                         "the path (the current directory and $PYTHONPATH)")
-    origin = Path(spec.origin).resolve()
-    names, fails = _top_level(origin) if origin.suffix == ".py" else (None, False)
-    if fails or (names is not None and attr not in names):
-        # The module may raise at import (its own exception is the cause to report, not the
-        # names it never got to define) or bind the function at run time: importing it tells.
-        failure, found = _import_attr(module, attr)
-        if failure:
-            raise ValueError(f"model {name!r} cannot be imported: importing {origin} raised "
-                             f"{failure}")
-        if not found:
-            raise ValueError(f"model {name!r} cannot be imported: {origin} defines no {attr!r}")
-    root = origin.parent
-    for _ in range(module.count(".") + (origin.name == "__init__.py")):
-        root = root.parent
-    return root
-
-
-def _one_line(exc: BaseException) -> str:
-    """``exc`` as ``"Type: message"`` on one line."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _import_attr(module: str, attr: str) -> tuple[str, bool]:
-    """Import ``module``: (why it failed, as one line, or ""; whether it has ``attr``).
-
-    What the module prints while importing is discarded, so that a refusal stays one line.
-    """
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            imported = importlib.import_module(module)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the user's code raises
-        return _one_line(exc), False
-    return "", hasattr(imported, attr)
-
-
-def _top_level(path: Path) -> tuple[set[str] | None, bool]:
-    """The names a module binds at its top level (functions, classes, assignments, imports),
-    None when that cannot be told without running it (a ``from x import *``); and whether
-    its top level cannot import: a ``raise`` statement, or an absolute import of a package
-    that is not on the path."""
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"{path} cannot be parsed: {exc}") from None
-    names: set[str] = set()
-    star = fails = False
-    for node in tree.body:
-        if isinstance(node, ast.Raise):
-            fails = True
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            imported = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                        else [node.module] if node.module and not node.level else [])
-            fails = fails or any(not _on_path(m.split(".")[0]) for m in imported)
-            star = star or any(alias.name == "*" for alias in node.names)
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return (None if star else names), fails
-
-
-def _on_path(package: str) -> bool:
-    """Whether a top-level package can be found (without importing it)."""
-    try:
-        return package in sys.modules or importlib.util.find_spec(package) is not None
-    except (ImportError, ValueError):
-        return False
+    return user_code.locate("model", name, module, attr) if module else None
 
 
 def resolve(name: str):
@@ -222,7 +131,7 @@ def resolve(name: str):
         raise ValueError(f"model {name!r} cannot be imported: {exc}") from None
     except Exception as exc:  # the module's own code raised: its traceback stays chained
         raise ValueError(f"model {name!r} cannot be imported: importing {module} raised "
-                         f"{_one_line(exc)}") from exc
+                         f"{one_line(exc)}") from exc
 
 
 def check(name: str) -> None:

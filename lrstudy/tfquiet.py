@@ -10,7 +10,7 @@ is not such a notice (a real warning or error still reaches stderr, in order).
 
 Modules that need TensorFlow or Keras call :func:`import_tensorflow` before importing either.
 The kernels the runner starts log their descriptors 1 and 2 to a file anyway
-(:mod:`lrstudy.kernels`); this keeps the notices out of the executed notebooks, JupyterLab
+(:mod:`lrstudy.execution.kernels`); this keeps the notices out of the executed notebooks, JupyterLab
 and the command line as well.
 """
 

@@ -95,7 +95,7 @@ def smoke_store(tmp_path_factory):
 
 
 def finished_trials(uri: str, study: str):
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(uri)
     exp = client.get_experiment_by_name(study)

@@ -13,8 +13,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from scipy import stats
 
-from lrstudy import report, tracking
-from lrstudy.tracking import TAG
+from lrstudy import report
+from lrstudy.tracking import store as tracking
+from lrstudy.tracking.schema import Tag
 
 STUDY = "synth"
 EPOCHS = 4
@@ -35,11 +36,11 @@ def _log(client, exp_id, tags, params=None, metrics=(), status="FINISHED"):
 def _trial(client, exp_id, parents, scenario, family, seed, *, lr, optimizer="adam",
            baseline=None, diverged=False, status="FINISHED", val_loss=(), val_accuracy=(),
            final=None, study=STUDY):
-    tags = {TAG + "study": study, TAG + "scenario": scenario, TAG + "family": family,
-            TAG + "kind": "trial", TAG + "seed": str(seed),
-            TAG + "run_key": f"{scenario}-{seed}", TAG + "diverged": str(diverged).lower()}
+    tags = {Tag.STUDY: study, Tag.SCENARIO: scenario, Tag.FAMILY: family,
+            Tag.KIND: "trial", Tag.SEED: str(seed),
+            Tag.RUN_KEY: f"{scenario}-{seed}", Tag.DIVERGED: str(diverged).lower()}
     if baseline:
-        tags[TAG + "baseline"] = baseline
+        tags[Tag.BASELINE] = baseline
     if scenario in parents:
         tags["mlflow.parentRunId"] = parents[scenario]
     params = {"optimizer": optimizer, "learning_rate": lr, "schedule": "constant",
@@ -81,8 +82,8 @@ def store(tmp_path_factory):
     client = MlflowClient(uri)
     exp_id = tracking.experiment_id(STUDY, uri, client)
     names = ["fixed-baseline", "fixed-large", "fixed-too-large", "warmup-linear"]
-    parents = {n: _log(client, exp_id, {TAG + "kind": "scenario", TAG + "scenario": n,
-                                        TAG + "study": STUDY}) for n in names}
+    parents = {n: _log(client, exp_id, {Tag.KIND: "scenario", Tag.SCENARIO: n,
+                                        Tag.STUDY: STUDY}) for n in names}
     ids = {}
     base = {"baseline": "fixed-baseline"}
     for seed, (acc, loss, ett, ttt) in enumerate([(0.80, 0.50, 2, 10.0), (0.82, 0.45, 3, 20.0),
@@ -113,8 +114,8 @@ def store(tmp_path_factory):
     finder_metrics += [("suggestion_steepest", 1e-3, 0), ("suggestion_valley", 1e-2, 0),
                        ("suggested_lr", 1e-2, 0)]
     ids["finder"] = _log(client, exp_id,
-                         {TAG + "kind": "lr_range_test", TAG + "scenario": "finder",
-                          TAG + "family": "finder", TAG + "study": STUDY},
+                         {Tag.KIND: "lr_range_test", Tag.SCENARIO: "finder",
+                          Tag.FAMILY: "finder", Tag.STUDY: STUDY},
                          {"model": "mlp128", "optimizer": "adam", "start_lr": 1e-6,
                           "end_lr": 1.0, "num_it": 10, "rule": "valley"}, finder_metrics)
     trials = report.load_trials(STUDY, uri)

@@ -9,7 +9,7 @@ and the refusing process imported neither TensorFlow, Keras, Ray, MLflow's serve
 papermill (it runs under a small wrapper that writes what it imported to a file at exit).
 
 The two papermill cases run ``python -m papermill notebooks/scenario.ipynb`` by hand: there
-the check is the notebook's second cell (:func:`lrstudy.params.check`), papermill's own exit
+the check is the notebook's second cell (:func:`lrstudy.execution.notebook_params.check`), papermill's own exit
 status is 1 and its stderr is a traceback, so they assert a non-zero status and the
 ``ParameterError`` naming the parameter instead (``lrstudy run`` never passes a user's
 parameter through to papermill, so it has no such case).
@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
+from lrstudy.tracking.schema import Tag
 
 # the module fixture runs once: keep the module on one pytest-xdist worker
 pytestmark = pytest.mark.xdist_group("bad_input")
@@ -113,7 +114,7 @@ def _corrupted_data(case_dir: Path) -> dict:
     With an empty ``LRSTUDY_CACHE_DIR`` the machine's array cache is not used, so the files
     are verified; the corrupted copy is reported, never stepped over to the Debian copy.
     """
-    from lrstudy.fashion_mnist import DEBIAN_DIR, FASHION_MNIST_SHA256
+    from lrstudy.data.fashion_mnist import DEBIAN_DIR, FASHION_MNIST_SHA256
 
     if not all((DEBIAN_DIR / name).is_file() for name in FASHION_MNIST_SHA256):
         pytest.skip(f"needs Debian's dataset-fashion-mnist in {DEBIAN_DIR}")
@@ -363,7 +364,7 @@ class Result:
 
 def _template_store(base: Path) -> tuple[str, str]:
     """A sqlite store holding one FINISHED trial of study ``tiny``; (db path, run id)."""
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     db = base / "template" / "mlflow.db"
     db.parent.mkdir(parents=True)
@@ -371,10 +372,10 @@ def _template_store(base: Path) -> tuple[str, str]:
     client = tracking.client(uri)
     exp_id = tracking.experiment_id(STUDY, uri, client)
     run = client.create_run(exp_id, run_name="pre-existing", tags={
-        tracking.TAG + "study": STUDY, tracking.TAG + "scenario": "x",
-        tracking.TAG + "family": "fixed", tracking.TAG + "kind": "trial",
-        tracking.TAG + "seed": "0", tracking.TAG + "run_key": "0123456789abcdef",
-        tracking.TAG + "diverged": "false"})
+        Tag.STUDY: STUDY, Tag.SCENARIO: "x",
+        Tag.FAMILY: "fixed", Tag.KIND: "trial",
+        Tag.SEED: "0", Tag.RUN_KEY: "0123456789abcdef",
+        Tag.DIVERGED: "false"})
     client.log_metric(run.info.run_id, "test_accuracy", 0.5)
     client.set_terminated(run.info.run_id, "FINISHED")
     return str(db), run.info.run_id
@@ -445,7 +446,7 @@ def _result(results, case_id: str) -> Result:
 
 
 def _assert_store_untouched(uri: str, run_id: str) -> None:
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(uri)
     assert client.get_run(run_id).info.status == "FINISHED"
@@ -506,7 +507,7 @@ OWN_SCENARIO_CASES = ["data-error-in-a-catalogue-only-study",
 def test_an_error_names_only_scenarios_of_the_users_study(results, case_id):
     """The study checks every catalogue scenario (``--scenarios`` may name any), but an error
     names a scenario the study runs, never one of the catalogue it does not mention."""
-    from lrstudy import scenarios
+    from lrstudy.spec import study as scenarios
 
     res = _result(results, case_id)
     assert res.returncode == 2, _describe(res)

@@ -1,4 +1,4 @@
-"""The batch-order digest (lrstudy.batches.OrderDigest): taken from the orders the pipeline
+"""The batch-order digest (lrstudy.data.order.OrderDigest): taken from the orders the pipeline
 really fed a trial, over all its epochs, in both engines (Keras's ``fit``, alone or as a
 StackedModel, and the VectorStack), each copy of a stack its own; equal for the strategies
 of one seed, different between seeds."""
@@ -9,9 +9,11 @@ import hashlib
 
 import pytest
 
-from lrstudy import batches, scenarios, train
-from lrstudy import callbacks as cb
 from lrstudy import tfquiet
+from lrstudy.data import order as batches
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import metric_sink
+from lrstudy.training import fitting
 
 tf = tfquiet.import_tensorflow()
 
@@ -45,8 +47,8 @@ def expected(n: int, seed: int, epochs: int) -> str:
 def digests(trials, vectorize: bool) -> list[str]:
     """``batch_order_sha`` of each of ``trials`` (``(scenario, seed)``) trained as one stack
     (one trial: alone), from the params a trial logs."""
-    sinks = [cb.MetricSink(None) for _ in trials]
-    outcomes = train.fit_stack([(sc, seed, False) for sc, seed in trials], sinks,
+    sinks = [metric_sink.MetricSink(None) for _ in trials]
+    outcomes = fitting.fit_stack([(sc, seed, False) for sc, seed in trials], sinks,
                                vectorize=vectorize)
     return [out["params"]["batch_order_sha"] for out in outcomes]
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import keras
 import numpy as np
 import pytest
 
-from lrstudy import callbacks as cb
+from lrstudy.tracking import metric_sink
+from lrstudy.training import divergence, epoch_logger
 
 
 def epochs(acc, val):
@@ -28,17 +30,17 @@ def test_stuck_at_chance_is_diverged():
     logs = epochs([0.16, 0.10, 0.101, 0.099], [0.098, 0.103, 0.098, 0.097])
     losses = np.full(400, 2.33)
     losses[0] = 2.39
-    assert cb.divergence_reason(logs, losses, 10) == "chance"
+    assert divergence.divergence_reason(logs, losses, 10) == "chance"
     # binary data: chance is 50%
-    assert cb.divergence_reason(epochs([0.6, 0.51], [0.49, 0.5]), losses, 2) == "chance"
+    assert divergence.divergence_reason(epochs([0.6, 0.51], [0.49, 0.5]), losses, 2) == "chance"
 
 
 def test_a_learning_run_has_not_diverged():
     logs = epochs([0.80, 0.85, 0.87, 0.88], [0.84, 0.86, 0.87, 0.875])
-    assert cb.divergence_reason(logs, falling(), 10) == ""
+    assert divergence.divergence_reason(logs, falling(), 10) == ""
     # a slow start near chance that gets away from it in the last half is learning too
     slow = epochs([0.10, 0.11, 0.13, 0.16], [0.10, 0.11, 0.13, 0.17])
-    assert cb.divergence_reason(slow, falling(start=2.4, end=2.28), 10) == ""
+    assert divergence.divergence_reason(slow, falling(start=2.4, end=2.28), 10) == ""
 
 
 @pytest.mark.parametrize("acc, val", [
@@ -47,17 +49,17 @@ def test_a_learning_run_has_not_diverged():
     ([0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, float("nan")]),  # NaN is not "at chance"
 ])
 def test_chance_needs_train_and_validation_over_the_last_half(acc, val):
-    assert not cb.at_chance(epochs(acc, val), 10)
+    assert not divergence.at_chance(epochs(acc, val), 10)
 
 
 def test_chance_takes_the_last_half_at_least_the_last_epoch():
-    assert cb.at_chance(epochs([0.1], [0.1]), 10)
-    assert cb.at_chance(epochs([0.5, 0.12], [0.5, 0.08]), 10)  # 2 points: still chance
-    assert cb.at_chance(epochs([0.5, 0.1, 0.1], [0.5, 0.1, 0.1]), 10)  # ceil(3/2) = 2
-    assert not cb.at_chance(epochs([0.1, 0.5, 0.1], [0.1, 0.5, 0.1]), 10)
-    assert cb.at_chance(epochs([0.5, 0.5, 0.1, 0.1, 0.1], [0.5, 0.5, 0.1, 0.1, 0.1]), 10)
-    assert cb.at_chance([{"accuracy": 0.1}], 10)  # without validation: training alone
-    assert not cb.at_chance(epochs([0.1], [0.1]), None)  # no class count: no rule
+    assert divergence.at_chance(epochs([0.1], [0.1]), 10)
+    assert divergence.at_chance(epochs([0.5, 0.12], [0.5, 0.08]), 10)  # 2 points: still chance
+    assert divergence.at_chance(epochs([0.5, 0.1, 0.1], [0.5, 0.1, 0.1]), 10)  # ceil(3/2) = 2
+    assert not divergence.at_chance(epochs([0.1, 0.5, 0.1], [0.1, 0.5, 0.1]), 10)
+    assert divergence.at_chance(epochs([0.5, 0.5, 0.1, 0.1, 0.1], [0.5, 0.5, 0.1, 0.1, 0.1]), 10)
+    assert divergence.at_chance([{"accuracy": 0.1}], 10)  # without validation: training alone
+    assert not divergence.at_chance(epochs([0.1], [0.1]), None)  # no class count: no rule
 
 
 def test_a_loss_that_stays_high_is_diverged():
@@ -65,33 +67,33 @@ def test_a_loss_that_stays_high_is_diverged():
     logs = epochs([0.3, 0.25, 0.2, 0.2], [0.3, 0.25, 0.2, 0.2])
     losses = np.concatenate([falling(200, 2.3, 2.0), np.full(200, 11.5)])
     losses[0] = 2.3
-    assert cb.divergence_reason(logs, losses, 10) == "loss_above_initial"
-    assert cb.loss_stays_above_initial(losses)
-    assert not cb.loss_stays_above_initial(losses, factor=6.0)
+    assert divergence.divergence_reason(logs, losses, 10) == "loss_above_initial"
+    assert divergence.loss_stays_above_initial(losses)
+    assert not divergence.loss_stays_above_initial(losses, factor=6.0)
 
 
 def test_an_early_spike_the_run_recovers_from_does_not_count():
     # 1000x the first loss at the start, back to normal at once: the EMA restarted at the
     # last half does not carry the spike (over the whole run, it would for ~50 steps)
     losses = np.concatenate([[0.7], np.full(10, 700.0), np.full(29, 0.69)])
-    assert not cb.loss_stays_above_initial(losses)
-    assert cb.divergence_reason(epochs([0.6, 0.7], [0.6, 0.7]), losses, 2) == ""
+    assert not divergence.loss_stays_above_initial(losses)
+    assert divergence.divergence_reason(epochs([0.6, 0.7], [0.6, 0.7]), losses, 2) == ""
 
 
 def test_nonfinite_and_blow_up():
     logs = epochs([0.5, 0.6], [0.5, 0.6])
     losses = falling()
     losses[100] = np.nan
-    assert cb.divergence_reason(logs, losses, 10) == "nonfinite"
+    assert divergence.divergence_reason(logs, losses, 10) == "nonfinite"
     losses[100] = np.inf
-    assert cb.divergence_reason(logs, losses, 10) == "nonfinite"
+    assert divergence.divergence_reason(logs, losses, 10) == "nonfinite"
     losses[100] = 2e4 * losses[0]
     losses[150] = np.nan  # the first bad step names the reason
-    assert cb.divergence_reason(logs, losses, 10) == "blow_up"
+    assert divergence.divergence_reason(logs, losses, 10) == "blow_up"
     nan_epoch = [logs[0], {**logs[1], "val_loss": math.nan}]
-    assert cb.divergence_reason(nan_epoch, falling(), 10) == "nonfinite"
-    assert cb.stopping_reason(falling(), 2.3) is None
-    assert cb.stopping_reason([1.0, 2.0, np.nan], 1.0) == (2, "nonfinite")
+    assert divergence.divergence_reason(nan_epoch, falling(), 10) == "nonfinite"
+    assert divergence.stopping_reason(falling(), 2.3) is None
+    assert divergence.stopping_reason([1.0, 2.0, np.nan], 1.0) == (2, "nonfinite")
 
 
 def small_model():
@@ -123,8 +125,8 @@ def feed(logger, per_epoch_losses, per_epoch_logs, calls=2):
 
 
 def test_epoch_logger_judges_chance_at_the_end_without_stopping():
-    sink = cb.MetricSink()
-    logger = cb.EpochLogger(sink, num_classes=10)
+    sink = metric_sink.MetricSink()
+    logger = epoch_logger.EpochLogger(sink, num_classes=10)
     logger.set_model(small_model())
     logs = epochs([0.2, 0.1, 0.1, 0.1], [0.2, 0.1, 0.1, 0.1])
     feed(logger, [np.full(8, 2.3)] * 4, logs)
@@ -135,8 +137,8 @@ def test_epoch_logger_judges_chance_at_the_end_without_stopping():
 
 
 def test_epoch_logger_stops_at_a_nonfinite_loss():
-    sink = cb.MetricSink()
-    logger = cb.EpochLogger(sink, num_classes=10)
+    sink = metric_sink.MetricSink()
+    logger = epoch_logger.EpochLogger(sink, num_classes=10)
     logger.set_model(small_model())
     bad = np.full(8, 2.3)
     bad[5] = np.nan
@@ -146,12 +148,12 @@ def test_epoch_logger_stops_at_a_nonfinite_loss():
 
 
 def test_epoch_logger_learning_run_and_classes_from_the_model():
-    sink = cb.MetricSink()
-    logger = cb.EpochLogger(sink)  # 4 outputs: chance is 25%
+    sink = metric_sink.MetricSink()
+    logger = epoch_logger.EpochLogger(sink)  # 4 outputs: chance is 25%
     logger.set_model(small_model())
     feed(logger, [np.full(8, 1.0)] * 2, epochs([0.26, 0.25], [0.25, 0.24]))
     assert logger.diverged_reason == "chance"
-    logger = cb.EpochLogger(cb.MetricSink())
+    logger = epoch_logger.EpochLogger(metric_sink.MetricSink())
     logger.set_model(small_model())
     feed(logger, [np.linspace(1.0, 0.5, 8)] * 2, epochs([0.5, 0.7], [0.5, 0.7]))
     assert logger.diverged is False and logger.diverged_reason == ""
@@ -162,8 +164,8 @@ def test_epoch_logger_learning_rate_is_the_epochs_first_recorded_step():
     """Once a StepRecorder feeds the logger, an epoch's ``learning_rate`` is its first step's
     LR as recorded, not the optimizer's (read eagerly) at the epoch's start; before that, the
     optimizer's."""
-    sink = cb.MetricSink()
-    logger = cb.EpochLogger(sink)
+    sink = metric_sink.MetricSink()
+    logger = epoch_logger.EpochLogger(sink)
     logger.set_model(small_model())  # SGD at 0.1
     logger.on_train_begin()
     for epoch, lrs in enumerate(([0.1, 0.09], [0.05, 0.04], [0.02, 0.01])):
@@ -181,23 +183,23 @@ def test_epoch_logger_learning_rate_is_the_epochs_first_recorded_step():
 def test_first_epoch_extra_sets_each_call_against_the_same_call_later():
     calls = [[1.9, 0.85], [0.40, 0.20], [0.35, 0.14], [0.37, 0.21]]  # 256 + 135 steps each
     validations = [0.76, 0.063, 0.059, 0.067]
-    extra = cb.first_epoch_extra(calls, validations)
+    extra = epoch_logger.first_epoch_extra(calls, validations)
     assert extra == pytest.approx((1.9 - 0.37) + (0.85 - 0.20) + (0.76 - 0.063))
     # one first call: its epoch is a single call, set against the later epochs' first calls
-    assert cb.first_epoch_extra([[2.0], [0.5], [0.4]]) == pytest.approx(1.55)
+    assert epoch_logger.first_epoch_extra([[2.0], [0.5], [0.4]]) == pytest.approx(1.55)
     # a later epoch cut short (divergence) gives no reference for the calls it lacks
-    assert cb.first_epoch_extra([[2.0, 1.0], [0.5]]) == pytest.approx(1.5)
+    assert epoch_logger.first_epoch_extra([[2.0, 1.0], [0.5]]) == pytest.approx(1.5)
     # noise never makes it negative
-    assert cb.first_epoch_extra([[0.4, 0.2], [0.5, 0.3]], [0.05, 0.06]) == 0.0
+    assert epoch_logger.first_epoch_extra([[0.4, 0.2], [0.5, 0.3]], [0.05, 0.06]) == 0.0
 
 
 def test_first_epoch_extra_of_a_one_epoch_trial():
     # against the median of the middle calls; the last (maybe smaller, compiled anew) is not
     # a reference, and the validation cannot be told apart
-    assert cb.first_epoch_extra([[1.3, 0.01, 0.012, 0.011, 0.5]], [0.4]) == pytest.approx(
+    assert epoch_logger.first_epoch_extra([[1.3, 0.01, 0.012, 0.011, 0.5]], [0.4]) == pytest.approx(
         1.3 - 0.011)
-    assert cb.first_epoch_extra([[1.3, 0.5]], [0.4]) is None
-    assert cb.first_epoch_extra([[1.3]]) is None
+    assert epoch_logger.first_epoch_extra([[1.3, 0.5]], [0.4]) is None
+    assert epoch_logger.first_epoch_extra([[1.3]]) is None
 
 
 def test_epoch_logger_leaves_compile_out_of_the_times(monkeypatch):
@@ -210,9 +212,9 @@ def test_epoch_logger_leaves_compile_out_of_the_times(monkeypatch):
         readings["n"] += 1
         return float(next(clock)) + (2.0 if readings["n"] >= 2 else 0.0)
 
-    monkeypatch.setattr(cb.time, "perf_counter", perf_counter)
-    sink = cb.MetricSink()
-    logger = cb.EpochLogger(sink, num_classes=10, target=0.5)
+    monkeypatch.setattr(time, "perf_counter", perf_counter)
+    sink = metric_sink.MetricSink()
+    logger = epoch_logger.EpochLogger(sink, num_classes=10, target=0.5)
     logger.set_model(small_model())
     feed(logger, [falling(8)] * 3, epochs([0.6, 0.7, 0.8], [0.6, 0.7, 0.8]))
     assert logger.compile_time == pytest.approx(2.0)
@@ -227,15 +229,15 @@ def test_metric_sink_writes_in_its_own_thread_and_leaves_no_mlflow_queue_to_wait
     """Sent points reach the store by flush (in order, all of them, more than one batch), and
     MLflow's own asynchronous queue stays idle: ending the run does not wait for its thread
     (which polls once a second)."""
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(store)
     run_id = client.create_run(tracking.experiment_id("sink", store, client)).info.run_id
-    sink = cb.MetricSink(client, run_id)
+    sink = metric_sink.MetricSink(client, run_id)
     for epoch in range(3):
         sink.add("val_loss", 1.0 / (epoch + 1), epoch)
         sink.send()
-    steps = cb.MLFLOW_BATCH + 5
+    steps = metric_sink.MLFLOW_BATCH + 5
     sink.add_series("step_loss", range(steps), np.linspace(2, 1, steps))
     sink.flush()
     history = client.get_metric_history(run_id, "val_loss")
@@ -251,11 +253,12 @@ def test_metric_sink_stores_each_sent_series_before_the_flush(store):
     rest."""
     import time
 
-    from lrstudy import sqlstore, tracking
+    from lrstudy.tracking import sqlstore
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(store)
     run_id = client.create_run(tracking.experiment_id("sink", store, client)).info.run_id
-    sink = cb.MetricSink(client, run_id, series_writer=sqlstore.series_writer(store))
+    sink = metric_sink.MetricSink(client, run_id, series_writer=sqlstore.series_writer(store))
     sink.add_series("step_loss", range(100), np.linspace(2, 1, 100))
     sink.send()
     deadline = time.monotonic() + 30

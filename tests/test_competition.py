@@ -11,9 +11,11 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
-from lrstudy import competition, resolve, scenarios, tracking
+
+from lrstudy.spec import competition, resolve
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import store as tracking
 
 TINY_COMPETITION = """
 description = "a tiny competition"
@@ -228,19 +230,19 @@ def test_a_tuning_stack_gives_each_copy_what_it_trains_alone():
     """A strategy's grid x tuning seeds trains as one stack (each copy its own LR curve and
     seed); each copy's per-step losses and epoch metrics equal those of the same trial
     trained alone, to a relative 1e-5."""
-    from lrstudy import callbacks as cb
-    from lrstudy import train
+    from lrstudy.tracking import metric_sink
+    from lrstudy.training import fitting
 
     spec = scenarios.load_study("seeds", {"epochs": 2, "train_size": 2000})
     comp = dataclasses.replace(spec.competition, grid_points=2, tune_seeds=2)
     trials = competition.trials(comp, spec.scenarios["warmup-cosine"], "tune", 0)
     assert len({(t.peak_lr, t.seed) for t in trials}) == 4
-    sinks = [cb.MetricSink(None) for _ in trials]
-    stacked = train.fit_stack([(t.scenario, t.seed, t.evaluate_test) for t in trials], sinks)
+    sinks = [metric_sink.MetricSink(None) for _ in trials]
+    stacked = fitting.fit_stack([(t.scenario, t.seed, t.evaluate_test) for t in trials], sinks)
     assert len(stacked) == 4
     for trial, sink in zip(trials, sinks):
-        alone = cb.MetricSink(None)
-        train.fit_scenario(trial.scenario, trial.seed, alone, evaluate_test=False)
+        alone = metric_sink.MetricSink(None)
+        fitting.fit_scenario(trial.scenario, trial.seed, alone, evaluate_test=False)
         for key in ("step_loss", "step_learning_rate", "loss", "val_loss", "val_accuracy"):
             got, want = sink.points[key], alone.points[key]
             assert [s for s, _ in got] == [s for s, _ in want], key
@@ -253,13 +255,13 @@ def test_the_default_studys_plateau_rule_fires_in_most_finals():
     """At the default budget (8 epochs of 50,000 images) the default study's plateau rule
     lowers the LR in most of 5 seeds (patience 1/8 of training; the tutorial's 3 of 10 epochs
     fired in 2 of 5 finals)."""
-    from lrstudy import callbacks as cb
-    from lrstudy import train
+    from lrstudy.tracking import metric_sink
+    from lrstudy.training import fitting
 
     sc = scenarios.load_study("seeds").scenarios["plateau"]
     assert resolve.plateau_args(sc)["patience"] == 1
-    sinks = [cb.MetricSink(None) for _ in range(5)]
-    train.fit_stack([(sc, seed, False) for seed in range(5)], sinks)
+    sinks = [metric_sink.MetricSink(None) for _ in range(5)]
+    fitting.fit_stack([(sc, seed, False) for seed in range(5)], sinks)
     fired = [min(v for _, v in s.points["learning_rate"]) < sc.learning_rate * 0.999
              for s in sinks]
     assert sum(fired) >= 3, fired

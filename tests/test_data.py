@@ -1,4 +1,4 @@
-"""Tests for lrstudy.data: datasets by name, splits, load/check/ensure, the command line.
+"""Tests for lrstudy.data.datasets: datasets by name, splits, load/check/ensure, the command line.
 
 The Fashion-MNIST fixtures (small fake idx files, the network probe pointed at an unresolvable
 host, caches in temporary directories) come from tests/test_fashion_mnist.py.
@@ -15,9 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_fashion_mnist import ROOT, fake, isolated  # noqa: F401 - fixtures, isolated autouse
+from test_fashion_mnist import (  # noqa: F401 - fixtures, isolated autouse
+    ROOT,
+    fake,
+    isolated,
+)
 
-from lrstudy import data, fashion_mnist
+from lrstudy.data import datasets as data
+from lrstudy.data import fashion_mnist
 
 
 def test_data_error_is_a_value_error():
@@ -187,7 +192,7 @@ def test_module_entry_point(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("module", ["lrstudy.data", "lrstudy.fashion_mnist"])
+@pytest.mark.parametrize("module", ["lrstudy.data.datasets", "lrstudy.data.fashion_mnist"])
 def test_import_is_light(module):
     code = f"import sys, {module}; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run(

@@ -1,4 +1,4 @@
-"""Tests for lrstudy.fashion_mnist: idx parsing, locating and verifying the files, the cache.
+"""Tests for lrstudy.data.fashion_mnist: idx parsing, locating and verifying the files, the cache.
 
 Every test runs on small idx files it writes itself, in temporary directories, with the network
 probe pointed at an unresolvable host; only ``test_real_fashion_mnist`` reads the machine's
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrstudy import data, fashion_mnist
+from lrstudy.data import datasets as data
+from lrstudy.data import fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -292,7 +293,8 @@ def test_failed_cache_write_leaves_nothing_behind(tmp_path):
 
 CONCURRENT_SCRIPT = """
 import hashlib, json, os, sys
-from lrstudy import data, fashion_mnist
+from lrstudy.data import datasets as data
+from lrstudy.data import fashion_mnist
 fashion_mnist.FASHION_MNIST_SHA256 = json.loads(os.environ["TEST_SHA256"])
 data.ensure()
 ds = data.load(val_size=100)

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, TINY, finished_trials, run_cli
 
 pytestmark = pytest.mark.slow
@@ -30,7 +29,7 @@ TWO_SEEDS = TINY.format(scenarios='["fixed-baseline", "warmup-cosine"]', epochs=
 
 
 def trials(uri, study):
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(uri)
     exp = client.get_experiment_by_name(study)
@@ -58,16 +57,19 @@ def assert_each_trial_finished_once(uri, study, n, output=""):
 
 DRIVER = """
 import json, os, sys
-from lrstudy import scenarios, tracking, train
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import store as tracking
+from lrstudy.execution import scenario_run
+from lrstudy.execution import trial_runs
 
 study_path, uri = sys.argv[1], sys.argv[2]
 study = scenarios.load_study(study_path)
 sc = study.scenarios["fixed-baseline"]
 statuses = {}
-for seed, point in enumerate(train.PHASES[1:]):  # "import" happened once, above
+for seed, point in enumerate(trial_runs.PHASES[1:]):  # "import" happened once, above
     os.environ["LRSTUDY_SIGNAL_AT"] = point
     try:
-        train.run_trial(study.name, sc, seed, tracking_uri=uri)
+        trial_runs.run_trial(study.name, sc, seed, tracking_uri=uri)
         statuses[point] = "no interrupt"
     except KeyboardInterrupt:
         key = tracking.run_key(sc.key_config(), seed)
@@ -76,7 +78,7 @@ for seed, point in enumerate(train.PHASES[1:]):  # "import" happened once, above
         runs = tracking.trials_by_key(client, exp, {key}).get(key, [])
         statuses[point] = [r.info.status for r in runs]
 os.environ.pop("LRSTUDY_SIGNAL_AT")
-resumed = train.run_scenario(study_path, "fixed-baseline", len(train.PHASES) - 1,
+resumed = scenario_run.run_scenario(study_path, "fixed-baseline", len(trial_runs.PHASES) - 1,
                              tracking_uri=uri)
 print(json.dumps({"statuses": statuses, "resumed": [r["status"] for r in resumed]}))
 """
@@ -84,14 +86,14 @@ print(json.dumps({"statuses": statuses, "resumed": [r["status"] for r in resumed
 
 def test_a_signal_at_any_moment_of_a_trial_ends_it_killed_and_resume_finishes(
         write_study, store, tmp_path):
-    from lrstudy import train
+    from lrstudy.execution import trial_runs
 
     path = write_study(epochs=1)
     proc = subprocess.run([sys.executable, "-c", DRIVER, str(path), store], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    points = list(train.PHASES[1:])
+    points = list(trial_runs.PHASES[1:])
     assert len(points) >= 10
     assert out["statuses"] == {p: ["KILLED"] for p in points}, out["statuses"]
     # resume: every killed trial trains again, each key ends with exactly one FINISHED run
@@ -119,7 +121,7 @@ def test_sigterm_to_the_runner_while_a_kernel_imports_ends_killed_and_resume_fin
 
 
 def _all(uri, study, kind):
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(uri)
     exp = client.get_experiment_by_name(study)
@@ -130,7 +132,8 @@ def _all(uri, study, kind):
 
 def test_a_stale_trial_elsewhere_is_rerun_and_a_fresh_one_is_left_to_its_owner(
         tmp_path, store):
-    from lrstudy import scenarios, tracking
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import store as tracking
 
     study_file = tmp_path / "tiny.toml"
     study_file.write_text(TWO_SEEDS.replace('["fixed-baseline", "warmup-cosine"]',
@@ -241,7 +244,7 @@ def mlflow_behind_proxy(tmp_path):
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     while tracking.server_unreachable(f"http://127.0.0.1:{port}", timeout=2):
         assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
@@ -324,7 +327,7 @@ def test_a_full_disk_is_one_clear_error_and_the_store_survives(tmp_path):
         pytest.skip(f"cannot make a small filesystem here: {reason}")
     try:
         store = f"sqlite:///{disk / 'mlflow.db'}"
-        from lrstudy import tracking
+        from lrstudy.tracking import store as tracking
 
         tracking.client(store).search_experiments()  # made here: the test polls it meanwhile
         study = tmp_path / "tiny.toml"

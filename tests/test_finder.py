@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from lrstudy.finder import (
+from lrstudy.lr.range_test import (
     MIN_POINTS,
     RULES,
     FinderResult,

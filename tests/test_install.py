@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 UV = Path(sys.executable).parent / "uv"
@@ -73,8 +72,9 @@ def test_installed_lrstudy_command_works_outside_the_checkout(installed):
 def test_installed_package_has_its_data_and_its_dependencies(installed):
     venv, env, elsewhere = installed
     script = (f"import {HEAVY}\n"
-              "import lrstudy, lrstudy.report.export\n"
-              "from lrstudy import kernels, scenarios\n"
+              "import lrstudy, lrstudy.execution.report_run\n"
+              "from lrstudy.execution import kernels\n"
+              "from lrstudy.spec import study as scenarios\n"
               "print(lrstudy.__file__)\n"
               "print(kernels.notebooks_dir())\n"
               "print(scenarios.STUDIES_DIR)\n")
@@ -92,3 +92,35 @@ def test_installed_package_has_its_data_and_its_dependencies(installed):
     # every module of the checkout is installed (pyproject.toml lists the subpackages)
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "lrstudy").rglob("*.py")}
     assert modules <= {p.relative_to(site).as_posix() for p in package.parent.rglob("*.py")}
+
+
+TINY = """description = "one tiny scenario"
+seeds = 1
+scenarios = ["fixed-baseline"]
+reference = "fixed-baseline"
+
+[budget]
+model = "mlp128"
+dataset = "fashion_mnist"
+train_size = 500
+val_size = 200
+batch_size = 64
+epochs = 1
+"""
+
+
+@pytest.mark.slow
+def test_installed_lrstudy_runs_and_reports_a_study_outside_the_checkout(installed):
+    """``lrstudy run`` and ``lrstudy report`` of a non-editable install, in a directory of the
+    user's: the kernels run the installed notebooks, the report finds the installed
+    summary.ipynb (not the checkout's), and everything lands under that directory."""
+    venv, env, elsewhere = installed
+    lrstudy = venv / "bin" / "lrstudy"
+    (elsewhere / "tiny.toml").write_text(TINY)
+    proc = run([lrstudy, "run", "--study", "tiny.toml", "--quiet"], elsewhere, env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    proc = run([lrstudy, "report", "--study", "tiny"], elsewhere, env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    html = Path(proc.stdout.strip().splitlines()[-1].removeprefix("report: "))
+    assert html.is_file() and html.is_relative_to(elsewhere) and html.name == "summary.html"
+    assert (elsewhere / "mlruns" / "mlflow.db").is_file()

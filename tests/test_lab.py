@@ -18,10 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, finished_trials
-from test_ui import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, START_TIMEOUT_S, UI_TIMEOUT_MS,
-                     free_port, require_chromium, start_ui)  # noqa: F401 (start_ui: a fixture)
+from test_ui import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    START_TIMEOUT_S,
+    UI_TIMEOUT_MS,
+    free_port,  # noqa: F401 (start_ui: a fixture)
+    require_chromium,
+)
 
 JUPYTER = Path(sys.executable).parent / "jupyter"
 RUN_TIMEOUT_S = 240  # one run of all cells: a kernel importing TensorFlow, 2 epochs, under load
@@ -54,7 +60,7 @@ def test_scenario_notebook_defaults_are_one_small_scenario():
     """Opened and run as committed, scenario.ipynb trains one scenario on a small budget: one
     seed of a study without a competition (no tuning grid), 2 epochs or fewer on at most
     2,000 examples."""
-    from lrstudy import scenarios
+    from lrstudy.spec import study as scenarios
 
     values = parameters_cell(ROOT / "notebooks" / "scenario.ipynb")
     assert values["seeds"] == 1 and values["phase"] == "" and values["grid_points"] == 0

@@ -1,6 +1,6 @@
-"""The package's layout rules, checked: no import cycle inside lrstudy (imports inside
-functions count), no module over 600 lines, comments that describe code rather than point at
-files outside the repository or at one machine's timings."""
+"""The package's layout rules, checked: layers that import only the layers below them, no
+import cycle inside lrstudy (imports inside functions count), comments that describe code
+rather than point at files outside the repository or at one machine's timings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 PACKAGE = ROOT / "lrstudy"
@@ -65,9 +64,47 @@ def test_no_import_cycle_inside_the_package():
             visit(node, [node])
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_no_module_over_600_lines(path):
-    assert len(path.read_text().splitlines()) <= 600
+#: The layers, bottom up: a module may import its own package (or, at the bottom, any base
+#: module) and the layers below its own, never a layer above or a sibling of its layer.
+LAYERS = (
+    # the base: argument checks, errors, TensorFlow's quiet import, signals, tasks, user code
+    {"lrstudy", "lrstudy.checks", "lrstudy.errors", "lrstudy.tfquiet", "lrstudy.interrupts",
+     "lrstudy.tasks", "lrstudy.user_code"},
+    {"lrstudy.lr", "lrstudy.data", "lrstudy.models", "lrstudy.tracking"},  # the ingredients
+    {"lrstudy.spec"},       # studies as data
+    {"lrstudy.training"},   # the fit, its callbacks, the stacks
+    {"lrstudy.report"},     # statistics, tables, figures (pure, reading the store)
+    {"lrstudy.execution"},  # trials as runs, notebooks, the runner, the report's run
+    {"lrstudy.cli", "lrstudy.__main__"},
+)
+
+
+def unit(module: str) -> str:
+    """The layer unit of a module: its subpackage (``lrstudy.spec``), else itself."""
+    parts = module.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()):
+        return ".".join(parts[:2])
+    return module
+
+
+def test_every_module_has_a_layer():
+    layered = set().union(*LAYERS)
+    assert {unit(module_name(p)) for p in MODULES} <= layered
+
+
+def test_layers_import_only_the_layers_below():
+    rank = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+    wrong = []
+    for path in MODULES:
+        mine = unit(module_name(path))
+        for dep in lrstudy_imports(path):
+            theirs = unit(dep)
+            if theirs == mine or (rank[theirs] == rank[mine] == 0):
+                continue
+            if rank[theirs] >= rank[mine] and not (mine == "lrstudy.__main__"
+                                                  and theirs == "lrstudy.cli"):
+                wrong.append(f"{module_name(path)} -> {dep}")
+    assert not wrong, wrong
 
 
 OUTSIDE = re.compile(r"\.\./shared|shared/(design|protocol|scenarios|style)\.md|\bissue\s+\"")

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, finished_trials
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -58,7 +57,7 @@ def test_scenario_notebook_by_hand_records_the_trial(tmp_path, store):
     assert params["optimizer"] == "adam" and params["epochs"] == "1"
     assert params["model"] == "mlp128" and params["dataset"] == "fashion_mnist"
     assert params["train_size"] == "2000" and params["batch_size"] == "64"
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(store)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s"):
@@ -106,7 +105,7 @@ def test_lr_range_test_notebook_records_curve_and_suggestions(tmp_path, store):
                      ("train_size", 2000), ("val_size", 1000), ("num_it", 40),
                      ("batch_size", 32), ("tracking_uri", store))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(store)
     exp = client.get_experiment_by_name("finder-test")

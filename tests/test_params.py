@@ -1,4 +1,4 @@
-"""The notebooks' parameter check (lrstudy.params.check) in a real IPython shell, on the
+"""The notebooks' parameter check (lrstudy.execution.notebook_params.check) in a real IPython shell, on the
 notebooks' own first cells: it looks at the parameters cells, not at every global."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from IPython.core.interactiveshell import InteractiveShell
 
-from conftest import ROOT
-from lrstudy import params
+from lrstudy.execution import notebook_params as params
 
 NOTEBOOKS = sorted(params.NOTEBOOKS)
 
@@ -91,7 +91,7 @@ def test_batch_runs_pass_every_parameter_or_leave_the_studys_own(tmp_path, monke
     the small budget the notebook runs when opened by hand."""
     import ast
 
-    from lrstudy import kernels, runner
+    from lrstudy.execution import kernels, runner
 
     passed = {}
 

@@ -1,4 +1,4 @@
-"""Prodigy (lrstudy.prodigy): the reference implementation's steps and step-size estimate d
+"""Prodigy (lrstudy.lr.prodigy): the reference implementation's steps and step-size estimate d
 under Keras's XLA-compiled fit; its configuration and bad arguments; the registry and the
 catalogue's scenario, trained for real; a stack of Prodigy trials gives each its trial alone
 (each copy its own d)."""
@@ -12,8 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from lrstudy import callbacks as cb
-from lrstudy import optimizers, resolve, scenarios, train
+from lrstudy.lr import optimizers
+from lrstudy.spec import resolve
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import metric_sink
+from lrstudy.training import fitting
 
 #: the reference's defaults; decoupled weight decay with Adam's bias correction; coupled decay,
 #: no first moment, the warm-up safeguard, a capped growth, and a learning rate of 0 over the
@@ -81,7 +84,7 @@ def _ours(x, y, init, zero_lr_steps=0, **kwargs):
     import keras
     import tensorflow as tf
 
-    from lrstudy.prodigy import Prodigy
+    from lrstudy.lr.prodigy import Prodigy
 
     class D(keras.callbacks.Callback):
         def __init__(self):
@@ -133,7 +136,7 @@ def test_steps_and_d_match_the_reference_implementation_under_xla_fit(case, dtyp
 def test_config_round_trips_and_bad_arguments_are_named():
     import keras
 
-    from lrstudy.prodigy import Prodigy
+    from lrstudy.lr.prodigy import Prodigy
 
     opt = Prodigy(learning_rate=0.5, beta_1=0.8, beta_2=0.99, beta_3=0.9, epsilon=1e-7,
                   weight_decay=0.01, decouple=False, use_bias_correction=True,
@@ -167,7 +170,7 @@ def test_the_registry_checks_without_tensorflow_and_makes_it():
         optimizers.check("prodigy", {"momentum": 0.9})
     with pytest.raises(ValueError, match="'decouple' must be true or false"):
         optimizers.check("prodigy", {"decouple": 1})
-    from lrstudy.prodigy import Prodigy
+    from lrstudy.lr.prodigy import Prodigy
 
     made = optimizers.make("prodigy", 1.0, d_coef=0.5, safeguard_warmup=True)
     assert type(made) is Prodigy and made.d_coef == 0.5 and made.safeguard_warmup
@@ -184,13 +187,13 @@ def test_the_catalogue_scenario_trains_and_learns(write_study, vectorize):
     """The scenario ``prodigy`` (the paper's defaults, LR 1.0) on the tiny study's budget with
     1,000 Fashion-MNIST images (the synthetic data's labels are random): its d grows from d0
     and it learns (validation and test accuracy far above chance, 0.1)."""
-    from lrstudy.prodigy import Prodigy
+    from lrstudy.lr.prodigy import Prodigy
 
     sc = _scenario(write_study, dataset="fashion_mnist", train_size=1000, val_size=500)
     assert (sc.optimizer, sc.learning_rate, sc.family) == ("prodigy", 1.0, "adaptive")
     assert sc.optimizer_args == {}
-    sink = cb.MetricSink(None)
-    outcome = train.fit_scenario(sc, 0, sink, vectorize=vectorize)
+    sink = metric_sink.MetricSink(None)
+    outcome = fitting.fit_scenario(sc, 0, sink, vectorize=vectorize)
     opt = outcome["model"].optimizer
     assert type(opt) is Prodigy and float(opt.d.numpy()) > 10 * opt.d0
     assert int(opt.iterations) == 3 * sc.steps_per_epoch
@@ -200,15 +203,15 @@ def test_the_catalogue_scenario_trains_and_learns(write_study, vectorize):
 
 
 def _stack_matches_alone(trials, engine_unsupported):
-    from lrstudy import vstack
+    from lrstudy.training import vector_stack as vstack
 
-    sinks = [cb.MetricSink(None) for _ in trials]
-    stacked = train.fit_stack(trials, sinks)
+    sinks = [metric_sink.MetricSink(None) for _ in trials]
+    stacked = fitting.fit_stack(trials, sinks)
     assert engine_unsupported(vstack.unsupported([o["model"] for o in stacked]))
     ds = []
     for (sc, seed, test), sink, out in zip(trials, sinks, stacked):
-        alone_sink = cb.MetricSink(None)
-        alone = train.fit_scenario(sc, seed, alone_sink, evaluate_test=test, vectorize=False)
+        alone_sink = metric_sink.MetricSink(None)
+        alone = fitting.fit_scenario(sc, seed, alone_sink, evaluate_test=test, vectorize=False)
         for key in ("val_loss", "val_accuracy", "loss", "accuracy", "learning_rate"):
             ours, theirs = sink.points[key], alone_sink.points[key]
             assert len(ours) == len(theirs) > 0, key

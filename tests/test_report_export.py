@@ -1,4 +1,4 @@
-"""The report (:mod:`lrstudy.report.export`): the summary notebook executed, exported to HTML
+"""The report (:mod:`lrstudy.execution.report_run`): the summary notebook executed, exported to HTML
 and logged as a summary run; refused, creating nothing, without trials."""
 
 from __future__ import annotations
@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from report_store import STUDY, store  # noqa: F401 (fixture)
 
-from lrstudy import report, tracking
-from lrstudy.tracking import TAG
+from lrstudy import report
+from lrstudy.execution import report_run
+from lrstudy.tracking import store as tracking
+from lrstudy.tracking.store import TAG
 
 # the module fixture runs once: keep the module on one pytest-xdist worker
 pytestmark = pytest.mark.xdist_group("report")
@@ -15,14 +17,14 @@ pytestmark = pytest.mark.xdist_group("report")
 
 def test_make_report_without_trials_names_study_and_store(store, tmp_path):
     with pytest.raises(report.NoTrialsError) as info:
-        report.make_report("nope", store["uri"], out_dir=tmp_path)
+        report_run.make_report("nope", store["uri"], out_dir=tmp_path)
     assert "'nope'" in str(info.value) and store["uri"] in str(info.value)
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
 def test_make_report_executes_exports_and_logs(store, tmp_path):
-    html = report.make_report(STUDY, store["uri"], out_dir=tmp_path)
+    html = report_run.make_report(STUDY, store["uri"], out_dir=tmp_path)
     assert html == tmp_path / "summary.html"
     text = html.read_text()
     assert text.count("<img") >= 5

@@ -11,7 +11,9 @@ import pytest
 from mlflow import MlflowClient
 from report_store import EPOCHS, STUDY, _healthy, _trial, store  # noqa: F401 (fixture)
 
-from lrstudy import report, tracking
+from lrstudy import report
+from lrstudy.execution import report_run
+from lrstudy.tracking import store as tracking
 
 # the module fixture runs once: keep the module on one pytest-xdist worker
 pytestmark = pytest.mark.xdist_group("report")
@@ -72,7 +74,7 @@ def test_missing_store_is_an_error_not_a_new_store(tmp_path):
     with pytest.raises(report.NoTrialsError, match="absent.db"):
         report.load_trials("smoke", uri)
     with pytest.raises(report.NoTrialsError, match="'smoke'"):
-        report.make_report("smoke", uri, out_dir=tmp_path / "out")
+        report_run.make_report("smoke", uri, out_dir=tmp_path / "out")
     assert not (tmp_path / "absent.db").exists() and not (tmp_path / "out").exists()
 
 

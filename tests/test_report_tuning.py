@@ -119,8 +119,8 @@ def test_the_verdict_names_strategies_tuned_at_a_capped_edge():
 
 
 def test_what_each_strategy_also_changes_is_read_from_the_experiment(store):
-    from lrstudy import tracking
     from lrstudy.report import frames
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(store)
     exp = tracking.experiment_id("s", store, client)

@@ -10,12 +10,16 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 from mlflow.tracking import MlflowClient
 from scipy import stats as sps
 
-from conftest import run_cli
-from lrstudy import claims, competition, data, fashion_mnist, scenarios, tracking
+from lrstudy.data import datasets as data
+from lrstudy.data import fashion_mnist
 from lrstudy.report import reproduction, verdict
+from lrstudy.spec import claims, competition
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import store as tracking
 
 CLAIMS = scenarios.STUDIES_DIR / "_tutorial_claims.toml"
 

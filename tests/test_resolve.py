@@ -1,4 +1,4 @@
-"""lrstudy.resolve: fractions and per-total constants into counts, a scenario's schedule, its
+"""lrstudy.spec.resolve: fractions and per-total constants into counts, a scenario's schedule, its
 plateau and finder arguments, checked as data; its peak LR, the scenario scaled to another peak,
 the tuning grid."""
 
@@ -16,9 +16,12 @@ import keras
 import numpy as np
 import pytest
 
-from lrstudy import finder, finder_runs, optimizers, scenarios
-from lrstudy import resolve as R
-from lrstudy import schedules as S
+from lrstudy.execution import range_tests as finder_runs
+from lrstudy.lr import optimizers
+from lrstudy.lr import range_test as finder
+from lrstudy.lr import schedules as S
+from lrstudy.spec import resolve as R
+from lrstudy.spec import study as scenarios
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -4,7 +4,6 @@ duplicates, failure isolation, SIGKILL/SIGTERM, parallel writers."""
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, finished_trials, run_cli
 
 pytestmark = pytest.mark.slow
@@ -33,7 +31,7 @@ epochs = 3
 
 
 def all_runs(uri, study, kind="trial"):
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(uri)
     exp = client.get_experiment_by_name(study)
@@ -51,7 +49,8 @@ def statuses_by_key(uri, study):
 
 @pytest.mark.xdist_group("smoke")  # one worker runs the smoke study once for these
 def test_smoke_study_runs_every_trial_once_with_every_point(smoke_store):
-    from lrstudy import scenarios, tracking
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import store as tracking
 
     uri = smoke_store["uri"]
     study = scenarios.load_study("smoke")
@@ -113,7 +112,7 @@ budget = { model = "broken_models:explodes", dataset = "synthetic", val_size = 2
     assert "broken on purpose" in parent.data.tags["lrstudy.error"]
     error_nb = tmp_path / "mixed" / "broken.ipynb"
     assert error_nb.exists() and "broken on purpose" in error_nb.read_text()
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     arts = [a.path for a in tracking.client(store).list_artifacts(parent.info.run_id)]
     assert arts == ["broken.ipynb", "broken.ipynb.log"]
@@ -197,7 +196,7 @@ jit_compile = false
             "train.run_scenario(sys.argv[1], sys.argv[2], 1, tracking_uri=sys.argv[3])")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     # create the store and experiment first, as the runner does, then race four writers
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     tracking.experiment_id("four", store)
     procs = [subprocess.Popen([sys.executable, "-c", code, str(study), name, store], env=env,
@@ -232,7 +231,7 @@ def test_killing_a_kernel_fails_its_scenario_only_and_resume_finishes(tmp_path, 
     assert proc.returncode == 1  # the study went on, then named the failure
     killed_scenario = victim.data.tags["lrstudy.scenario"]
     assert f"failed: {killed_scenario}" in err
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     assert tracking.client(store).get_run(victim.info.run_id).info.status == "KILLED"
     others = {r.data.tags["lrstudy.scenario"] for r in finished_trials(store, "small")}
@@ -256,7 +255,7 @@ def test_the_summary_report_of_the_smoke_study(smoke_store, tmp_path):
     assert text.count("<img") >= 5  # curves, LR per step, sensitivity, range tests, accuracy
     for scenario in ("fixed-baseline", "fixed-too-large", "warmup-cosine"):
         assert scenario in text
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(smoke_store["uri"])
     exp = client.get_experiment_by_name("smoke")
@@ -278,7 +277,7 @@ def tiny(input_shape, num_classes):
 def test_paths_and_user_models_are_resolved_from_the_callers_directory(tmp_path, store):
     """Kernels run in notebooks/: a relative LRSTUDY_DATA_DIR or LRSTUDY_CACHE_DIR, and a
     model module importable only from where the command was typed, must still work there."""
-    from lrstudy import fashion_mnist
+    from lrstudy.data import fashion_mnist
 
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)
@@ -314,7 +313,8 @@ def test_paths_and_user_models_are_resolved_from_the_callers_directory(tmp_path,
 def test_a_job_may_run_any_scenario_its_study_makes_available():
     """``--scenarios`` may name a catalogue scenario the study does not run by default (the
     default study runs a subset); the kernel's job must find it there too."""
-    from lrstudy import runner, scenarios
+    from lrstudy.execution import runner
+    from lrstudy.spec import study as scenarios
 
     study = scenarios.load_study("seeds")
     name = next(n for n in study.available if n not in study.scenarios)

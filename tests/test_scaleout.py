@@ -33,7 +33,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scaleout")]  # servers: one worker
@@ -103,7 +102,8 @@ def stop_group(proc: subprocess.Popen, timeout: float = 40) -> None:
 
 
 def expected_keys(scenario_names=None, seeds=None) -> set[str]:
-    from lrstudy import scenarios, tracking
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import store as tracking
 
     study = scenarios.load_study(STUDY)
     names = scenario_names or list(study.scenarios)
@@ -112,7 +112,7 @@ def expected_keys(scenario_names=None, seeds=None) -> set[str]:
 
 
 def runs_of(client, kind: str):
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     exp = client.get_experiment_by_name(STUDY)
     assert exp is not None, f"no experiment {STUDY!r} in the store"
@@ -266,7 +266,8 @@ def test_smoke_study_through_mlflow_server_on_postgresql(mlflow_server, postgres
     import psutil
     import psycopg2
 
-    from lrstudy import scenarios, tracking
+    from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import store as tracking
 
     uri, names = mlflow_server["uri"], ["fixed-baseline", "warmup-cosine"]
     # two kernels writing through the server at once, one seed each
@@ -373,7 +374,7 @@ def ray_worker_pids(root: Path) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    from lrstudy.tracking import pid_alive
+    from lrstudy.tracking.store import pid_alive
 
     return pid_alive(pid)
 
@@ -381,7 +382,7 @@ def alive(pid: int) -> bool:
 LISTENING = """
 import json, os, urllib.error, urllib.request
 import psutil
-from lrstudy.executors import RayExecutor
+from lrstudy.execution.executors import RayExecutor
 
 def task_pid(job):
     return os.getpid()
@@ -442,7 +443,7 @@ def test_local_cluster_listens_on_loopback_only(ray_tmp):
 
 
 def test_smoke_study_as_ray_tasks_on_a_local_cluster(tmp_path, ray_tmp):
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     runs = tmp_path / "runs"
@@ -509,7 +510,7 @@ def test_cluster_from_ray_start_runs_a_scenario_and_sigterm_stops_it(tmp_path, r
     """One scenario through ``--ray-address``, on data from the runner's cache directory;
     SIGTERM once it trains: trial and scenario run end KILLED, the command exits 130 (as on
     Ctrl-C) and leaves no kernel behind."""
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     runs, cache, log = tmp_path / "runs", tmp_path / "runner-cache", tmp_path / "cli.log"
@@ -562,7 +563,7 @@ def test_cluster_from_ray_start_runs_a_scenario_and_sigterm_stops_it(tmp_path, r
 
 
 def test_unreachable_ray_address_is_one_line_and_exit_2(tmp_path):
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     tracking.experiment_id(STUDY, uri)  # an existing store: its creation logs nothing then

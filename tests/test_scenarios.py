@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from lrstudy import resolve, scenarios
+from lrstudy.spec import resolve
+from lrstudy.spec import study as scenarios
 
 #: Every scenario the five tutorials demonstrate, and today's practice, by name.
 REQUIRED = {
@@ -43,7 +44,7 @@ def test_the_default_study_is_a_competition_over_the_whole_catalogue():
 
 
 def test_the_full_benchmark_runs_every_distinct_strategy():
-    from lrstudy import runner
+    from lrstudy.execution import runner
 
     study = scenarios.load_study("benchmark-full")
     kept, merged = runner.distinct(study.select(None))

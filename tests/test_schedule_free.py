@@ -1,4 +1,4 @@
-"""Schedule-free AdamW (lrstudy.schedule_free): the reference implementation's steps, x and y;
+"""Schedule-free AdamW (lrstudy.lr.schedule_free): the reference implementation's steps, x and y;
 the study evaluates at x in every engine (Keras's fit, the Keras stack, the vector stack) and
 logs y beside it; a vector stack of copies at different LRs gives each copy its trial alone."""
 
@@ -10,8 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from lrstudy import callbacks as cb
-from lrstudy import optimizers, resolve, scenarios, train
+from lrstudy.lr import optimizers
+from lrstudy.spec import resolve
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import metric_sink
+from lrstudy.training import fitting
 
 
 def _reference_and_ours(steps=300, lr=0.01, warmup_steps=40, weight_decay=0.01):
@@ -23,7 +26,7 @@ def _reference_and_ours(steps=300, lr=0.01, warmup_steps=40, weight_decay=0.01):
     import tensorflow as tf
     import torch
 
-    from lrstudy.schedule_free import AdamWScheduleFree
+    from lrstudy.lr.schedule_free import AdamWScheduleFree
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(512, 10)).astype("float32")
@@ -96,7 +99,7 @@ def test_steps_x_and_y_match_the_reference_implementation():
 def test_config_round_trips_and_bad_arguments_are_named():
     import keras
 
-    from lrstudy.schedule_free import AdamWScheduleFree
+    from lrstudy.lr.schedule_free import AdamWScheduleFree
 
     opt = AdamWScheduleFree(learning_rate=0.003, beta_1=0.95, beta_2=0.99, epsilon=1e-7,
                             weight_decay=0.01, warmup_steps=12, r=0.5, weight_lr_power=1.0)
@@ -127,7 +130,7 @@ def test_the_registry_checks_without_keras_and_resolves_the_warmup_fraction(writ
     assert sc.optimizer_args == {"warmup_frac": 0.05}
     total = sc.steps_per_epoch * 4
     assert resolve.optimizer_args(sc) == {"warmup_steps": round(0.05 * total)}
-    made = train.build_optimizer(sc, None)
+    made = fitting.build_optimizer(sc, None)
     assert made.warmup_steps == round(0.05 * total) and made.learning_rate == 0.0025
     bad = dataclasses.replace(sc, optimizer_args={"warmup_frac": 1.5})
     with pytest.raises(ValueError, match="warmup_frac"):
@@ -146,7 +149,7 @@ def _last(sink, key):
 def _at_x_and_y(model, ds):
     """The model (which holds x after training) evaluated on the validation set at x and at
     y: ``{"loss", "accuracy"}`` each."""
-    from lrstudy import schedule_free
+    from lrstudy.lr import schedule_free
 
     def evaluate():
         return model.evaluate(ds.x_val, ds.y_val, batch_size=1024, verbose=0,
@@ -176,7 +179,7 @@ def _check_validated_at_x(sink, outcome):
 def test_validation_and_test_are_at_x_with_y_beside(write_study, vectorize, monkeypatch):
     """The last epoch's validation metrics are those of the trained model at x (where it is
     left), the ``_at_y`` ones those at y, in Keras's fit and in a vector stack of one."""
-    from lrstudy import vstack
+    from lrstudy.training import vector_stack as vstack
 
     sc = _scenario(write_study)
     sizes = []
@@ -187,8 +190,8 @@ def test_validation_and_test_are_at_x_with_y_beside(write_study, vectorize, monk
         yield from epochs(self, *args, **kwargs)
 
     monkeypatch.setattr(vstack.VectorStack, "epochs", spy)
-    sink = cb.MetricSink(None)
-    outcome = train.fit_scenario(sc, 0, sink, vectorize=vectorize)
+    sink = metric_sink.MetricSink(None)
+    outcome = fitting.fit_scenario(sc, 0, sink, vectorize=vectorize)
     assert sizes == ([1] if vectorize else [])
     _check_validated_at_x(sink, outcome)
     test = outcome["dataset"]
@@ -201,12 +204,12 @@ def test_validation_and_test_are_at_x_with_y_beside(write_study, vectorize, monk
 def test_a_keras_stack_validates_each_copy_at_x(write_study):
     """A model that does not vectorize (dropout) trains as a StackedModel: its Dispatcher
     hands each copy's callback the validation, which swaps that copy's x in."""
-    from lrstudy import vstack
+    from lrstudy.training import vector_stack as vstack
 
     sc = _scenario(write_study, model="mlp_dropout")
     trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, True)]
-    sinks = [cb.MetricSink(None) for _ in trials]
-    outcomes = train.fit_stack(trials, sinks)
+    sinks = [metric_sink.MetricSink(None) for _ in trials]
+    outcomes = fitting.fit_stack(trials, sinks)
     assert "Dropout" in vstack.unsupported([o["model"] for o in outcomes])
     for sink, outcome in zip(sinks, outcomes):
         _check_validated_at_x(sink, outcome)
@@ -216,19 +219,19 @@ def test_a_vector_stack_gives_each_copy_its_trial_alone(write_study):
     """Copies at the 5-point grid's spread of LRs and one whose LR rises all along (so that
     its averaging weights are not those of a constant LR): each copy's averaging state is its
     own, and each copy's record and final x are those of its trial trained alone."""
-    from lrstudy import vstack
+    from lrstudy.training import vector_stack as vstack
 
     sc = _scenario(write_study)
     rising = dataclasses.replace(sc, learning_rate=None, schedule={
         "name": "linear", "start": 0.0005, "end": 0.01, "steps_frac": 1.0})
     trials = [(resolve.scaled(sc, f), seed, True)
               for f, seed in ((0.1, 0), (1.0, 1), (10.0, 2))] + [(rising, 0, True)]
-    sinks = [cb.MetricSink(None) for _ in trials]
-    stacked = train.fit_stack(trials, sinks)
+    sinks = [metric_sink.MetricSink(None) for _ in trials]
+    stacked = fitting.fit_stack(trials, sinks)
     assert vstack.unsupported([o["model"] for o in stacked]) is None
     for (trial, sink, out) in zip(trials, sinks, stacked):
-        alone_sink = cb.MetricSink(None)
-        alone = train.fit_scenario(trial[0], trial[1], alone_sink, vectorize=False)
+        alone_sink = metric_sink.MetricSink(None)
+        alone = fitting.fit_scenario(trial[0], trial[1], alone_sink, vectorize=False)
         for key in ("val_loss", "val_loss_at_y", "test_loss", "test_loss_at_y", "loss"):
             ours, theirs = sink.points[key], alone_sink.points[key]
             assert len(ours) == len(theirs) > 0, key
@@ -243,7 +246,7 @@ def test_a_plain_fit_that_builds_the_optimizer_while_tracing_trains_as_a_prebuil
     the weights once (at the first step), not be reset to them at every step."""
     import keras
 
-    from lrstudy.schedule_free import AdamWScheduleFree
+    from lrstudy.lr.schedule_free import AdamWScheduleFree
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 8)).astype("float32")

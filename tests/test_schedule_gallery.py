@@ -1,4 +1,4 @@
-"""The schedule gallery (:mod:`lrstudy.schedule_gallery`): every scenario's LR at every step of
+"""The schedule gallery (:mod:`lrstudy.report.gallery`): every scenario's LR at every step of
 its budget, computed without training or a tracking store, one panel per family."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrstudy import scenarios, schedule_gallery
+from lrstudy.report import gallery as schedule_gallery
+from lrstudy.spec import study as scenarios
 
 OVERRIDES = {"epochs": 2}
 

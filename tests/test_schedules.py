@@ -1,4 +1,4 @@
-"""lrstudy.schedules: closed forms, Keras references, properties, errors, round trips, a real fit.
+"""lrstudy.lr.schedules: closed forms, Keras references, properties, errors, round trips, a real fit.
 
 Tiny on purpose: synthetic data, a Dense(1) model, a few steps.
 """
@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from lrstudy import resolve as R
-from lrstudy import schedules as S
+from lrstudy.lr import schedules as S
+from lrstudy.spec import resolve as R
 
 
 def at(fn, ts):
@@ -538,8 +538,9 @@ def _fresh_python(code: str) -> str:
 def test_factories_and_study_resolution_import_neither_tensorflow_nor_keras():
     out = _fresh_python("""
         import sys
-        import lrstudy.schedules as s
-        from lrstudy import resolve, scenarios
+        import lrstudy.lr.schedules as s
+        from lrstudy.spec import resolve
+        from lrstudy.spec import study as scenarios
 
         s.make("warmup_cosine", initial=0.0, peak=0.1, warmup=10, steps=100)
         for bad in ({"steps": 0}, {"steps": 10, "alpha": 2.0}, {"steps": 10, "warmup": 3}):
@@ -580,7 +581,7 @@ def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
     model.save(path)
     out = _fresh_python(f"""
         import keras
-        import lrstudy.schedules  # Keras is loaded: KerasSchedule is registered on import
+        import lrstudy.lr.schedules  # Keras is loaded: KerasSchedule is registered on import
 
         model = keras.models.load_model({str(path)!r})
         print(model.optimizer._learning_rate.get_config())

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lrstudy import runner
+from lrstudy.execution import runner
 from lrstudy.report import improvement, publish, seeds_needed, sequential, simultaneous
-from lrstudy.tracking import TAG
+from lrstudy.tracking.schema import Tag
+from lrstudy.tracking.store import TAG
 
 
 @pytest.mark.parametrize("sides", [1, 2])
@@ -85,8 +86,8 @@ def test_until_decided_adds_seeds_in_steps_and_records_each_look(monkeypatch):
     assert seen == [(10, ()), (15, (10,)), (20, (10, 15))]
     assert out == {"looks": [10, 15, 20], "max_seeds": 30, "undecided": [],
                    "stopped": "decided"}
-    assert client.tags[TAG + "looks"] == "10,15,20"
-    assert client.tags[TAG + "design"] == "sequential"
+    assert client.tags[Tag.LOOKS] == "10,15,20"
+    assert client.tags[Tag.DESIGN] == "sequential"
     assert "looks" in runner.format_outcome(runner.StudyOutcome(
         "s", 0, 0, 0, 0, [], [], 0.0, sequential=out))
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrstudy import resolve as R
-from lrstudy import scenarios
+from lrstudy.spec import resolve as R
+from lrstudy.spec import study as scenarios
 
 QUARTERS = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_BUDGET = {"model": "mlp128", "dataset": "fashion_mnist", "val_size": 10000,
@@ -209,7 +209,7 @@ def test_cyclical_policies_end_at_their_base(study, request):
 
 
 def test_one_cycle_variants_and_their_baseline_with_the_same_momentum(default):
-    from lrstudy import train  # builds the optimizer as a trial does (imports TensorFlow)
+    from lrstudy.training import fitting
 
     catalogue = scenarios.catalogue()
     for name in ("one-cycle", "one-cycle-constant-momentum", "one-cycle-from-finder"):
@@ -228,7 +228,7 @@ def test_one_cycle_variants_and_their_baseline_with_the_same_momentum(default):
     at_peak = R.scaled(constant, fixed.learning_rate / R.peak_lr(constant))
     assert R.peak_lr(at_peak) == fixed.learning_rate == at_peak.schedule["max_lr"]
     built = R.build_schedule(at_peak)
-    one_cycle, sgd = train.build_optimizer(at_peak, built), train.build_optimizer(fixed, None)
+    one_cycle, sgd = fitting.build_optimizer(at_peak, built), fitting.build_optimizer(fixed, None)
     assert type(one_cycle) is type(sgd) and one_cycle.momentum == sgd.momentum == 0.9
     steps = np.arange(at_peak.steps_per_epoch * at_peak.budget["epochs"])
     lr = np.asarray(one_cycle._learning_rate(steps), dtype=float)

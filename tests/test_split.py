@@ -9,7 +9,10 @@ import types
 import numpy as np
 import pytest
 
-from lrstudy import competition, data, scenarios, stack, train
+from lrstudy.data import datasets as data
+from lrstudy.spec import competition
+from lrstudy.spec import study as scenarios
+from lrstudy.training import fitting, stacking
 
 
 def study(write_study, split: str | None = None, **kwargs):
@@ -35,7 +38,7 @@ def test_per_seed_splits_differ_between_seeds_and_keep_the_test_set():
 def test_one_seed_gives_every_strategy_the_same_split(write_study):
     scs = study(write_study, "per-seed", epochs=1)
     base, sgd = scs["fixed-baseline"], scs["fixed-sgd"]
-    prepared = {(sc.name, seed): train.prepare_fit(sc, seed, None)
+    prepared = {(sc.name, seed): fitting.prepare_fit(sc, seed, None)
                 for sc in (base, sgd) for seed in (0, 1)}
     for seed in (0, 1):
         one, other = prepared["fixed-baseline", seed].dataset, prepared["fixed-sgd", seed].dataset
@@ -45,12 +48,12 @@ def test_one_seed_gives_every_strategy_the_same_split(write_study):
     assert not np.array_equal(zero.x_val, one.x_val)
     np.testing.assert_array_equal(zero.x_test, one.x_test)
     p = prepared["fixed-sgd", 1]
-    params = train.trial_params(sgd, p.schedule, p.dataset, 1)
+    params = fitting.trial_params(sgd, p.schedule, p.dataset, 1)
     assert params["split"] == "per-seed"
     fixed = study(write_study, None, epochs=1, name="fixed")["fixed-sgd"]
-    assert train.trial_params(fixed, None, p.dataset, 1)["split"] == "fixed"
+    assert fitting.trial_params(fixed, None, p.dataset, 1)["split"] == "fixed"
     sample = study(write_study, "random.sample", epochs=1, name="sample")["fixed-sgd"]
-    assert train.trial_params(sample, None, p.dataset, 1)["split"] == "fixed"
+    assert fitting.trial_params(sample, None, p.dataset, 1)["split"] == "fixed"
 
 
 def test_the_run_key_names_the_split_only_when_per_seed(write_study):
@@ -99,10 +102,10 @@ def test_stacks_hold_one_seeds_trials_under_a_per_seed_split(write_study):
         return [types.SimpleNamespace(scenario=sc, seed=s, point=p)
                 for p in range(3) for s in (0, 1)]
 
-    cut = stack.groups(trials(per_seed), 2)
+    cut = stacking.groups(trials(per_seed), 2)
     assert [[(t.point, t.seed) for t in g] for g in cut] == [
         [(0, 0), (1, 0)], [(2, 0)], [(0, 1), (1, 1)], [(2, 1)]]
-    assert [[t.seed for t in g] for g in stack.groups(trials(fixed), 4)] == [[0, 1, 0, 1],
+    assert [[t.seed for t in g] for g in stacking.groups(trials(fixed), 4)] == [[0, 1, 0, 1],
                                                                              [0, 1]]
     with pytest.raises(ValueError, match="per-seed.*must share one seed"):
-        train.fit_stack([(per_seed, 0, False), (per_seed, 1, False)], [None, None])
+        fitting.fit_stack([(per_seed, 0, False), (per_seed, 1, False)], [None, None])

@@ -1,4 +1,4 @@
-"""Raw SQL against MLflow's tables (:mod:`lrstudy.sqlstore`): the bulk writer leaves exactly
+"""Raw SQL against MLflow's tables (:mod:`lrstudy.tracking.sqlstore`): the bulk writer leaves exactly
 the rows ``MlflowClient.log_batch`` leaves, and a store at another schema revision is refused
 with one line before anything is read or written."""
 
@@ -12,8 +12,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
 
-from lrstudy import report, sqlstore, tracking
-from lrstudy.tracking import StoreError
+from lrstudy import report
+from lrstudy.tracking import sqlstore
+from lrstudy.tracking import store as tracking
+from lrstudy.tracking.store import StoreError
 
 # Batches as a trial's flushes send them, with the cases MLflow decides in its own way: an
 # identical point logged twice (kept once), one step logged twice at different times and

@@ -11,22 +11,27 @@ import math
 import numpy as np
 import pytest
 
-from lrstudy import callbacks as cb
-from lrstudy import batches, checks, resolve, scenarios, stack, tracking, train
+from lrstudy import checks
+from lrstudy.data import order as batches
+from lrstudy.spec import resolve
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import metric_sink
+from lrstudy.tracking import store as tracking
+from lrstudy.training import fitting, keras_stack, stacking
 
 
 def fit_alone(trials):
     out = []
     for sc, seed, test in trials:
-        sink = cb.MetricSink(None)
-        outcome = train.fit_scenario(sc, seed, sink, evaluate_test=test, vectorize=False)
+        sink = metric_sink.MetricSink(None)
+        outcome = fitting.fit_scenario(sc, seed, sink, evaluate_test=test, vectorize=False)
         out.append((sink, outcome))
     return out
 
 
 def fit_stacked(trials):
-    sinks = [cb.MetricSink(None) for _ in trials]
-    return list(zip(sinks, train.fit_stack(trials, sinks)))
+    sinks = [metric_sink.MetricSink(None) for _ in trials]
+    return list(zip(sinks, fitting.fit_stack(trials, sinks)))
 
 
 def close(a, b, rel=1e-3):
@@ -108,7 +113,7 @@ def test_a_padded_last_batch_keeps_its_examples_and_order():
     assert sorted(np.concatenate([i for i, _ in plain])) == list(range(50))
     mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dropout(.5)])
     norm = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
-    assert stack.row_wise(mlp) and not stack.row_wise(norm)
+    assert keras_stack.row_wise(mlp) and not keras_stack.row_wise(norm)
     ones = np.ones((32, 8), "float32")
     full = keras.random.dropout(ones, 0.5, seed=keras.random.SeedGenerator(7)).numpy()
     part = keras.random.dropout(ones[:5], 0.5, seed=keras.random.SeedGenerator(7)).numpy()
@@ -156,14 +161,14 @@ def test_plateau_acts_per_copy_on_its_own_validation_loss(write_study):
 def test_auto_size_fits_the_memory_it_is_given():
     spec = scenarios.load_study("seeds-original")
     sc = spec.scenarios["fixed-baseline"]
-    per_copy = stack.copy_bytes(sc, (28, 28), 10, 50_000)
-    shared = stack.shared_bytes((28, 28), 50_000)
+    per_copy = stacking.copy_bytes(sc, (28, 28), 10, 50_000)
+    shared = stacking.shared_bytes((28, 28), 50_000)
     assert per_copy > 50_000 * 8 + 4 * 4 * (784 * 128 + 128 * 10)  # indices, weights, slots
-    assert shared == 2 * 4 * 50_000 * 785 + stack.RUNTIME_BYTES
-    assert stack.auto_size(sc, (28, 28), 10, 50_000,
+    assert shared == 2 * 4 * 50_000 * 785 + stacking.RUNTIME_BYTES
+    assert stacking.auto_size(sc, (28, 28), 10, 50_000,
                            available=int(2 * (shared + 2.5 * per_copy))) == 2
-    assert stack.auto_size(sc, (28, 28), 10, 50_000, available=shared) == 1
-    assert stack.auto_size(sc, (28, 28), 10, 50_000, available=10**15) == stack.MAX_AUTO
+    assert stacking.auto_size(sc, (28, 28), 10, 50_000, available=shared) == 1
+    assert stacking.auto_size(sc, (28, 28), 10, 50_000, available=10**15) == stacking.MAX_AUTO
     assert checks.stack("auto") == "auto" and checks.stack("3") == 3 == checks.stack(3)
     for bad in ("0", "-1", "many", True):
         with pytest.raises(ValueError, match="must be auto, off or a positive integer"):
@@ -174,18 +179,22 @@ def test_auto_size_fits_the_memory_it_is_given():
 
 DRIVER = """
 import json, os, sys
-from lrstudy import train
+from lrstudy.execution import scenario_run
+from lrstudy.tracking import metric_sink
+from lrstudy.training import fitting
+from lrstudy.training import keras_stack
+from lrstudy.training import stacking
 
 study_path, uri = sys.argv[1], sys.argv[2]
-train.run_scenario(study_path, "fixed-baseline", 2, tracking_uri=uri, stack="off")  # seeds 0, 1
+scenario_run.run_scenario(study_path, "fixed-baseline", 2, tracking_uri=uri, stack="off")  # seeds 0, 1
 os.environ["LRSTUDY_SIGNAL_AT"] = "epoch"
 try:
-    train.run_scenario(study_path, "fixed-baseline", 4, tracking_uri=uri, stack="4")
+    scenario_run.run_scenario(study_path, "fixed-baseline", 4, tracking_uri=uri, stack="4")
     interrupted = False
 except KeyboardInterrupt:
     interrupted = True
 os.environ.pop("LRSTUDY_SIGNAL_AT")
-resumed = train.run_scenario(study_path, "fixed-baseline", 4, tracking_uri=uri, stack="auto")
+resumed = scenario_run.run_scenario(study_path, "fixed-baseline", 4, tracking_uri=uri, stack="auto")
 print(json.dumps({"interrupted": interrupted, "resumed": [r["status"] for r in resumed]}))
 """
 
@@ -224,7 +233,7 @@ def test_a_stack_interrupted_mid_way_resumes_per_trial_each_a_full_trial(write_s
         assert {"config.json", "curves.png", "model_summary.txt"} <= files
 
 
-# ---- which stacks vectorize (lrstudy.vstack), and the Keras fallbacks -----------------------
+# ---- which stacks vectorize (lrstudy.training.vector_stack), and the Keras fallbacks -----------------------
 
 def _compiled(model_name, optimizer, loss=None, input_shape=(28, 28), y=None):
     import keras
@@ -246,7 +255,8 @@ def test_the_default_studys_stacks_vectorize_and_the_others_say_why_not():
     compute falls back to the Keras stack, with the reason."""
     import keras
 
-    from lrstudy import optimizers, vstack
+    from lrstudy.lr import optimizers
+    from lrstudy.training import vector_stack as vstack
 
     def adam(lr=1e-3, **kw):
         return keras.optimizers.Adam(lr, **kw)
@@ -278,7 +288,7 @@ def _tiny(write_study, scenario="fixed-baseline", **overrides):
 def test_a_trial_alone_trains_vectorized_as_keras_fit_trains_it(write_study, monkeypatch):
     """fit_scenario trains a model that vectorizes as a stack of one, with the record Keras's
     fit gives it (one-cycle: a per-step LR and a cycled SGD momentum)."""
-    from lrstudy import vstack
+    from lrstudy.training import vector_stack as vstack
 
     sc = _tiny(write_study, "one-cycle")
     calls, epochs = [], vstack.VectorStack.epochs
@@ -288,8 +298,8 @@ def test_a_trial_alone_trains_vectorized_as_keras_fit_trains_it(write_study, mon
         yield from epochs(self, *args, **kwargs)
 
     monkeypatch.setattr(vstack.VectorStack, "epochs", counted)
-    sink = cb.MetricSink(None)
-    vec = train.fit_scenario(sc, 0, sink)
+    sink = metric_sink.MetricSink(None)
+    vec = fitting.fit_scenario(sc, 0, sink)
     assert calls == [1]
     (ref_sink, ref), = fit_alone([(sc, 0, True)])
     assert calls == [1]  # vectorize=False: Keras's fit
@@ -305,7 +315,7 @@ def test_a_trial_alone_trains_vectorized_as_keras_fit_trains_it(write_study, mon
 def test_a_stack_that_does_not_vectorize_trains_as_keras_stack_and_matches(write_study):
     """Dropout is not vectorized: the copies train as a StackedModel, each with its own
     dropout draws, and give what they give one by one."""
-    from lrstudy import vstack
+    from lrstudy.training import vector_stack as vstack
 
     sc = _tiny(write_study, model="mlp_dropout")
     trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, False)]
@@ -327,7 +337,7 @@ def test_every_element_wise_optimizer_stacks_as_its_trials_train_one_by_one(writ
     """Two copies (one at 3x the LR) of each optimizer's scenario, stacked as stacked weights
     (their slots, and an optimizer's own state such as Nadam's running product), against Keras's
     fit one by one."""
-    from lrstudy import vstack
+    from lrstudy.training import vector_stack as vstack
 
     scenario = VECTORIZED_OPTIMIZERS[name]
     path = write_study(scenarios=f'["{scenario}"]', epochs=2)

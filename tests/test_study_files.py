@@ -10,10 +10,10 @@ import datetime
 import io
 import json
 import math
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import ROOT
 
 # What TensorFlow 2.21 prints at import on a CPU with AVX-512 and AMX, twice, before any
@@ -92,7 +91,7 @@ def test_a_kernels_own_output_goes_to_its_log_not_the_terminal(tmp_path):
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr, proc.stderr
-    from lrstudy import kernels
+    from lrstudy.execution import kernels
 
     assert "oneDNN custom operations are on" in kernels.log_path(out).read_text()
     assert "from the cell 7" in out.read_text()  # what cells print stays in the notebook

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lrstudy import interrupts, tracking
+from lrstudy import interrupts
+from lrstudy.tracking import store as tracking
 
 
 @pytest.fixture
@@ -159,7 +160,7 @@ def test_a_ghost_run_of_this_process_does_not_win_the_claim(exp):
 
 CREATE = """
 import sys, time
-from lrstudy import tracking
+from lrstudy.tracking import store as tracking
 while time.time() < float(sys.argv[2]):  # start together
     time.sleep(0.001)
 client = tracking.client(sys.argv[1])
@@ -194,7 +195,7 @@ def test_a_dataset_two_trials_log_at_once_is_linked_to_both(store):
     takes the second. Any other error is raised at once."""
     from mlflow.exceptions import MlflowException
 
-    from lrstudy import data
+    from lrstudy.data import datasets as data
 
     client = tracking.client(store)
     run_id = client.create_run(tracking.experiment_id("datasets", store, client)).info.run_id

@@ -12,7 +12,12 @@ import warnings
 import numpy as np
 import pytest
 
-from lrstudy import batches, resolve, scenarios, tracking, train
+from lrstudy.data import order as batches
+from lrstudy.execution import scenario_run, trial_runs
+from lrstudy.spec import resolve
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import store as tracking
+from lrstudy.training import fitting
 
 
 def history(client, run_id, key):
@@ -23,7 +28,7 @@ def run(write_study, store, name, seed=0, **study_kw):
     path = write_study(**study_kw)
     study = scenarios.load_study(str(path))
     sc = study.scenarios[name]
-    res = train.run_trial(study.name, sc, seed, tracking_uri=store)
+    res = trial_runs.run_trial(study.name, sc, seed, tracking_uri=store)
     return res, sc, tracking.client(store)
 
 
@@ -145,10 +150,10 @@ def test_same_seed_same_metrics_other_seed_differs(write_study, store):
     sc = study.scenarios["fixed-baseline"]
     sinks = []
     for seed in (0, 0, 1):
-        from lrstudy.callbacks import MetricSink
+        from lrstudy.tracking.metric_sink import MetricSink
 
         sink = MetricSink()
-        train.fit_scenario(sc, seed, sink)
+        fitting.fit_scenario(sc, seed, sink)
         sinks.append({k: sink.points[k] for k in ("loss", "val_loss", "val_accuracy")})
     assert sinks[0] == sinks[1]
     assert sinks[0]["loss"] != sinks[2]["loss"]
@@ -156,7 +161,7 @@ def test_same_seed_same_metrics_other_seed_differs(write_study, store):
 
 def test_a_finished_trial_is_skipped_and_claims_are_exclusive(write_study, store):
     res, sc, client = run(write_study, store, "fixed-baseline", epochs=1)
-    again = train.run_trial("tiny", sc, 0, tracking_uri=store)
+    again = trial_runs.run_trial("tiny", sc, 0, tracking_uri=store)
     assert again["status"] == "skipped" and again["run_id"] == res["run_id"]
     # two contenders for one new key: exactly one owns it
     exp = tracking.experiment_id("tiny", store, client)
@@ -197,7 +202,7 @@ def test_from_finder_scenarios_take_the_median_of_three_range_tests(write_study,
     """
     path = write_study(scenarios='["cyclical-from-finder", "sgd-from-finder-steepest", '
                                  '"one-cycle-from-finder"]', epochs=2, extra=extra)
-    results = {name: train.run_scenario(str(path), name, 1, tracking_uri=store)[0]
+    results = {name: scenario_run.run_scenario(str(path), name, 1, tracking_uri=store)[0]
                for name in ("cyclical-from-finder", "sgd-from-finder-steepest",
                             "one-cycle-from-finder")}
     client = tracking.client(store)
@@ -231,7 +236,7 @@ def test_fits_after_a_range_test_keep_xla(store):
     import keras
     from tensorflow.python.framework import config
 
-    from lrstudy import finder_runs
+    from lrstudy.execution import range_tests as finder_runs
 
     setup = {"model": "mlp128", "optimizer": "sgd", "optimizer_args": {}, "dataset": "synthetic",
              "train_size": 0, "val_size": 200, "batch_size": 32}
@@ -273,7 +278,7 @@ def test_a_run_stuck_at_chance_is_a_diverged_finished_result(tmp_path, store):
     path.write_text(CHANCE_STUDY)
     study = scenarios.load_study(str(path))
     sc = study.scenarios["adam-too-large"]
-    res = train.run_trial(study.name, sc, 0, tracking_uri=store)
+    res = trial_runs.run_trial(study.name, sc, 0, tracking_uri=store)
     client = tracking.client(store)
     r = client.get_run(res["run_id"])
     assert res["status"] == "diverged" and r.info.status == "FINISHED"
@@ -288,14 +293,14 @@ def test_a_run_stuck_at_chance_is_a_diverged_finished_result(tmp_path, store):
 def test_compile_time_is_left_out_of_the_training_times(write_study):
     import statistics
 
-    from lrstudy.callbacks import MetricSink
+    from lrstudy.tracking.metric_sink import MetricSink
 
     path = write_study(epochs=4, spe=4)
     path.write_text(path.read_text().replace("jit_compile = false", "jit_compile = true")
                     .replace("batch_size = 32", "batch_size = 16"))
     sc = scenarios.load_study(str(path)).scenarios["fixed-baseline"]
     sink = MetricSink()
-    out = train.fit_scenario(sc, 0, sink)
+    out = fitting.fit_scenario(sc, 0, sink)
     assert out["model"].jit_compile is True and out["diverged"] is False
     times = dict(sink.points["epoch_time_s"])
     assert sorted(times) == [0, 1, 2, 3]
@@ -312,7 +317,7 @@ def test_seed_i_gives_every_strategy_the_same_start(write_study):
     engines)."""
     path = write_study(scenarios='["fixed-baseline", "fixed-sgd", "warmup-cosine"]', epochs=1)
     study = scenarios.load_study(str(path))
-    prepared = {(name, seed): train.prepare_fit(sc, seed, None)
+    prepared = {(name, seed): fitting.prepare_fit(sc, seed, None)
                 for name, sc in study.scenarios.items() for seed in (0, 1)}
     for seed in (0, 1):
         digests = {name: p.pairing for (name, s), p in prepared.items() if s == seed}
@@ -321,7 +326,7 @@ def test_seed_i_gives_every_strategy_the_same_start(write_study):
     assert "batch_order_sha" not in prepared["fixed-sgd", 0].pairing  # known once trained
     # the digest is of the pipeline's first epoch: recompute it from the labels it yields
     p = prepared["fixed-sgd", 1]
-    fresh = train.prepare_fit(study.scenarios["fixed-sgd"], 1, None)  # untouched pipeline
+    fresh = fitting.prepare_fit(study.scenarios["fixed-sgd"], 1, None)  # untouched pipeline
     labels = np.concatenate([y.numpy() for _, y in fresh.data])
     ds = fresh.dataset
     (order, count), = next(iter(batches.batch_indices(len(ds.y_train), len(ds.y_train), [1])))

@@ -200,7 +200,7 @@ def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, st
     require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    from lrstudy import tracking
+    from lrstudy.tracking import store as tracking
 
     client = tracking.client(smoke_store["uri"])
     exp_id = client.get_experiment_by_name("smoke").experiment_id
@@ -211,9 +211,9 @@ def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, st
     assert scenarios == ["fixed-baseline", "fixed-too-large", "warmup-cosine"]
     trial = by_name["warmup-cosine-s0"]
     lr = trial.data.metrics["learning_rate"]  # the last epoch's value, as the UI shows it
-    from lrstudy import report
+    from lrstudy.execution import report_run
 
-    report.publish_verdict("smoke", smoke_store["uri"])  # the aggregates on scenario runs
+    report_run.publish_verdict("smoke", smoke_store["uri"])  # the aggregates on scenario runs
     scenario_run = client.get_run(by_name["warmup-cosine"].info.run_id)
     aggregates = scenario_run.data.metrics
     assert {"test_accuracy_mean", "test_accuracy_ci_low", "p_best"} <= set(aggregates)

@@ -5,7 +5,7 @@ with its own validation and test sets, a directory of 60 tiny PNGs in two classe
 whose function returns what ``keras.datasets.*.load_data()`` returns, with a user model),
 runs the study once through ``lrstudy run`` (real papermill kernels, a real MLflow sqlite
 store) and asserts on each trial: its task's metrics, the logged input dataset with the
-data's SHA-256, the run key as :mod:`lrstudy.scenarios` computes it from the study file.
+data's SHA-256, the run key as :mod:`lrstudy.spec.study` computes it from the study file.
 The run key follows the data's content, not its path (in-process, no training), and the
 verdict's better/worse follows the primary metric's direction (on frames, no training).
 """
@@ -18,7 +18,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import finished_trials, run_cli
 
 pytestmark = pytest.mark.xdist_group("user_data")
@@ -126,7 +125,7 @@ def user_study(tmp_path_factory):
 
 
 def _study(path):
-    from lrstudy import scenarios
+    from lrstudy.spec import study as scenarios
 
     return scenarios.load_study(str(path))
 
@@ -179,7 +178,7 @@ def test_the_logged_input_dataset_carries_the_data_fingerprint(user_study):
 
 
 def test_the_run_key_is_the_studys_and_follows_the_content_not_the_path(user_study, tmp_path):
-    from lrstudy import competition
+    from lrstudy.spec import competition
 
     root = user_study["root"]
     # the CSV scenarios alone (the image directory would have this process import Keras);
@@ -263,7 +262,8 @@ def test_a_user_module_that_raises_at_import_is_reported_with_its_exception(tmp_
     """Its own exception (type and message) is the cause named, whether the module is located
     before training (models.check), imported in a kernel (models.resolve) or is a dataset
     function's (sources)."""
-    from lrstudy import models, scenarios
+    from lrstudy import models
+    from lrstudy.spec import study as scenarios
 
     (tmp_path / "raising_models.py").write_text(
         'raise RuntimeError("boom")\n\n\ndef build(input_shape, num_classes):\n    pass\n')
@@ -283,7 +283,7 @@ def test_a_user_module_that_raises_at_import_is_reported_with_its_exception(tmp_
 
 
 def test_a_csv_with_a_header_and_no_rows_says_so(tmp_path):
-    from lrstudy import scenarios
+    from lrstudy.spec import study as scenarios
 
     (tmp_path / "empty.csv").write_text("a,b,y\n")
     study = tmp_path / "s.toml"
@@ -299,7 +299,7 @@ def test_a_csv_with_a_header_and_no_rows_says_so(tmp_path):
 @pytest.mark.parametrize("text", ["", "\n", "# to be written\n\n"], ids=["0 bytes", "blank",
                                                                       "comments"])
 def test_an_empty_study_file_is_refused_not_taken_as_every_scenario(tmp_path, text):
-    from lrstudy import scenarios
+    from lrstudy.spec import study as scenarios
 
     study = tmp_path / "mine.toml"
     study.write_text(text)

@@ -16,9 +16,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from scipy import stats
 
-from lrstudy import report, tracking
+from lrstudy import report
+from lrstudy.execution import report_run
 from lrstudy.report import tables, verdict
-from lrstudy.tracking import TAG
+from lrstudy.tracking import store as tracking
+from lrstudy.tracking.schema import Tag
+from lrstudy.tracking.store import TAG
 
 pytestmark = pytest.mark.xdist_group("verdict")
 
@@ -49,20 +52,20 @@ def store(tmp_path_factory):
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = tracking.client(uri)
     exp_id = tracking.experiment_id(STUDY, uri, client)
-    client.set_experiment_tag(exp_id, TAG + "reference", "reference")
-    client.set_experiment_tag(exp_id, TAG + "margin", "0.003")
+    client.set_experiment_tag(exp_id, Tag.REFERENCE, "reference")
+    client.set_experiment_tag(exp_id, Tag.MARGIN, "0.003")
     parents = {}
     for name in PLANTED:
         parents[name] = client.create_run(exp_id, tags={
-            TAG + "kind": "scenario", TAG + "scenario": name, TAG + "study": STUDY,
-            TAG + "phase": "final", "mlflow.runName": f"{name}-final"}).info.run_id
+            Tag.KIND: "scenario", Tag.SCENARIO: name, Tag.STUDY: STUDY,
+            Tag.PHASE: "final", "mlflow.runName": f"{name}-final"}).info.run_id
         client.set_terminated(parents[name], "FINISHED")
         for seed in range(SEEDS):
             diverged = (name, seed) in DIVERGED
             run_id = client.create_run(exp_id, tags={
-                TAG + "kind": "trial", TAG + "scenario": name, TAG + "study": STUDY,
-                TAG + "family": "fixed", TAG + "seed": str(seed), TAG + "phase": "final",
-                TAG + "run_key": f"{name}-{seed}", TAG + "diverged": str(diverged).lower(),
+                Tag.KIND: "trial", Tag.SCENARIO: name, Tag.STUDY: STUDY,
+                Tag.FAMILY: "fixed", Tag.SEED: str(seed), Tag.PHASE: "final",
+                Tag.RUN_KEY: f"{name}-{seed}", Tag.DIVERGED: str(diverged).lower(),
                 "mlflow.parentRunId": parents[name]}).info.run_id
             params = {"model": "mlp128", "dataset": "fashion_mnist", "train_size": 50000,
                       "batch_size": 128, "epochs": 8, "seed": seed, "num_classes": 10,
@@ -237,7 +240,7 @@ def test_budgets_are_compared_apart():
 
 
 def test_the_report_writes_the_verdict_back_to_mlflow(store):
-    html = report.make_report(STUDY, store["uri"], store["tmp"] / "report")
+    html = report_run.make_report(STUDY, store["uri"], store["tmp"] / "report")
     text = html.read_text()
     verdict_at = text.index("Best: better and fragile")
     assert verdict_at < text.index("<img")  # the verdict opens the report, before figures
@@ -252,9 +255,9 @@ def test_the_report_writes_the_verdict_back_to_mlflow(store):
         assert m["test_accuracy_ci_high"] == pytest.approx(row["test_accuracy_high"])
         assert (m["n_seeds"], m["n_diverged"]) == (5, 2 if name == "fragile" else 0)
         assert m["p_best"] == pytest.approx(row["p_best"])
-        assert run.data.tags[TAG + "reference"] == str(name == "reference").lower()
-        assert run.data.tags[TAG + "call"] == row["call"]
-        assert run.data.tags[TAG + "best_group"] == str(bool(row["best_group"])).lower()
+        assert run.data.tags[Tag.REFERENCE] == str(name == "reference").lower()
+        assert run.data.tags[Tag.CALL] == row["call"]
+        assert run.data.tags[Tag.BEST_GROUP] == str(bool(row["best_group"])).lower()
         assert "p_vs_reference_holm" not in m  # the Holm p-value is gone with its call
         if name == "reference":
             assert "diff_vs_reference" not in m

@@ -1,5 +1,6 @@
-"""The summary of a study, read from MLflow: tidy frames, the benchmark table, the figures, and
-the report that executes ``notebooks/summary.ipynb``.
+"""The summary of a study, read from MLflow: tidy frames, the statistics of the verdict, the
+tables and the figures (what ``notebooks/summary.ipynb`` shows;
+:mod:`lrstudy.execution.report_run` executes it).
 
 One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
 :mod:`~lrstudy.report.stats` (means, t-intervals),
@@ -12,11 +13,10 @@ One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
 :mod:`~lrstudy.report.tables` (the benchmark table),
 :mod:`~lrstudy.report.tuning` (the tuning's evidence, the range test's regret),
 :mod:`~lrstudy.report.reproduction` (published claims beside ours), :mod:`~lrstudy.report.figures`
-(``plot_*``), :mod:`~lrstudy.report.export` (:func:`make_report`). This package re-exports
-what the notebook and the command line use, so ``report.load_trials(...)`` works as is.
+(``plot_*``), :mod:`~lrstudy.report.gallery` (every scenario's LR curve, no training). This
+package re-exports what the notebook uses, so ``report.load_trials(...)`` works as is.
 """
 
-from lrstudy.report.export import make_report, publish_verdict
 from lrstudy.report.figures import (
     plot_family_curves,
     plot_forest,
@@ -47,9 +47,18 @@ from lrstudy.report.frames import (
 from lrstudy.report.publish import study_design
 from lrstudy.report.reproduction import format_reproduction, load_reproduction
 from lrstudy.report.stats import aggregate, mean_ci, t_interval
-from lrstudy.report.tables import (averaged_iterate, benchmark_table, finder_calibration,
-                                   format_table)
-from lrstudy.report.tuning import choice_stability, finder_regret, plateau_fired, tuning_table
+from lrstudy.report.tables import (
+    averaged_iterate,
+    benchmark_table,
+    finder_calibration,
+    format_table,
+)
+from lrstudy.report.tuning import (
+    choice_stability,
+    finder_regret,
+    plateau_fired,
+    tuning_table,
+)
 from lrstudy.report.verdict import verdict_paragraphs, verdict_text, verdicts
 
 __all__ = [
@@ -73,7 +82,6 @@ __all__ = [
     "load_range_tests",
     "load_reproduction",
     "load_trials",
-    "make_report",
     "mean_ci",
     "one_seed_per_scenario",
     "phases",
@@ -85,7 +93,6 @@ __all__ = [
     "plot_range_tests",
     "plot_test_accuracy",
     "plot_tuning",
-    "publish_verdict",
     "sensitivity_trials",
     "study_design",
     "study_differs",

@@ -14,8 +14,9 @@ from matplotlib.lines import Line2D
 
 from lrstudy.report.frames import BUDGET_COLUMNS, SUGGESTION_KEYS
 from lrstudy.report.stats import aggregate, t_interval
-from lrstudy.report.verdict import budget_label, chance
-from lrstudy.scenarios import FAMILIES
+from lrstudy.report.verdict import chance
+from lrstudy.spec.study import FAMILIES, budget_label
+from lrstudy.tracking.schema import Metric
 
 
 def _families(trials: pd.DataFrame) -> list[str]:
@@ -130,7 +131,7 @@ def _thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
 
 
 def plot_lr_curves(trials: pd.DataFrame, step_histories: pd.DataFrame,
-                   key: str = "step_learning_rate", max_points: int = 2000) -> Figure:
+                   key: str = Metric.STEP_LEARNING_RATE, max_points: int = 2000) -> Figure:
     """The learning rate per optimizer step of each scenario (one seed each), log y, one
     panel per family (and budget). Long series are thinned to about ``max_points`` points
     per run."""

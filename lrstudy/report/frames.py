@@ -7,7 +7,7 @@
   timestamp``).
 
 Each loader takes ``method``: ``"sql"`` reads MLflow's tables in a few bulk queries
-(:mod:`lrstudy.sqlstore`), ``"client"`` goes through ``MlflowClient`` (any store, including
+(:mod:`lrstudy.tracking.sqlstore`), ``"client"`` goes through ``MlflowClient`` (any store, including
 ``mlflow server``), ``"auto"`` picks ``"sql"`` for a SQL store URI. Both give the same frames.
 """
 
@@ -19,15 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from lrstudy import sqlstore, tasks, tracking
-from lrstudy.scenarios import Study
-from lrstudy.tracking import TAG
+from lrstudy import tasks
+from lrstudy.spec.study import Study
+from lrstudy.tracking import sqlstore
+from lrstudy.tracking import store as tracking
+from lrstudy.tracking.schema import Metric, Tag
+from lrstudy.tracking.store import TAG
 
 EPOCH_KEYS = (
     "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s",
     "effective_lr_p10", "effective_lr_p50", "effective_lr_p90",
 )
-STEP_KEYS = ("step_learning_rate", "step_loss")
+STEP_KEYS = (Metric.STEP_LEARNING_RATE, Metric.STEP_LOSS)
 FINAL_KEYS = ("test_loss", "test_accuracy", "train_time_s", "epochs_to_target", "time_to_target_s",
               "test_mae", "test_rmse")  # the last two: task = "regression"
 FINDER_KEYS = ("finder_lr", "finder_loss", "finder_loss_smoothed")
@@ -142,17 +145,17 @@ def _metric_column(key: str) -> str:
 def _run_row(run_id: str, tags: dict, params: dict, metrics: dict) -> dict:
     row = {
         "run_id": run_id,
-        "study": tags.get(TAG + "study"),
-        "scenario": tags.get(TAG + "scenario"),
-        "family": tags.get(TAG + "family"),
-        "baseline": tags.get(TAG + "baseline"),
-        "seed": tags.get(TAG + "seed", params.get("seed")),
-        "diverged": tags.get(TAG + "diverged", "false").lower() == "true",
-        "diverged_reason": tags.get(TAG + "diverged_reason", ""),
-        "phase": tags.get(TAG + "phase", ""),
-        "finder_key": tags.get(TAG + "finder_key"),
-        "run_key": tags.get(TAG + "run_key"),
-        "dataset_substituted": tags.get(TAG + "dataset_substituted", ""),
+        "study": tags.get(Tag.STUDY),
+        "scenario": tags.get(Tag.SCENARIO),
+        "family": tags.get(Tag.FAMILY),
+        "baseline": tags.get(Tag.BASELINE),
+        "seed": tags.get(Tag.SEED, params.get("seed")),
+        "diverged": tags.get(Tag.DIVERGED, "false").lower() == "true",
+        "diverged_reason": tags.get(Tag.DIVERGED_REASON, ""),
+        "phase": tags.get(Tag.PHASE, ""),
+        "finder_key": tags.get(Tag.FINDER_KEY),
+        "run_key": tags.get(Tag.RUN_KEY),
+        "dataset_substituted": tags.get(Tag.DATASET_SUBSTITUTED, ""),
     }
     row.update({name: value for name, value in params.items() if name != "seed"})
     row.update({_metric_column(key): value for key, value in metrics.items()})
@@ -324,8 +327,6 @@ def budget(trials: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
-REFERENCE_TAG = TAG + "reference"
-MARGIN_TAG = TAG + "margin"
 
 
 def study_settings(study: str, tracking_uri: str | None = None, reference: str | None = None,
@@ -338,10 +339,10 @@ def study_settings(study: str, tracking_uri: str | None = None, reference: str |
     if (not reference or margin is None) and not missing_sqlite(uri):
         exp = experiment(study, tracking.client(uri))
         tags = exp.tags if exp is not None else {}
-    reference = reference or tags.get(REFERENCE_TAG) or None
+    reference = reference or tags.get(Tag.REFERENCE) or None
     if margin is None:
         try:
-            margin = float(tags.get(MARGIN_TAG, Study.margin))
+            margin = float(tags.get(Tag.MARGIN, Study.margin))
         except ValueError:
             margin = Study.margin
     return reference, float(margin)
@@ -353,5 +354,5 @@ def study_differs(study: str, tracking_uri: str | None = None) -> pd.DataFrame:
     sets): one row per strategy named there."""
     uri = tracking.tracking_uri(tracking_uri)
     exp = None if missing_sqlite(uri) else experiment(study, tracking.client(uri))
-    table = json.loads((exp.tags if exp is not None else {}).get(TAG + "differs") or "{}")
+    table = json.loads((exp.tags if exp is not None else {}).get(Tag.DIFFERS) or "{}")
     return pd.DataFrame(sorted(table.items()), columns=["strategy", "also changes"])

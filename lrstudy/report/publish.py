@@ -21,10 +21,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lrstudy import tasks, tracking
+from lrstudy import tasks
 from lrstudy.report.sequential import Design, design_from_tags
 from lrstudy.report.verdict import shown_scores
-from lrstudy.tracking import TAG
+from lrstudy.tracking import store as tracking
+from lrstudy.tracking.schema import Tag
+from lrstudy.tracking.store import TAG
 
 SCENARIO_METRICS = {"test_accuracy_mean": "mean", "test_accuracy_ci_low": "ci_low",
                     "test_accuracy_ci_high": "ci_high", "n_seeds": "n_seeds",
@@ -60,8 +62,8 @@ def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dic
     now = int(pd.Timestamp.now().timestamp() * 1000)
     for run in runs:
         tags = run.data.tags
-        name = tags.get(TAG + "scenario")
-        if name not in rows or tags.get(TAG + "phase", "") not in ("", "final"):
+        name = tags.get(Tag.SCENARIO)
+        if name not in rows or tags.get(Tag.PHASE, "") not in ("", "final"):
             continue
         row, is_reference, task = rows[name]
         values = {**{key: row[column] for key, column in SCENARIO_METRICS.items()
@@ -75,10 +77,10 @@ def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dic
             values.update(shown_difference(row, task))
         metrics = [Metric(key, float(value), now, 0) for key, value in values.items()
                    if value is not None and np.isfinite(float(value))]
-        run_tags = [RunTag(TAG + "reference", "true" if is_reference else "false"),
-                    RunTag(TAG + "best_group", "true" if bool(row.get("best_group")) else "false")]
+        run_tags = [RunTag(Tag.REFERENCE, "true" if is_reference else "false"),
+                    RunTag(Tag.BEST_GROUP, "true" if bool(row.get("best_group")) else "false")]
         if row.get("call", ""):
-            run_tags.append(RunTag(TAG + "call", str(row["call"])))
+            run_tags.append(RunTag(Tag.CALL, str(row["call"])))
         mlflow_client.log_batch(run.info.run_id, metrics=metrics, tags=run_tags)
         written += 1
     return written

@@ -1,6 +1,6 @@
 """The reproduction table: each published claim beside our trials at the claim's own setting.
 
-One row per claim (:mod:`lrstudy.claims`): ``claim``, ``published``, ``tolerance`` (a value
+One row per claim (:mod:`lrstudy.spec.claims`): ``claim``, ``published``, ``tolerance`` (a value
 claim's practical tolerance, an order claim's margin), ours as ``ours_mean``,
 ``ours_ci_low``, ``ours_ci_high`` (the 95% t-interval of the mean over seeds) and ``n``
 (seeds), and ``holds``: "yes" (holds), "no" (does not hold), "equivalent" (an order whose
@@ -33,18 +33,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from lrstudy import claims as claims_module
-from lrstudy import tracking
-from lrstudy.report.frames import (HISTORY_COLUMNS, experiment, load_histories, load_trials,
-                                   missing_sqlite)
+from lrstudy.report.frames import (
+    HISTORY_COLUMNS,
+    experiment,
+    load_histories,
+    load_trials,
+    missing_sqlite,
+)
 from lrstudy.report.stats import CONFIDENCE, mean_ci
+from lrstudy.spec import claims as claims_module
+from lrstudy.tracking import store as tracking
+from lrstudy.tracking.schema import Metric, Tag
 
-CLAIMS_TAG = tracking.TAG + "claims"
 COLUMNS = ["claim", "published", "tolerance", "ours_mean", "ours_ci_low", "ours_ci_high", "n",
            "holds"]
 NOT_RUN, SUBSTITUTED, UNDECIDED = "not run", "not comparable (data substituted)", "undecided"
 YES, NO, EQUIVALENT = "yes", "no", "equivalent"
-SERIES = ("accuracy", "loss", "val_accuracy", "val_loss", "step_learning_rate")
+SERIES = ("accuracy", "loss", "val_accuracy", "val_loss", Metric.STEP_LEARNING_RATE)
 
 
 def _at_setting(trials: pd.DataFrame, claim) -> tuple[pd.DataFrame, bool]:
@@ -286,13 +291,13 @@ def records(table: pd.DataFrame) -> list[dict]:
 
 
 def claims_of(study: str, tracking_uri: str | None = None):
-    """The claims the study named (the experiment tag ``lrstudy.claims`` that ``lrstudy run``
+    """The claims the study named (the experiment tag ``lrstudy.spec.claims`` that ``lrstudy run``
     sets), or [] when it named none."""
     uri = tracking.tracking_uri(tracking_uri)
     if missing_sqlite(uri):
         return []
     exp = experiment(study, tracking.client(uri))
-    path = (exp.tags if exp is not None else {}).get(CLAIMS_TAG, "")
+    path = (exp.tags if exp is not None else {}).get(Tag.CLAIMS, "")
     return claims_module.load(path) if path else []
 
 

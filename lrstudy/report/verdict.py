@@ -45,8 +45,7 @@ from lrstudy.report import best_group, improvement, seeds_needed, simultaneous
 from lrstudy.report.frames import BUDGET_COLUMNS, task_of
 from lrstudy.report.sequential import Design
 from lrstudy.report.stats import CONFIDENCE, mean_ci
-from lrstudy.report.simultaneous import CALLS  # noqa: F401  (re-exported for readers)
-from lrstudy.scenarios import Study
+from lrstudy.spec.study import Study, budget_label
 
 MARGIN = Study.margin  # 0.003: 0.3 accuracy points, unless a study says otherwise
 RESAMPLES = 10_000
@@ -64,17 +63,6 @@ def budgets(trials: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
     out = [(dict(zip(columns, key if isinstance(key, tuple) else (key,))), group)
            for key, group in trials.groupby(columns, dropna=False, sort=True)]
     return sorted(out, key=lambda item: -len(item[1]))
-
-
-def budget_label(budget: dict) -> str:
-    """``mlp128 on fashion_mnist (50000 train), batch 128, 8 epochs``; "" for no budget."""
-    if not budget:
-        return ""
-    b = {k: ("?" if pd.isna(v) else (int(v) if isinstance(v, float) and v.is_integer() else v))
-         for k, v in budget.items()}
-    split = ", split per seed" if b.get("split") == "per-seed" else ""
-    return (f"{b.get('model', '?')} on {b.get('dataset', '?')} ({b.get('train_size', '?')} "
-            f"train{split}), batch {b.get('batch_size', '?')}, {b.get('epochs', '?')} epochs")
 
 
 def reference_of(trials: pd.DataFrame, reference: str | None) -> str | None:

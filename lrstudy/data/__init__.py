@@ -1,0 +1,2 @@
+"""Data: the built-in and user datasets, their splits, the examples' order each epoch.
+"""

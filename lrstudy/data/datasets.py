@@ -1,0 +1,499 @@
+"""Datasets by name, and their train/validation/test splits.
+
+Three datasets, chosen by name (:data:`DATASETS`):
+
+- ``fashion_mnist`` (the default): the four idx files, located, SHA-256 verified and cached as
+  ``.npy`` arrays by :mod:`lrstudy.data.fashion_mnist`, so a load is a memory map plus a gather.
+- ``mnist``: through ``keras.datasets.mnist.load_data()`` (a filled Keras cache or the network).
+- ``synthetic``: the TensorFlow tutorial's random data, 20 features in [0, 1), binary labels.
+
+Images are float32 in [0, 1] (``x / 255``), labels int32. The validation set is carved from the
+training pool with a seed (a fixed one, or with a budget's ``split = "per-seed"`` the trial's:
+:func:`load_cached`), before the training subset, so it does not change with
+``train_size``; the test set is returned whole, the same whatever the split's seed::
+
+    perm = default_rng(split_seed).permutation(n_pool)
+    val = perm[:val_size]                      # val_size = round(val_fraction * n_pool)
+    train = perm[val_size:val_size + train_size]
+
+Data that cannot be had raises :class:`DataError` (defined beside the Fashion-MNIST files,
+which raise most of them, and re-exported here). This module imports TensorFlow/Keras only
+when ``mnist``, a download or seeding is asked for.
+
+>>> ds = load("synthetic", train_size=100, val_size=50)
+>>> ds.x_train.shape, ds.x_val.shape, ds.x_test.shape, ds.num_classes
+((100, 20), (50, 20), (200, 20), 2)
+
+Command line (used by the Makefile): ``python -m lrstudy.data.datasets ensure [NAME]`` prints the cache
+path, or one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import numbers
+import operator
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lrstudy.data import fashion_mnist, sources
+from lrstudy.errors import DataError, one_line
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "Dataset",
+    "check",
+    "ensure",
+    "load",
+    "sample_split",
+    "split_indices",
+    "unavailable",
+]
+
+DATASETS = ("fashion_mnist", "mnist", "synthetic")
+#: How the validation and training sets are drawn from the pool (see :func:`split_indices`
+#: and :func:`sample_split`).
+SPLITS = ("seeded", "random.sample")
+#: A budget's ``split``: one of :data:`SPLITS`, drawn at :data:`DEFAULT_SPLIT_SEED`, or
+#: ``per-seed``, the seeded draw at each trial's own seed (so seeds differ in data too).
+PER_SEED = "per-seed"
+BUDGET_SPLITS = SPLITS + (PER_SEED,)
+DEFAULT_SPLIT_SEED = 9125
+#: The synthetic pool and test set are drawn from this seed, whatever the split's.
+SYNTHETIC_SEED = DEFAULT_SPLIT_SEED
+DEFAULT_VAL_FRACTION = 1 / 6  # 10,000 of the 60,000 training images
+SYNTHETIC_FEATURES = 20
+SYNTHETIC_TRAIN = 1000
+SYNTHETIC_TEST = 200
+MNIST_TRAIN = 60000
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/validation/test split; images float32 in [0, 1], labels int32."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    #: "classification" (int32 labels) or "regression" (float32 targets, num_classes 1)
+    task: str = "classification"
+    #: SHA-256 of a user source's arrays (:func:`lrstudy.data.sources.fingerprint`), else ""
+    digest: str = ""
+
+    @property
+    def input_shape(self) -> tuple:
+        """The shape of one example, ``x_train.shape[1:]``."""
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, train={len(self.x_train)}, val={len(self.x_val)}, "
+            f"test={len(self.x_test)}, input_shape={self.input_shape}, "
+            f"num_classes={self.num_classes})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# mnist and synthetic
+
+
+def _mnist_file() -> Path:
+    return fashion_mnist.keras_home() / "datasets" / "mnist.npz"
+
+
+def _mnist_unavailable() -> str | None:
+    """Why mnist cannot be had, or None when Keras's cache has it or the network is up."""
+    if _mnist_file().is_file():
+        return None
+    reason = fashion_mnist.network_unreachable()
+    if reason:
+        return (
+            f"mnist is not available offline: {_mnist_file()} is missing and {reason}; "
+            "put mnist.npz there or use fashion_mnist"
+        )
+    return None
+
+
+def _mnist_arrays() -> dict[str, np.ndarray]:
+    reason = _mnist_unavailable()
+    if reason:
+        raise DataError(reason)
+    try:
+        from lrstudy import tfquiet
+
+        keras = tfquiet.import_tensorflow("keras")
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as exc:  # noqa: BLE001 - any failure becomes our one-line error
+        raise DataError(
+            f"mnist is not available offline: Keras's loader failed ({one_line(exc)}); "
+            f"put mnist.npz in {_mnist_file().parent} or use fashion_mnist"
+        ) from None
+    return {
+        "x_train": fashion_mnist.normalize(x_train),
+        "y_train": y_train.astype(np.int32),
+        "x_test": fashion_mnist.normalize(x_test),
+        "y_test": y_test.astype(np.int32),
+    }
+
+
+def _synthetic_arrays(seed: int) -> dict[str, np.ndarray]:
+    """The TensorFlow tutorial's random data, deterministic from ``seed``.
+
+    ``x ~ U[0, 1)^20`` (float32), ``y ~ U{0, 1}``: 1000 pool points and 200 test points.
+    """
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.random((SYNTHETIC_TRAIN, SYNTHETIC_FEATURES), dtype=np.float32),
+        "y_train": rng.integers(0, 2, SYNTHETIC_TRAIN, dtype=np.int32),
+        "x_test": rng.random((SYNTHETIC_TEST, SYNTHETIC_FEATURES), dtype=np.float32),
+        "y_test": rng.integers(0, 2, SYNTHETIC_TEST, dtype=np.int32),
+    }
+
+
+_NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "synthetic": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+
+
+def split_indices(
+    n: int,
+    *,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    val_fraction: float | None = None,
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) indices into a pool of ``n`` examples.
+
+    ``perm = default_rng(seed).permutation(n)``; validation is ``perm[:v]`` with
+    ``v = val_size`` or ``round(val_fraction * n)`` (default ``round(n / 6)``), training is
+    ``perm[v:v + train_size]`` (default: all the rest). The validation set therefore does not
+    depend on ``train_size``, and a smaller training set is a prefix of a larger one.
+    """
+    v, t = _split_sizes(n, train_size=train_size, val_size=val_size, val_fraction=val_fraction)
+    perm = np.random.default_rng(_check_seed(seed)).permutation(n)
+    return perm[:v], perm[v : v + t]
+
+
+def sample_split(
+    n: int, *, train_size: int | None = None, val_size: int = 0, seed: int = DEFAULT_SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) indices drawn the way the decay tutorial drew its subset.
+
+    ``random.seed(seed); idx = random.sample(range(n), train_size + val_size)``, then Keras's
+    ``validation_split``: the *last* ``val_size`` of the drawn indices are the validation set,
+    the first ``train_size`` the training set (in the drawn order). ``random.Random(seed)``
+    is the generator ``random.seed`` seeds, so the global state is left alone.
+    """
+    v, t = _split_sizes(n, train_size=train_size, val_size=val_size)
+    idx = np.asarray(random.Random(_check_seed(seed)).sample(range(n), t + v), dtype=np.int64)
+    return idx[t:], idx[:t]
+
+
+def _split_sizes(
+    n: int, *, train_size=None, val_size=None, val_fraction=None
+) -> tuple[int, int]:
+    """(validation size, training size) for a pool of ``n``, validated."""
+    if val_size is not None and val_fraction is not None:
+        raise ValueError(
+            "Pass either `val_size` or `val_fraction`, not both. "
+            f"Received: val_size={val_size!r}, val_fraction={val_fraction!r}"
+        )
+    if val_size is not None:
+        v = _as_int("val_size", val_size)
+        if not 0 <= v < n:
+            raise ValueError(
+                f"Argument `val_size` must be >= 0 and < {n} (the training pool, leaving at "
+                f"least one example to train on; 0: no validation set). "
+                f"Received: val_size={val_size!r}"
+            )
+    else:
+        fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, numbers.Real)
+            or not 0 < fraction < 1
+        ):
+            raise ValueError(
+                f"Argument `val_fraction` must be in (0, 1). Received: val_fraction={fraction!r}"
+            )
+        v = round(fraction * n)
+        if not 0 < v < n:
+            raise ValueError(
+                f"Argument `val_fraction` leaves {v} of the {n} pool examples for validation, "
+                f"must leave between 1 and {n - 1}. Received: val_fraction={fraction!r}"
+            )
+    if train_size is None:
+        return v, n - v
+    t = _as_int("train_size", train_size)
+    if not 0 < t <= n - v:
+        raise ValueError(
+            f"Argument `train_size` must be > 0 and <= {n - v} (the {n} pool examples minus {v} "
+            f"for validation). Received: train_size={train_size!r}"
+        )
+    return v, t
+
+
+def _as_int(argument: str, value) -> int:
+    message = f"Argument `{argument}` must be an integer. Received: {argument}={value!r}"
+    if isinstance(value, bool):
+        raise ValueError(message)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(message) from None
+
+
+def _check_seed(seed) -> int:
+    s = _as_int("split_seed", seed)
+    if s < 0:
+        raise ValueError(f"Argument `split_seed` must be >= 0. Received: split_seed={seed!r}")
+    return s
+
+
+def _check_split(split) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"Argument `split` must be one of {', '.join(map(repr, SPLITS))}. "
+                         f"Received: split={split!r}")
+    return split
+
+
+def _check_name(name) -> str:
+    if sources.is_spec(name):
+        return name
+    if name not in DATASETS:
+        raise ValueError(f"Argument `name` must be one of {DATASETS}. Received: name={name!r}")
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def load(
+    name: str = "fashion_mnist",
+    *,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    val_fraction: float | None = None,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    split: str = "seeded",
+) -> Dataset:
+    """Load ``name`` and split its training pool into training and validation sets.
+
+    ``split`` is ``"seeded"`` (:func:`split_indices`) or ``"random.sample"`` (the decay
+    tutorial's draw, :func:`sample_split`; ``val_fraction`` does not apply). Fashion-MNIST is served from the array cache
+    (built on first use, see :func:`ensure`). Raises ValueError for bad arguments and
+    :class:`DataError` when the data cannot be had.
+    """
+    _check_name(name)
+    seed = _check_seed(split_seed)
+    _check_split(split)
+    if sources.is_spec(name):
+        return _load_source(name, train_size=train_size, val_size=val_size,
+                            val_fraction=val_fraction, seed=seed)
+    if name == "fashion_mnist":
+        arrays = fashion_mnist.arrays()
+    elif name == "mnist":
+        arrays = _mnist_arrays()
+    else:
+        arrays = _synthetic_arrays(SYNTHETIC_SEED)
+    if split == "random.sample":
+        val, train = sample_split(len(arrays["y_train"]), train_size=train_size,
+                                  val_size=val_size or 0, seed=seed)
+    else:
+        val, train = split_indices(len(arrays["y_train"]), train_size=train_size,
+                                   val_size=val_size, val_fraction=val_fraction, seed=seed)
+    x, y = arrays["x_train"], arrays["y_train"]
+    return Dataset(
+        name=name,
+        x_train=np.asarray(x[train]),
+        y_train=np.asarray(y[train]),
+        x_val=np.asarray(x[val]),
+        y_val=np.asarray(y[val]),
+        x_test=np.array(arrays["x_test"]),
+        y_test=np.array(arrays["y_test"]),
+        num_classes=_NUM_CLASSES[name],
+    )
+
+
+def _load_source(spec: str, *, train_size, val_size, val_fraction, seed) -> Dataset:
+    """A user source (:mod:`lrstudy.data.sources`): its own validation set, or one carved by
+    :func:`split_indices`; its test set, its own or carved when the study was loaded."""
+    arrays = sources.arrays(spec)
+    s = sources.parse(spec)
+    if "x_val" in arrays:
+        n = len(arrays["y_train"])
+        train = np.arange(train_size or n)
+        x_val, y_val = arrays["x_val"], arrays["y_val"]
+    else:
+        val, train = split_indices(len(arrays["y_train"]), train_size=train_size,
+                                   val_size=val_size, val_fraction=val_fraction, seed=seed)
+        x_val, y_val = arrays["x_train"][val], arrays["y_train"][val]
+    return Dataset(
+        name=sources.label(spec),
+        x_train=arrays["x_train"][train],
+        y_train=arrays["y_train"][train],
+        x_val=np.asarray(x_val),
+        y_val=np.asarray(y_val),
+        x_test=np.array(arrays["x_test"]),
+        y_test=np.array(arrays["y_test"]),
+        num_classes=sources.num_classes(s, arrays),
+        task=s["task"],
+        digest=s.get("sha256") or sources.fingerprint(*(arrays[k] for k in sorted(arrays))),
+    )
+
+
+def check(
+    name: str,
+    *,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    val_fraction: float | None = None,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    split: str = "seeded",
+) -> None:
+    """Validate the arguments of :func:`load` and that the data can be had, cheaply.
+
+    Builds no arrays: Fashion-MNIST's cache is looked for, else its files are located and
+    verified (through Keras's download if no copy is found, as :func:`load` would); mnist's
+    Keras cache file or download host is looked for. Raises ValueError or
+    :class:`DataError` with one line; returns None when :func:`load` would succeed.
+    """
+    _check_name(name)
+    _check_seed(split_seed)
+    _check_split(split)
+    if sources.is_spec(name):
+        n, n_val = sources.sizes(name)  # loaded and checked (DataError) when the study was
+        if n_val is not None:
+            return
+    elif name == "fashion_mnist":
+        n = fashion_mnist.pool_size()
+    elif name == "mnist":
+        reason = _mnist_unavailable()
+        if reason:
+            raise DataError(reason)
+        n = MNIST_TRAIN
+    else:
+        n = SYNTHETIC_TRAIN
+    _split_sizes(n, train_size=train_size, val_size=val_size, val_fraction=val_fraction)
+
+
+def unavailable(name: str) -> str | None:
+    """Why ``name`` cannot be had here (one line), or None when :func:`load` can have it."""
+    try:
+        check(name)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def ensure(name: str = "fashion_mnist") -> Path:
+    """Make sure the data of ``name`` is there; return where it lives.
+
+    ``fashion_mnist``: builds the array cache if needed (locating, verifying and parsing the
+    source files) and returns the cache directory. ``mnist``: has Keras fetch it if needed and
+    returns Keras's ``mnist.npz``. ``synthetic`` is generated in memory: returns
+    :func:`lrstudy.data.fashion_mnist.cache_root` (nothing is written).
+    """
+    _check_name(name)
+    if name == "fashion_mnist":
+        fashion_mnist.arrays()
+        return fashion_mnist.cache_dir()
+    if name == "mnist":
+        _mnist_arrays()
+        return _mnist_file()
+    return fashion_mnist.cache_root()
+
+
+def load_cached(name: str, train_size: int, val_size: int, *, split: str = "seeded",
+                seed: int | None = None) -> Dataset:
+    """:func:`load` once per process and set-up (the seeds of a scenario share the arrays).
+    ``train_size`` 0: all. ``split``: a budget's (:data:`BUDGET_SPLITS`); for
+    :data:`PER_SEED`, ``seed`` (the trial's) is the split's seed and must be given, else it is
+    not used. No fallback here: a study substitutes data that cannot be had when it is loaded
+    (:func:`lrstudy.spec.study.load_study`), and says so."""
+    if split != PER_SEED:
+        return _load_cached(name, train_size, val_size, split, DEFAULT_SPLIT_SEED)
+    if seed is None:
+        raise ValueError('split = "per-seed" draws the train/validation split from the '
+                         "trial's seed, and no seed was given")
+    return _load_cached(name, train_size, val_size, draw(split), _check_seed(seed))
+
+
+def draw(split: str) -> str:
+    """How a budget's ``split`` (:data:`BUDGET_SPLITS`) is drawn: one of :data:`SPLITS`."""
+    return "seeded" if split == PER_SEED else split
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, train_size: int, val_size: int, split: str, split_seed: int
+                 ) -> Dataset:
+    return load(name, train_size=train_size or None, val_size=val_size, split=split,
+                split_seed=split_seed)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras (``keras.utils.set_random_seed``)."""
+    from lrstudy import tfquiet
+
+    tfquiet.import_tensorflow("keras").utils.set_random_seed(int(seed))
+
+
+@contextlib.contextmanager
+def op_determinism(enabled: bool = True):
+    """TensorFlow's op determinism within the block only (as it was before, after).
+
+    Keras refuses XLA (``jit_compile``) for models compiled while it is on, so it must not
+    leak into the fits that follow, e.g. after an LR range test in the same process.
+    """
+    if not enabled:
+        yield
+        return
+    from lrstudy import tfquiet
+
+    tfquiet.import_tensorflow()
+    from tensorflow.python.framework import config as tf_config
+
+    was_on = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_on:
+            tf_config.disable_op_determinism()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lrstudy.data.datasets ensure [NAME]``: print the data path, or one line and 2."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lrstudy.data.datasets", description="Datasets.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ensure_cmd = commands.add_parser("ensure", help="make sure a dataset is there")
+    ensure_cmd.add_argument("name", nargs="?", default="fashion_mnist", help=f"one of {DATASETS}")
+    args = parser.parse_args(argv)
+    try:
+        path = ensure(args.name)
+    except ValueError as exc:  # DataError included
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,598 @@
+"""Run a study: one papermill execution of ``notebooks/scenario.ipynb`` per scenario.
+
+Why one execution per scenario, with its seeds inside: a kernel start plus the TensorFlow
+import costs several seconds, more than a small trial; paying it once per scenario keeps the
+orchestration overhead low, while each seed stays resumable on its own (run keys).
+
+:func:`run_study` is its steps, in order: load and check the study, connect to the store,
+plan (dead RUNNING runs marked KILLED, FINISHED trials skipped, trials a live process runs
+elsewhere left to it), prepare the kernels' environment, execute the pending scenarios on an
+executor while following progress from the store, and sum up.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from lrstudy import interrupts
+from lrstudy.errors import one_line
+from lrstudy.spec import competition
+from lrstudy.spec import study as scenarios
+from lrstudy.tracking import store as tracking
+from lrstudy.tracking.schema import Tag
+from lrstudy.tracking.store import TAG
+
+NOTEBOOK = "scenario.ipynb"
+PATH_VARS = ("LRSTUDY_DATA_DIR", "LRSTUDY_CACHE_DIR", "LRSTUDY_RUNS_DIR", "LRSTUDY_HOME",
+             "KERAS_HOME")
+THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+STORE_RETRY_ENV = "LRSTUDY_STORE_RETRY_S"
+STORE_RETRY_S = 120.0
+DISK_FULL = ("No space left on device", "database or disk is full", "Errno 28")
+DISK_FULL_MARK = "[disk full]"
+
+
+class StoreLost(RuntimeError):
+    """The tracking store stopped answering mid-study and did not come back in time."""
+
+
+def runs_dir(study: str) -> Path:
+    """Where executed notebooks are kept: ``$LRSTUDY_RUNS_DIR`` or ``<project>/runs``."""
+    root = os.environ.get("LRSTUDY_RUNS_DIR") or tracking.project_root() / "runs"
+    return Path(root) / study
+
+
+def absolute_paths() -> None:
+    """Make the path variables kernels inherit absolute: kernels run in ``notebooks/``, where
+    a relative ``LRSTUDY_DATA_DIR`` would name another directory."""
+    for var in PATH_VARS:
+        value = os.environ.get(var)
+        if value and not os.path.isabs(value):
+            os.environ[var] = os.path.abspath(os.path.expanduser(value))
+
+
+# ---- one scenario ------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Job:
+    study: str          # the study's name or file, as the notebook should load it
+    study_name: str     # the experiment's name
+    scenario: str
+    seeds: int
+    overrides: dict
+    tracking_uri: str
+    threads: int
+    output: str
+    phase: str = ""        # the competition's phase this execution runs ("" outside one)
+    grid_points: int = 0   # 0: the study's own tuning grid
+    stack: str = "auto"    # trials trained together (lrstudy.stack): auto, off or a number
+
+
+@dataclasses.dataclass
+class JobResult:
+    scenario: str
+    ok: bool
+    notebook: str
+    parent_run_id: str = ""
+    error: str = ""
+
+
+def scenario_of(job: Job) -> scenarios.Scenario:
+    """The job's scenario: one the study runs by default, or any it makes available
+    (``--scenarios`` may name any catalogue scenario)."""
+    (sc,) = scenarios.load_study(job.study, job.overrides).select([job.scenario])
+    return sc
+
+
+def execute_job(job: Job) -> JobResult:
+    """Execute one scenario's notebook with papermill under a scenario run.
+
+    The executed notebook (or the error notebook, when a cell raised) is kept at
+    ``job.output`` and logged, with the kernel's log, as artifacts of the scenario run, which
+    ends FINISHED, FAILED, or KILLED when the study was stopped; the trials are its children.
+    """
+    import papermill
+
+    from lrstudy.execution import kernels
+
+    mlflow_client = tracking.client(job.tracking_uri)
+    sc = scenario_of(job)
+    exp_id = tracking.experiment_id(job.study_name, job.tracking_uri, mlflow_client)
+    parameters = {"study": job.study, "scenario": job.scenario, "seeds": job.seeds,
+                  "phase": job.phase, "grid_points": job.grid_points,
+                  "tracking_uri": job.tracking_uri, "threads": job.threads,
+                  "stack": str(job.stack),
+                  **{k: v for k, v in job.overrides.items()
+                     if k in ("epochs", "train_size", "batch_size")}}
+    error = ""
+    name = f"{sc.name}-{job.phase}" if job.phase else sc.name
+    extra = {"phase": job.phase} if job.phase else {}
+    with tracking.open_run(mlflow_client, exp_id, tracking.run_tags(
+            "scenario", job.study_name, sc, name=name, **extra)) as run:
+        try:
+            kernels.execute(kernels.notebooks_dir() / NOTEBOOK, job.output,
+                            {**parameters, "parent_run_id": run.id})
+        except papermill.PapermillExecutionError as exc:
+            error = _error_line(f"{exc.ename}: {exc.evalue}")
+            interrupted = exc.ename == "KeyboardInterrupt"  # the kernel got the Ctrl-C too
+            run.end_as("KILLED" if interrupted else tracking.end_status(exc, run.signals_before))
+        except Exception as exc:  # the kernel died, could not start ...
+            error = _error_line(f"{type(exc).__name__}: {exc}")
+            run.end_as(tracking.end_status(exc, run.signals_before))
+        finally:
+            error = _keep_record(mlflow_client, run.id, job.output, error)
+    return JobResult(job.scenario, run.status in (None, "FINISHED"), job.output, run.id, error)
+
+
+def _error_line(text: str) -> str:
+    """The first line of an error, marked when the disk under the store is full (the reason
+    may sit in a later line of a database error)."""
+    first = (text.splitlines() or [""])[0][:500]
+    if any(marker in text for marker in DISK_FULL) and DISK_FULL_MARK not in first:
+        first += f" {DISK_FULL_MARK}"
+    return first
+
+
+def _keep_record(mlflow_client, run_id: str, output: str, error: str) -> str:
+    """Log the executed notebook, its kernel log and the error; returns the error, with the
+    reason the record could not be kept when the store refused it."""
+    from lrstudy.execution import kernels
+
+    try:
+        for path in (Path(output), kernels.log_path(output)):
+            if path.exists():
+                mlflow_client.log_artifact(run_id, str(path))
+        if error:
+            mlflow_client.set_tag(run_id, Tag.ERROR, error[:5000])
+    except Exception as exc:
+        error = error or _error_line(f"could not keep the record: {type(exc).__name__}: {exc}")
+    return error
+
+
+# ---- the study ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Plan:
+    todo: list          # (scenario, phase, run keys still to train)
+    waiting: list       # tuned scenarios whose finals wait for their tuning to finish
+    total: int          # trials in the study (finals still to be chosen counted too)
+    skipped: int        # FINISHED already
+    elsewhere: dict     # run key -> the live RUNNING run another process owns
+    reaped: int         # dead RUNNING runs marked KILLED now
+
+
+def distinct(selected: list) -> tuple[list, dict]:
+    """The scenarios that train different things, and ``{duplicate: first}`` for those whose
+    canonical config equals an earlier one's (one trial, reported under the first name)."""
+    import json
+
+    first, kept, merged = {}, [], {}
+    for sc in selected:
+        canonical = json.dumps(sc.key_config(), sort_keys=True, default=str)
+        if canonical in first:
+            merged[sc.name] = first[canonical]
+        else:
+            first[canonical] = sc.name
+            kept.append(sc)
+    return kept, merged
+
+
+def plan(selected: list, seeds: int, competition_, mlflow_client, exp_id: str) -> Plan:
+    """What is left to do: dead runs are marked KILLED first, so their trials run again."""
+    reaped = tracking.reap(mlflow_client, exp_id)
+    existing = tracking.trials_by_key(mlflow_client, exp_id)
+    finished = {k for k, runs in existing.items()
+                if any(r.info.status == "FINISHED" for r in runs)}
+    running = {k: live[0] for k, runs in existing.items() if k not in finished
+               and (live := [r for r in runs if r.info.status == "RUNNING"])}
+    todo, waiting, mine = [], [], set()
+    for sc in selected:
+        tuned = None  # the tuning as the store has it (its extensions included)
+        for phase in competition.phases_to_run(competition_, sc, ""):
+            if phase in ("tune", "final") and competition_.role(sc) == "tuned":
+                tuned = tuned or competition.tuning(competition_, sc, mlflow_client, exp_id)
+            if phase == "final" and tuned is not None and tuned.winner is None:
+                waiting.append(sc)
+                continue
+            keys = [t.key for t in competition.trials(
+                competition_, sc, phase, seeds, tuned and tuned.winner,
+                points=tuned and list(tuned.points))]
+            mine.update(keys)
+            pending = [k for k in keys if k not in finished and k not in running]
+            if pending:
+                todo.append((sc, phase, pending))
+    return Plan(todo=todo, waiting=waiting, total=len(mine) + len(waiting) * seeds,
+                skipped=len(mine & finished),
+                elsewhere={k: r for k, r in running.items() if k in mine},
+                reaped=len(reaped))
+
+
+@dataclasses.dataclass
+class StudyOutcome:
+    study: str
+    total: int
+    skipped: int
+    finished: int
+    diverged: int
+    failed: list[JobResult]
+    results: list[JobResult]
+    wall_time_s: float
+    elsewhere: dict = dataclasses.field(default_factory=dict)
+    reaped: int = 0
+    merged: dict = dataclasses.field(default_factory=dict)  # duplicate -> the scenario run
+    unfinished: list = dataclasses.field(default_factory=list)  # finals never chosen
+    sequential: dict = dataclasses.field(default_factory=dict)  # --until-decided: its looks
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def disk_full(self) -> bool:
+        return any(DISK_FULL_MARK in r.error for r in self.failed)
+
+
+def count_trials(mlflow_client, exp_id: str, keys: set[str]) -> tuple[int, int]:
+    """(FINISHED, of which diverged) among the trials with these keys."""
+    done = diverged = 0
+    for key, runs in tracking.trials_by_key(mlflow_client, exp_id, keys).items():
+        fin = [r for r in runs if r.info.status == "FINISHED"]
+        if fin:
+            done += 1
+            diverged += fin[0].data.tags.get(Tag.DIVERGED) == "true"
+    return done, diverged
+
+
+class StoreWatch:
+    """The runner's calls to the store while it follows a study, retried when it goes away.
+
+    MLflow's client retries a lost server quietly for minutes; here a server's ``/health`` is
+    checked before each call and every 2 s while one runs, so that the first failure prints
+    one line naming the store at once, the store coming back prints another, and after
+    ``patience`` seconds without an answer :class:`StoreLost` is raised.
+    """
+
+    def __init__(self, uri: str, patience: float | None = None):
+        self.uri = uri
+        self.http = uri.startswith(("http://", "https://"))
+        self.patience = float(os.environ.get(STORE_RETRY_ENV, STORE_RETRY_S)
+                              if patience is None else patience)
+        self.since: float | None = None
+
+    def call(self, fn, *args):
+        delay = 1.0
+        while True:
+            try:
+                value = self._watched(fn, args)
+            except StoreLost:
+                raise
+            except Exception as exc:
+                self._down(one_line(exc, limit=300))
+                time.sleep(min(delay, self.patience))
+                delay = min(2 * delay, 15.0)
+                continue
+            if self.since is not None:
+                print(f"lrstudy: tracking store {self.uri} is back", file=sys.stderr)
+                self.since = None
+            return value
+
+    def _down(self, reason: str) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            print(f"\nlrstudy: tracking store {self.uri} is not answering ({reason}); "
+                  f"retrying for up to {self.patience:.0f} s", file=sys.stderr)
+        elif now - self.since >= self.patience:
+            raise StoreLost(f"tracking store {self.uri} has not answered for "
+                            f"{self.patience:.0f} s ({reason}); what was recorded is kept: "
+                            "rerun the same command to resume")
+
+    def _health(self) -> None:
+        reason = tracking.server_unreachable(self.uri, timeout=2.0)
+        if reason:
+            raise ConnectionError(reason)
+
+    def _watched(self, fn, args):
+        if not self.http:
+            return fn(*args)
+        self._health()
+        box: dict = {}
+
+        def target():
+            try:
+                box["value"] = fn(*args)
+            except Exception as exc:
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(2.0)
+            if thread.is_alive():
+                reason = tracking.server_unreachable(self.uri, timeout=2.0)
+                if reason:
+                    self._down(reason)  # raises StoreLost once patience is spent
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+
+def kernel_environment(selected: list, workers: int, threads: int) -> int:
+    """Set what the kernels inherit: absolute paths, thread counts, the directories of user
+    models (so a model importable from here is importable in ``notebooks/`` too)."""
+    from lrstudy import models
+    from lrstudy.data import sources
+
+    absolute_paths()
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)  # TF reads them when it starts
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # kernels share a GPU
+    extra = {str(d) for sc in selected if (d := models.locate(sc.budget["model"]))}
+    extra |= {str(d) for sc in selected if (d := sources.module_dir(sc.budget["dataset"]))}
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if extra - set(path):
+        os.environ["PYTHONPATH"] = os.pathsep.join(sorted(extra - set(path)) + path)
+    return threads
+
+
+def make_executor(kind: str, workers: int, ray_address: str | None):
+    from lrstudy.execution import executors
+
+    if kind == "ray":
+        return executors.RayExecutor(execute_job, ray_address, workers)
+    return executors.LocalExecutor(execute_job, max(1, workers))
+
+
+def follow(pool, jobs: list[Job], watch: StoreWatch, progress) -> list[JobResult]:
+    """Submit the jobs, update ``progress()`` every 2 s until all are done; a Ctrl-C or a lost
+    store stops the running kernels (their runs end KILLED), shuts ``pool`` down and is raised
+    again."""
+    futures = {pool.submit(job): job for job in jobs}
+    results, pending = [], set(futures)
+    try:
+        while pending:
+            done, pending = cf.wait(pending, timeout=2.0, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                try:
+                    results.append(fut.result())
+                except Exception as exc:  # the executor lost the job (a Ray task died)
+                    job = futures[fut]
+                    results.append(JobResult(job.scenario, False, job.output,
+                                             error=one_line(exc, limit=300)))
+            watch.call(progress)
+        return results
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the running trials (they are recorded KILLED)",
+              file=sys.stderr)
+        pool.interrupt()
+        pool.shutdown(cancel=True)
+        raise
+    except StoreLost:  # nothing can be recorded: stop the kernels, leave their runs to reap
+        pool.interrupt()
+        pool.shutdown(cancel=True, grace=5.0)
+        raise
+
+
+def _reap_if_possible(mlflow_client, exp_id: str) -> None:
+    """Mark dead runs KILLED now if the store lets us (a full disk may not); otherwise the
+    next run of the study does it before it plans."""
+    try:
+        tracking.reap(mlflow_client, exp_id)
+    except Exception as exc:
+        if DISK_FULL_MARK not in _error_line(str(exc)):  # a full disk is reported at the end
+            print(f"lrstudy: could not mark dead runs KILLED yet ({one_line(exc, limit=300)}); "
+                  "the next run of the study will", file=sys.stderr)
+
+
+def sequential_design(mlflow_client, exp_id: str, seeds: int, until_decided: bool,
+                      max_seeds: int | None):
+    """The study's design, recorded on its experiment for the report
+    (:mod:`lrstudy.report.sequential`, :func:`lrstudy.report.publish.record_design`).
+
+    ``until_decided``: group-sequential with at most ``max_seeds`` final seeds (default
+    :data:`~lrstudy.report.sequential.MAX_SEEDS`, at least ``seeds``); a study already
+    recorded as sequential keeps its design and looks (a different ``max_seeds`` is a
+    ValueError: the boundaries already spent depend on it). A plain run is the fixed design,
+    except on a study whose verdict was already looked at sequentially: those looks were
+    taken, so the report keeps pricing them.
+    """
+    from lrstudy.report import publish, sequential
+
+    recorded = sequential.design_from_tags(
+        mlflow_client.get_experiment(exp_id).tags, TAG)
+    if recorded.sequential:
+        if until_decided and max_seeds and max_seeds != recorded.max_seeds:
+            raise ValueError(f"this study's group-sequential design allows at most "
+                             f"{recorded.max_seeds} seeds, with looks at "
+                             f"{', '.join(map(str, recorded.looks)) or 'none yet'}; its "
+                             f"boundaries depend on that maximum: rerun with --max-seeds "
+                             f"{recorded.max_seeds}")
+        return recorded
+    if not until_decided:
+        publish.record_design(mlflow_client, exp_id, sequential.Design())
+        return sequential.Design()
+    top = max_seeds or max(sequential.MAX_SEEDS, seeds)
+    if top < seeds:
+        raise ValueError(f"--max-seeds {top} is below the {seeds} final seeds to start with")
+    design = sequential.Design(sequential.SEQUENTIAL, top, sequential.SEED_STEP, ())
+    publish.record_design(mlflow_client, exp_id, design)
+    return design
+
+
+def look(study: str, uri: str, design, seeds: int) -> list[str]:
+    """The verdict from the store at a look with ``seeds`` final seeds: the strategies still
+    undecided against the reference (none when the study has no reference)."""
+    from lrstudy import report
+    from lrstudy.report.verdict import undecided
+
+    ranked = report.phases(report.load_trials(study, uri))["ranked"]
+    reference, margin = report.study_settings(study, uri)
+    return undecided(report.verdicts(ranked[ranked["seed"] < seeds], reference, margin,
+                                     design))
+
+
+def seeds_until_decided(study: str, uri: str, mlflow_client, exp_id: str, design, seeds: int,
+                        more_seeds, watch: StoreWatch) -> dict:
+    """Look at the verdict after the finals at ``seeds`` seeds; while a comparison is
+    undecided and ``design.max_seeds`` is not reached, ``more_seeds(n)`` runs the finals at
+    ``n = seeds + design.seed_step`` and the verdict is looked at again. Each look is
+    recorded on the experiment (``lrstudy.looks``) before the next seeds run, so an
+    interrupted study resumes with the looks it took. Returns ``{"looks", "max_seeds",
+    "undecided", "stopped"}`` (``stopped``: decided, max_seeds, or failed)."""
+    from lrstudy.report import publish
+
+    while True:
+        pending = watch.call(look, study, uri, design, seeds)
+        design = design.with_look(seeds)
+        watch.call(publish.record_design, mlflow_client, exp_id, design)
+        stopped = "decided" if not pending else "max_seeds" if seeds >= design.max_seeds else ""
+        if not stopped:
+            seeds = min(seeds + design.seed_step, design.max_seeds)
+            if not more_seeds(seeds):
+                stopped = "failed"
+        if stopped:
+            return {"looks": list(design.looks), "max_seeds": design.max_seeds,
+                    "undecided": pending if stopped != "failed" else [], "stopped": stopped}
+
+
+def run_study(study: str, *, scenario_names: list[str] | None = None,
+              families: list[str] | None = None, seeds: int | None = None,
+              overrides: dict | None = None, workers: int = 2, executor: str = "local",
+              tracking_uri: str | None = None, ray_address: str | None = None,
+              progress: bool = True, threads: int = 0, grid_points: int = 0,
+              stack: str = "auto", until_decided: bool = False,
+              max_seeds: int | None = None) -> StudyOutcome:
+    """Run a study, resumably (see the module docstring for its steps). In a competition the
+    finals of a tuned strategy are a second round, once its tuning has finished.
+
+    ``until_decided``: a group-sequential design (:func:`sequential_design`). After the
+    finals, the verdict is computed from the store; while a comparison with the reference is
+    undecided and fewer than ``max_seeds`` final seeds ran, the finals run again with
+    :data:`~lrstudy.report.sequential.SEED_STEP` more seeds (the FINISHED ones are skipped),
+    and the verdict is looked at again (:func:`seeds_until_decided`). Without it the design
+    is fixed."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    spec = scenarios.load_study(study, overrides)
+    selected, merged = distinct(spec.select(scenario_names, families))
+    scenarios.validate(spec, selected)
+    seeds = seeds or spec.seeds
+    comp = competition.with_grid_points(spec.competition, grid_points)
+
+    uri = tracking.check_store(tracking_uri)
+    mlflow_client = tracking.client(uri)
+    exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
+    differs = json.dumps(dict(spec.competition.differs) if spec.competition else {})
+    for key, value in (("reference", spec.reference), ("margin", spec.margin),
+                       ("claims", spec.claims or ""), ("differs", differs)):
+        mlflow_client.set_experiment_tag(exp_id, TAG + key, str(value))  # for the report
+    design = sequential_design(mlflow_client, exp_id, seeds, until_decided, max_seeds)
+    if design.sequential and design.looks:  # resuming: from the last look on
+        seeds = max(seeds, design.looks[-1])
+
+    first = plan(selected, seeds, comp, mlflow_client, exp_id)
+    threads = kernel_environment(selected, workers, threads)
+    study_arg = spec.name if spec.path.parent == scenarios.STUDIES_DIR else str(spec.path)
+
+    def jobs_of(todo: Plan) -> list[Job]:
+        return [Job(study=study_arg, study_name=spec.name, scenario=sc.name, seeds=seeds,
+                    overrides=dict(overrides or {}), tracking_uri=uri, threads=threads,
+                    output=str(runs_dir(spec.name) / f"{sc.name}{'-' + phase if phase else ''}"
+                               ".ipynb"), phase=phase, grid_points=grid_points,
+                    stack=str(stack))
+                for sc, phase, _ in todo.todo]
+
+    keys = {k for _, _, pending in first.todo for k in pending}
+    bar = tqdm(total=len(keys) + len(first.waiting) * seeds, unit="trial", desc=spec.name,
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    watch = StoreWatch(uri)
+
+    def update() -> None:
+        done, _ = count_trials(mlflow_client, exp_id, keys)
+        bar.update(done - bar.n)
+
+    def more_seeds(n: int) -> bool:
+        """The finals again with ``n`` seeds (FINISHED trials skipped); whether all ran."""
+        nonlocal seeds
+        seeds = n
+        more = watch.call(plan, selected, n, comp, mlflow_client, exp_id)
+        keys.update(k for _, _, pending in more.todo for k in pending)
+        bar.total = len(keys)
+        bar.refresh()
+        ran = follow(pool, jobs_of(more), watch, update)
+        results.extend(ran)
+        return all(r.ok for r in ran) and not more.waiting
+
+    pool = make_executor(executor, workers, ray_address)
+    results, waiting, looked = [], [], {}
+    try:
+        with interrupts.stop_on_signals():
+            results = follow(pool, jobs_of(first), watch, update)
+            if first.waiting:  # the finals of the strategies whose tuning just finished
+                second = watch.call(plan, first.waiting, seeds, comp, mlflow_client, exp_id)
+                keys |= {k for _, _, pending in second.todo for k in pending}
+                results += follow(pool, jobs_of(second), watch, update)
+                waiting = [sc.name for sc in second.waiting]
+            if until_decided and not waiting and all(r.ok for r in results):
+                looked = seeds_until_decided(spec.name, uri, mlflow_client, exp_id, design,
+                                             seeds, more_seeds, watch)
+        pool.shutdown()
+    except KeyboardInterrupt:
+        bar.close()
+        _reap_if_possible(mlflow_client, exp_id)  # what the stopped kernels left
+        raise
+    except StoreLost:
+        bar.close()
+        raise
+    _reap_if_possible(mlflow_client, exp_id)  # trials of kernels that died
+    done, diverged = watch.call(count_trials, mlflow_client, exp_id, keys)
+    bar.update(done - bar.n)
+    bar.close()
+    return StudyOutcome(study=spec.name, total=first.total, skipped=first.skipped,
+                        finished=done, diverged=diverged,
+                        failed=[r for r in results if not r.ok], results=results,
+                        wall_time_s=time.perf_counter() - t0, elsewhere=first.elsewhere,
+                        reaped=first.reaped, merged=merged, unfinished=waiting,
+                        sequential=looked)
+
+
+def format_outcome(outcome: StudyOutcome) -> str:
+    lines = [
+        f"study {outcome.study}: {outcome.total} trials in {outcome.wall_time_s:.0f} s",
+        f"  done     {outcome.finished:4d}   (of which diverged: {outcome.diverged})",
+        f"  skipped  {outcome.skipped:4d}   (already finished)",
+    ]
+    if outcome.elsewhere:
+        hosts = sorted({r.data.tags.get(Tag.HOST, "?") for r in outcome.elsewhere.values()})
+        lines.append(f"  elsewhere{len(outcome.elsewhere):4d}   (running now on "
+                     f"{', '.join(hosts)}, heartbeat fresh: left to it; rerun once it is done)")
+    lines.append(f"  failed   {len(outcome.failed):4d}   scenario runs")
+    for dup, first in sorted(outcome.merged.items()):
+        lines.append(f"  {dup} trains exactly what {first} trains: one trial, under {first}")
+    if outcome.sequential:
+        seq = outcome.sequential
+        looks = ", ".join(map(str, seq["looks"]))
+        why = {"decided": "every comparison decided",
+               "max_seeds": f"still undecided: {', '.join(seq['undecided'])}",
+               "failed": "stopped adding seeds: a round of finals failed"}[seq["stopped"]]
+        lines.append(f"  looks    {len(seq['looks']):4d}   (verdict looked at with {looks} final "
+                     f"seeds, at most {seq['max_seeds']}): {why}")
+    if outcome.unfinished:
+        lines.append(f"  no finals yet for {', '.join(outcome.unfinished)}: their tuning did "
+                     "not finish (see the failures); rerun to resume")
+    for res in sorted(outcome.results, key=lambda r: r.scenario):
+        mark = "ok    " if res.ok else "FAILED"
+        lines.append(f"  {mark} {res.scenario:32s} {res.notebook}")
+        if res.error:
+            lines.append(f"         {res.error}")
+    return "\n".join(lines)

@@ -1,0 +1,622 @@
+"""Scenarios and studies as data.
+
+A *scenario* is one learning-rate strategy (optimizer, learning rate or schedule, plateau
+rule) plus the budget it trains on (model, data, batch, epochs). A *study* is a set of
+scenarios and a number of seeds. Studies live in ``lrstudy/studies/*.toml`` and pick their
+scenarios from the catalogue ``lrstudy/studies/_catalogue.toml``; a user passes their own
+file the same way. Everything is checked here, before any training: unknown keys and bad
+values raise :class:`SpecError` naming the file, the key and the reason.
+
+Study file keys::
+
+    description = "..."          seeds = 3          scenarios = "all" | ["name", ...]
+    [budget]            the shared budget (model, dataset, train_size, val_size, split,
+                        batch_size, epochs, target, log_every, steps_per_execution,
+                        jit_compile, dataset_fallback)
+    claims = "FILE"     published claims to check against the study's trials (a TOML file,
+                        relative to the study; see lrstudy/report/reproduction.py)
+    [budgets.NAME]      named budgets, each merged over [budget]
+    [families]          family = "NAME": the named budget of every scenario of that family
+    [scenario.NAME]     overrides of a catalogue scenario, or a new scenario; also written
+                        as an array of tables, [[scenario]] with name = "NAME"
+    [sweep]             optimizer, min, max, points: a log grid of fixed learning rates
+
+Any other shape (a scalar where a table belongs, a string where a number belongs, ``nan``,
+an epoch count of 10^12) is a :class:`SpecError` of one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from pathlib import Path
+
+import tomllib
+
+from lrstudy import tasks
+from lrstudy.data import sources
+from lrstudy.spec import competition, resolve
+
+FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "finder")
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"  # lrstudy/studies
+CATALOGUE = STUDIES_DIR / "_catalogue.toml"
+
+SUBSTITUTED = "dataset_substituted"  # budget key (and tag) of data used in place of another
+DATASET_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 1000}
+TARGETS = {"fashion_mnist": 0.85, "mnist": 0.97, "synthetic": 0.6}
+
+BUDGET_DEFAULTS = {
+    "model": "mlp128",
+    "dataset": "fashion_mnist",
+    "dataset_fallback": "",
+    "train_size": 0,  # 0: every image not in the validation set
+    "val_size": 10000,  # 0: no validation set (a tutorial that had none)
+    # or "random.sample" (the decay tutorial's draw), both at a fixed seed; or "per-seed":
+    # each trial's seed draws its train/validation split (lrstudy.data.datasets.BUDGET_SPLITS)
+    "split": "seeded",
+    "batch_size": 32,
+    "epochs": 5,
+    "target": 0.0,  # 0: the dataset's default target validation accuracy
+    "log_every": 1,
+    "steps_per_execution": 0,  # 0: automatic
+    "jit_compile": True,
+    "task": "classification",  # or "regression" (a user's dataset, see lrstudy.data.sources)
+    "test_size": sources.DEFAULT_TEST_SIZE,  # a user's dataset without a test split of its own
+}
+#: Budget keys left out of the run key at their default (the keys of older studies stand).
+KEY_WHEN_SET = ("task", "test_size", "split")
+#: The validation set of a built-in dataset when the study does not say.
+DEFAULT_VAL_SIZE = 10000
+DATA_VAL_FRACTION = 1 / 6  # of a user source's training pool, as lrstudy.data.datasets's default
+SCENARIO_KEYS = {
+    "family", "description", "optimizer", "optimizer_args", "learning_rate", "schedule",
+    "plateau", "finder", "baseline", "twin", "budget",
+}
+STUDY_KEYS = {"description", "seeds", "scenarios", "budget", "budgets", "families",
+              "scenario", "sweep", "name", "competition", "reference", "margin", "claims"}
+NOT_IN_KEY = ("name", "description", "family", "baseline", "twin")
+SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
+#: Upper bounds of what a study may ask for: beyond them it is a typo, not a study.
+LIMITS = {"seeds": 1000, "epochs": 100_000, "batch_size": 1_000_000, "log_every": 1_000_000,
+          "steps_per_execution": 1_000_000, "points": 1000}
+
+
+class SpecError(ValueError):
+    """A study or scenario that cannot run, named with its file and key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    family: str
+    description: str
+    optimizer: str
+    optimizer_args: dict
+    learning_rate: float | None
+    schedule: dict | None
+    plateau: dict | None
+    finder: dict | None
+    baseline: str
+    budget: dict
+    twin: str = ""  # a range-test-fed strategy's tuned twin: the same schedule, its LR tuned
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.train_size / self.budget["batch_size"])
+
+    @property
+    def train_size(self) -> int:
+        budget = self.budget
+        if budget["train_size"]:
+            return budget["train_size"]
+        if sources.is_spec(budget["dataset"]):
+            n, n_val = sources.sizes(budget["dataset"])
+            return n if n_val is not None else n - budget["val_size"]
+        return DATASET_SIZES.get(budget["dataset"], 0) - budget["val_size"]
+
+    @property
+    def target(self) -> float:
+        return self.budget["target"] or TARGETS.get(self.budget["dataset"], 0.0)
+
+    @property
+    def task(self) -> str:
+        return self.budget["task"]
+
+    @property
+    def dataset_label(self) -> str:
+        """The dataset's name: a built-in one, or a user source's file or function."""
+        name = self.budget["dataset"]
+        return sources.label(name) if sources.is_spec(name) else name
+
+    def config(self) -> dict:
+        """The canonical, JSON-able config of this scenario."""
+        return dataclasses.asdict(self)
+
+    def key_config(self) -> dict:
+        """What the run key hashes: the config without the names and words, so that two
+        scenarios training the same thing are one trial."""
+        config = {k: v for k, v in self.config().items() if k not in NOT_IN_KEY}
+        budget = {k: v for k, v in config["budget"].items()
+                  if not (k in KEY_WHEN_SET and v == BUDGET_DEFAULTS[k])}
+        if sources.is_spec(budget["dataset"]):  # its content, not where it lies
+            budget["dataset"] = sources.key_identity(budget["dataset"])
+        return {**config, "budget": budget}
+
+    @property
+    def budget_label(self) -> str:
+        """The budget in words: scenarios are comparable only where it is the same."""
+        b = self.budget
+        data = self.dataset_label
+        if b.get(SUBSTITUTED):
+            data += f" (in place of {b[SUBSTITUTED].split(' -> ')[0]})"
+        return budget_label({**b, "dataset": data, "train_size": self.train_size})
+
+
+def budget_label(budget: dict) -> str:
+    """A budget in words, from its ``model``, ``dataset``, ``train_size``, ``batch_size`` and
+    ``epochs`` (and ``val_size`` and ``split`` where known): ``mlp128 on fashion_mnist
+    (50000 train / 10000 val), batch 128, 8 epochs``; "?" for a value that is missing."""
+    def get(key):
+        value = budget.get(key)
+        if value is None or value != value:  # missing, or NaN from a frame
+            return "?"
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    sizes = f"{get('train_size')} train"
+    if budget.get("val_size") is not None:
+        sizes += f" / {get('val_size')} val"
+    if budget.get("split") == "per-seed":
+        sizes += ", split per seed"
+    return (f"{get('model')} on {get('dataset')} ({sizes}), batch {get('batch_size')}, "
+            f"{get('epochs')} epochs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    description: str
+    seeds: int
+    scenarios: dict[str, Scenario]  # what the study runs by default
+    path: Path
+    available: dict[str, Scenario] = dataclasses.field(default_factory=dict)  # --scenarios
+    competition: competition.Competition | None = None
+    reference: str = ""     # what the verdict compares every strategy with
+    margin: float = 0.003   # the practical-equivalence margin, in accuracy (0.3 points)
+    claims: Path | None = None  # published claims checked against the trials (reproduction)
+
+    def select(self, names: list[str] | None, families: list[str] | None = None
+               ) -> list[Scenario]:
+        """The study's own scenarios, or the named ones of any it defines (the catalogue's);
+        ``families`` keeps those of the named families (``--families decay,warmup``)."""
+        known = self.available or self.scenarios
+        unknown = [n for n in names or () if n not in known]
+        if unknown:
+            raise SpecError(
+                f"study {self.name!r} has no scenario {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(known)}"
+            )
+        chosen = [known[n] for n in names] if names else list(self.scenarios.values())
+        if not families:
+            return chosen
+        bad = [f for f in families if f not in FAMILIES]
+        if bad:
+            raise SpecError(f"unknown family {bad[0]!r}; families: {', '.join(FAMILIES)}")
+        kept = [sc for sc in chosen if sc.family in families]
+        if not kept:
+            raise SpecError(f"study {self.name!r} runs no scenario of the families "
+                            f"{', '.join(families)}")
+        return kept
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def catalogue() -> dict[str, dict]:
+    return _load_toml(CATALOGUE)
+
+
+def study_names() -> list[str]:
+    return sorted(p.stem for p in STUDIES_DIR.glob("*.toml") if not p.stem.startswith("_"))
+
+
+def study_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise SpecError(f"study file {path} does not exist")
+        return path.resolve()
+    candidate = STUDIES_DIR / f"{name_or_path}.toml"
+    if candidate.exists() and not name_or_path.startswith("_"):
+        return candidate
+    raise SpecError(f"unknown study {name_or_path!r}; known: {', '.join(study_names())} "
+                    f"(or a path to a .toml file)")
+
+
+def _unknown(where: str, keys, allowed) -> None:
+    extra = sorted(set(keys) - set(allowed))
+    if extra:
+        raise SpecError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _table(where: str, value, what: str = "a table") -> dict:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: must be {what}, got {_show(value)}")
+    return value
+
+
+def _string(where: str, key: str, value) -> str:
+    if not isinstance(value, str):
+        raise SpecError(f"{where}: key {key!r} must be a string, got {_show(value)}")
+    return value
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _count(where: str, key: str, value, low: int = 1) -> int:
+    """An integer in [low, LIMITS[key]]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}: {key} must be an integer, got {_show(value)}")
+    high = LIMITS.get(key)
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" + (f" and <= {high:,}" if high is not None else "")
+        raise SpecError(f"{where}: {key} must be {bound}, got {value:,}")
+    return value
+
+
+def _scenario_tables(where: str, value) -> dict[str, dict]:
+    """``[scenario.NAME]`` tables, or ``[[scenario]]`` tables each with ``name = "NAME"``."""
+    if isinstance(value, list):
+        tables = {}
+        for i, table in enumerate(value):
+            table = dict(_table(f"{where} [[scenario]] #{i + 1}", table))
+            name = table.pop("name", None)
+            if not isinstance(name, str) or not name:
+                raise SpecError(f"{where} [[scenario]] #{i + 1}: needs name = \"...\"")
+            if name in tables:
+                raise SpecError(f"{where} [[scenario]]: scenario {name!r} is defined twice")
+            tables[name] = table
+        return tables
+    return {name: _table(f"{where} [scenario.{name}]", table)
+            for name, table in _table(f"{where} [scenario]", value).items()}
+
+
+def _check_budget(where: str, budget: dict) -> dict:
+    _table(where, budget)
+    _unknown(where, budget, BUDGET_DEFAULTS)
+    out = dict(budget)
+    for key, value in budget.items():
+        default = BUDGET_DEFAULTS[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise SpecError(f"{where}: key {key!r} must be true or false, "
+                                f"got {_show(value)}")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SpecError(f"{where}: key {key!r} must be an integer, got {_show(value)}")
+        elif key == "dataset":
+            if not isinstance(value, (str, dict)):
+                raise SpecError(f"{where}: key 'dataset' must be a name, "
+                                f"\"package.module:function\" or a table, got {_show(value)}")
+        elif isinstance(default, float):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value)):
+                raise SpecError(f"{where}: key {key!r} must be a finite number, "
+                                f"got {_show(value)}")
+            out[key] = float(value)
+        else:
+            _string(where, key, value)
+    return out
+
+
+def _validate_budget_values(where: str, budget: dict) -> None:
+    for key in ("epochs", "batch_size", "log_every"):
+        _count(where, key, budget[key], low=1)
+    for key in ("train_size", "val_size", "steps_per_execution"):
+        _count(where, key, budget[key], low=0)
+    from lrstudy.data.datasets import BUDGET_SPLITS, PER_SEED
+
+    if budget["split"] not in BUDGET_SPLITS:
+        raise SpecError(f"{where}: split must be one of {', '.join(map(repr, BUDGET_SPLITS))}"
+                        f", got {_show(budget['split'])}")
+    if (budget["split"] == PER_SEED and sources.is_spec(budget["dataset"])
+            and sources.sizes(budget["dataset"])[1] is not None):
+        raise SpecError(f"{where}: split = \"per-seed\" redraws the validation set, but "
+                        f"{sources.label(budget['dataset'])} brings its own (x_val, y_val)")
+    if budget["task"] == "classification" and not 0 <= budget["target"] <= 1:
+        raise SpecError(f"{where}: target must be a validation accuracy in [0, 1], "
+                        f"got {budget['target']}")
+    if budget["target"] < 0:
+        raise SpecError(f"{where}: target must be a validation RMSE >= 0, "
+                        f"got {budget['target']}")
+    if sources.is_spec(budget["dataset"]):
+        size = sum(n or 0 for n in sources.sizes(budget["dataset"]))
+        what = f"{sources.label(budget['dataset'])} has {size} rows"
+    else:
+        size = DATASET_SIZES.get(budget["dataset"])
+        what = f"{budget['dataset']} has {size} training images"
+    if size is None:
+        raise SpecError(f"{where}: unknown dataset {budget['dataset']!r}; "
+                        f"known: {', '.join(DATASET_SIZES)}")
+    if budget["val_size"] >= size:
+        raise SpecError(f"{where}: val_size {budget['val_size']} leaves no training data "
+                        f"({what})")
+    room = size - budget["val_size"]
+    if budget["train_size"] > room:
+        raise SpecError(f"{where}: train_size {budget['train_size']} is larger than the data: "
+                        f"{room} examples are left after {budget['val_size']} for validation "
+                        f"({what})")
+    train = budget["train_size"] or room
+    if budget["batch_size"] > train:
+        raise SpecError(f"{where}: batch_size {budget['batch_size']} is larger than the "
+                        f"training set ({train} examples)")
+
+
+def _resolve_dataset(where: str, budget: dict, base: Path, resolved: dict) -> dict:
+    """The budget with its dataset resolved: a user source becomes its spec (loaded and
+    checked, see :mod:`lrstudy.data.sources`), and an unset ``val_size`` its default (10,000
+    images of a built-in dataset; a user source's own validation set, else a sixth of its
+    training pool). ``resolved`` caches the specs of one study file."""
+    out = dict(budget)
+    if out["task"] not in tasks.TASKS:
+        raise SpecError(f"{where}: task must be one of {', '.join(tasks.TASKS)}, "
+                        f"got {_show(out['task'])}")
+    dataset = out["dataset"]
+    if isinstance(dataset, str) and (dataset in DATASET_SIZES or sources.is_spec(dataset)):
+        if dataset in DATASET_SIZES and out["task"] != "classification":
+            raise SpecError(f"{where}: {dataset} is a classification dataset, not for task "
+                            f"{out['task']!r}")
+        if out["val_size"] is None:
+            out["val_size"] = DEFAULT_VAL_SIZE
+        return out
+    if isinstance(dataset, str) and ":" not in dataset:
+        raise SpecError(f"{where}: unknown dataset {dataset!r}; known: "
+                        f"{', '.join(DATASET_SIZES)}, \"package.module:function\", "
+                        "{ csv = ... }, { npz = ... } or { images = ... }")
+    test_size = out["test_size"]
+    cache = repr((dataset, out["task"], test_size))
+    if cache not in resolved:
+        try:
+            test_size = sources.check_test_size(where, test_size)
+            resolved[cache] = sources.resolve(where, dataset, base, out["task"], test_size)
+        except ValueError as exc:  # DataError included: bad data, one line
+            msg = " ".join(str(exc).split())
+            raise SpecError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    out["dataset"] = resolved[cache]
+    n, n_val = sources.sizes(out["dataset"])
+    if n_val is not None:
+        out["val_size"] = n_val
+    elif out["val_size"] is None:
+        out["val_size"] = max(1, round(n * DATA_VAL_FRACTION))
+    return out
+
+
+def _sweep_scenarios(where: str, sweep: dict) -> dict[str, dict]:
+    _unknown(where, _table(where, sweep), SWEEP_KEYS)
+    lo, hi = sweep.get("min", 1e-4), sweep.get("max", 1e-1)
+    points = _count(where, "points", sweep.get("points", 4))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+    if not (numbers and 0 < lo <= hi and math.isfinite(hi)):
+        raise SpecError(f"{where}: need 0 < min <= max, finite, got min={_show(lo)} "
+                        f"max={_show(hi)}")
+    _string(where, "optimizer", sweep.get("optimizer", "adam"))
+    _table(f"{where} optimizer_args", sweep.get("optimizer_args", {}))
+    out = {}
+    for i in range(points):
+        lr = lo if points == 1 else lo * (hi / lo) ** (i / (points - 1))
+        lr = float(f"{lr:.4g}")
+        out[f"lr-{lr:.3g}"] = {
+            "family": "fixed",
+            "description": f"{sweep.get('optimizer', 'adam')} at a fixed {lr:.3g}",
+            "optimizer": sweep.get("optimizer", "adam"),
+            "optimizer_args": sweep.get("optimizer_args", {}),
+            "learning_rate": lr,
+        }
+    return out
+
+
+def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
+    """Load and check a study; ``overrides`` (epochs, train_size, batch_size ...) apply to the
+    budget of every scenario."""
+    path = study_path(name_or_path)
+    raw = _load_toml(path)
+    where = str(path)
+    if not raw:  # empty, blank or comments only: not "every scenario of the catalogue"
+        raise SpecError(f"study file {path} names no scenarios: add scenarios = "
+                        "[\"fixed-baseline\", ...] (`python -m lrstudy list` shows them)")
+    _unknown(where, raw, STUDY_KEYS)
+    name = _string(where, "name", raw.get("name", path.stem))
+    description = _string(where, "description", raw.get("description", ""))
+    seeds = _count(where, "seeds", raw.get("seeds", 3))
+    base = {**BUDGET_DEFAULTS, "val_size": None}  # None: the dataset's default
+    resolved: dict = {}
+    base.update(_check_budget(f"{where} [budget]", raw.get("budget", {})))
+    named = {
+        key: {**base, **_check_budget(f"{where} [budgets.{key}]", table)}
+        for key, table in _table(f"{where} [budgets]", raw.get("budgets", {})).items()
+    }
+    families = _table(f"{where} [families]", raw.get("families", {}))
+    for family, budget_name in families.items():
+        if family not in FAMILIES:
+            raise SpecError(f"{where} [families]: unknown family {family!r}")
+        if not isinstance(budget_name, str) or budget_name not in named:
+            raise SpecError(f"{where} [families]: {family} = {_show(budget_name)} is not a "
+                            f"[budgets.*] table")
+    tables = _scenario_tables(where, raw.get("scenario", {}))
+
+    cat = catalogue()
+    definitions = copy.deepcopy(cat)
+    if "sweep" in raw:
+        definitions = _sweep_scenarios(f"{where} [sweep]", raw["sweep"])
+    for sname, table in tables.items():
+        definitions[sname] = {**definitions.get(sname, {}), **table}
+    selection = raw.get("scenarios", "all" if "sweep" not in raw else "sweep")
+    if selection == "all":
+        names = list(cat) + [n for n in tables if n not in cat]
+    elif selection == "sweep":
+        names = list(definitions)
+    elif isinstance(selection, list) and all(isinstance(n, str) for n in selection):
+        names = selection
+    else:
+        raise SpecError(f"{where}: scenarios must be \"all\" or a list of names, "
+                        f"got {_show(selection)}")
+    unknown = [n for n in names if n not in definitions]
+    if unknown:
+        raise SpecError(f"{where}: unknown scenario {unknown[0]!r}; known: "
+                        f"{', '.join(definitions)}")
+
+    available = {}
+    unavailable: dict[str, str | None] = {}  # dataset -> why it cannot be had here
+    # Every definition is checked (``--scenarios`` may name any), the study's own first: the
+    # scenarios it runs or defines, named in errors. A catalogue scenario it does not mention
+    # fails only on the study's budget, so such an error names that budget, not the scenario.
+    own = dict.fromkeys([*names, *tables])
+    for sname in [*own, *(n for n in definitions if n not in own)]:
+        spec = definitions[sname]
+        # (the catalogue's own entries pass the checks before the budget: only it can fail)
+        swhere = f"{where} scenario {sname!r}" if sname in own else where
+        _unknown(swhere, spec, SCENARIO_KEYS)
+        family = spec.get("family", "")
+        if not isinstance(family, str) or family not in FAMILIES:
+            raise SpecError(f"{swhere}: family must be one of {', '.join(FAMILIES)}, "
+                            f"got {_show(family)}")
+        for key in ("description", "optimizer", "baseline", "twin"):
+            if key in spec:
+                _string(swhere, key, spec[key])
+        _table(f"{swhere} optimizer_args", spec.get("optimizer_args", {}))
+        budget_spec = spec.get("budget", families.get(family))
+        if sname not in own:  # the study's budget table this scenario takes
+            swhere = (f"{where} [budgets.{budget_spec}]" if isinstance(budget_spec, str)
+                      else f"{where} [budget]")
+        if isinstance(budget_spec, str):
+            if budget_spec not in named:
+                raise SpecError(f"{swhere}: budget {budget_spec!r} is not a [budgets.*] table")
+            budget = dict(named[budget_spec])
+        elif budget_spec is None:
+            budget = dict(base)
+        else:
+            budget = {**base, **_check_budget(f"{swhere} budget", budget_spec)}
+        if overrides:
+            budget.update(_check_budget("command line", overrides))
+        budget = _substitute(budget, unavailable)
+        budget = _resolve_dataset(swhere, budget, path.parent, resolved)
+        _validate_budget_values(swhere, budget)
+        plateau = spec.get("plateau")
+        if (budget["val_size"] == 0 and isinstance(plateau, dict)
+                and str(plateau.get("monitor", "val_loss")).startswith("val_")):
+            raise SpecError(f"{swhere}: the plateau rule monitors {plateau.get('monitor', 'val_loss')}"
+                            f" but the budget has no validation set (val_size = 0)")
+        lr = spec.get("learning_rate")
+        if "schedule" not in spec and lr is None:
+            raise SpecError(f"{swhere}: needs a learning_rate or a schedule")
+        available[sname] = Scenario(
+            name=sname,
+            family=family,
+            description=spec.get("description", ""),
+            optimizer=spec.get("optimizer", "adam"),
+            optimizer_args=dict(spec.get("optimizer_args", {})),
+            learning_rate=lr,
+            schedule=spec.get("schedule"),
+            plateau=spec.get("plateau"),
+            finder=spec.get("finder"),
+            baseline=spec.get("baseline", ""),
+            budget=budget,
+            twin=spec.get("twin", ""),
+        )
+    available = {n: available[n] for n in definitions}  # in the catalogue's order
+    comp = None
+    if "competition" in raw:
+        try:
+            comp = competition.parse(f"{where} [competition]", raw["competition"])
+        except competition.CompetitionError as exc:
+            raise SpecError(str(exc)) from None
+        for demo in [*comp.demos, *dict(comp.differs)]:
+            if demo not in available:
+                raise SpecError(f"{where} [competition]: unknown scenario {demo!r}")
+        blind = [n for n in names if available[n].budget["val_size"] == 0]
+        if blind:
+            raise SpecError(f"{where} [competition]: tuning chooses on validation data, but "
+                            f"scenario {blind[0]!r} has no validation set (val_size = 0)")
+    for sc in available.values():
+        if sc.twin and sc.twin not in available:
+            raise SpecError(f"{where} scenario {sc.name!r}: twin {sc.twin!r} is not a scenario")
+    reference = _string(where, "reference", raw.get("reference", ""))
+    if reference and reference not in available:
+        raise SpecError(f"{where}: reference {reference!r} is not a scenario of the study")
+    margin = raw.get("margin", Study.margin)
+    if (isinstance(margin, bool) or not isinstance(margin, (int, float))
+            or not math.isfinite(margin) or not 0 <= margin < 1):
+        raise SpecError(f"{where}: margin must be an accuracy difference in [0, 1) "
+                        f"(0.003 is 0.3 points), got {margin!r}"[:300])
+    claims = None
+    if "claims" in raw:
+        from lrstudy.spec import claims as claims_module
+
+        claims = (path.parent / _string(where, "claims", raw["claims"])).resolve()
+        try:
+            claims_module.load(claims)
+        except claims_module.ClaimError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+    return Study(name=name, description=description, seeds=seeds,
+                 scenarios={n: available[n] for n in names}, path=path, available=available,
+                 competition=comp, reference=reference, margin=float(margin), claims=claims)
+
+
+def _substitute(budget: dict, unavailable: dict) -> dict:
+    """``budget`` with its ``dataset_fallback`` in place of a dataset that cannot be had here,
+    marked ``dataset_substituted = "mnist -> fashion_mnist"`` (a tag of its runs): the target,
+    the sizes and the run key then follow the data really used. ``unavailable`` caches the
+    reason per dataset (a study asks once)."""
+    requested, fallback = budget["dataset"], budget["dataset_fallback"]
+    if not fallback or not isinstance(requested, str):
+        return budget
+    if requested not in unavailable:
+        from lrstudy.data import datasets as data
+
+        unavailable[requested] = data.unavailable(requested)
+    if unavailable[requested] is None:
+        return budget
+    return {**budget, "dataset": fallback, "dataset_fallback": "",
+            SUBSTITUTED: f"{requested} -> {fallback}"}
+
+
+def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
+    """Deep checks: the data can be had, models, optimizers, schedules, plateau rules.
+
+    All from data, without TensorFlow (a user's model module is located and parsed, not run).
+    Raises :class:`SpecError` with one line naming the study, the scenario and the problem.
+    """
+    from lrstudy import models
+    from lrstudy.data import datasets as data
+    from lrstudy.lr import optimizers
+
+    checked_data = set()
+    for sc in scenarios or study.scenarios.values():
+        b = sc.budget
+        setup = (b["dataset"], b["train_size"], b["val_size"], b["split"])
+        if setup not in checked_data:
+            try:
+                data.check(b["dataset"], train_size=b["train_size"] or None,
+                           val_size=b["val_size"], split=data.draw(b["split"]))
+            except data.DataError as exc:
+                raise SpecError(f"{study.path} scenario {sc.name!r}: {exc}") from None
+            checked_data.add(setup)
+        where = f"{study.path} scenario {sc.name!r}"
+        try:
+            resolve.check(sc)  # learning rate, schedule, plateau and finder arguments
+            models.check(sc.budget["model"])
+            optimizers.check(sc.optimizer, sc.optimizer_args)
+        except SpecError:
+            raise
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise SpecError(f"{where}: {' '.join(str(exc).split())}") from None

@@ -1,0 +1,3 @@
+"""The MLflow store: paths, runs, heartbeats, claims, the metric sink, raw SQL,
+and the names of every tag, metric and param (:mod:`~lrstudy.tracking.store.schema`).
+"""

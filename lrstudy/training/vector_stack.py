@@ -1,0 +1,459 @@
+"""A stack as one set of stacked weights: every copy's step in one batched op per layer.
+
+:class:`lrstudy.training.keras_stack.StackedModel` runs each copy's own Keras ``train_step`` side by side in
+one program: the per-step cost of Keras's loop is shared, but each copy still pays its own
+forward pass, loss, metrics and optimizer update (measured: most of a stacked step). For
+the models the default study trains (dense layers on flattened images, see
+:func:`unsupported`) :class:`VectorStack` goes further, as ``vmap`` over seeds does in JAX:
+
+- each weight of the copies is one variable ``[copies, size]``, and each Dense layer one
+  batched matmul over the copies (``einsum``);
+- one optimizer of the copies' class and configuration updates every copy in one op per
+  variable, with the learning rate a vector: each copy's own (its per-step schedule at the
+  iteration, or its LR variable as its per-epoch scheduler or ReduceLROnPlateau set it);
+- each copy's loss (the copies' own Keras loss, per example) and accuracy are vectors;
+- a call of ``steps_per_execution`` steps is one XLA-compiled loop, compiled once.
+
+Each time the loop returns to Python, the live copies' optimizers are given the stack's
+iteration count and their StepRecorders the steps' LR and loss
+(:meth:`lrstudy.training.step_recorder.StepRecorder.load`); then their own callbacks run through
+:class:`lrstudy.training.dispatch.Dispatcher` as in a stacked ``fit``, in Keras's order: the per-epoch
+schedulers and plateaus, the loggers, divergence. The step-size probes run on the stacked
+state, all copies in one function (:meth:`VectorStack.probe`). Validation evaluates what
+each copy's trial would: for a schedule-free optimizer (:mod:`lrstudy.lr.schedule_free`, its
+averaging state one per copy) the copies' averages x, and y beside them. A copy's Keras
+model and optimizer slots are given its stacked weights and slots when it freezes (its
+callbacks stopped it: it is left out of the loss, the metrics and the records from then on, as in
+:class:`~lrstudy.training.keras_stack.StackedModel`) or training ends.
+
+Exact to float32 round-off against the trials one by one (the tests compare them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lrstudy import tfquiet
+
+tf = tfquiet.import_tensorflow()
+import keras  # noqa: E402
+
+from lrstudy import interrupts  # noqa: E402
+from lrstudy.lr import schedule_free  # noqa: E402
+from lrstudy.training import effective_step
+
+#: Optimizer settings that act across a whole variable (or change the update's structure):
+#: over a stacked variable they would mix the copies, so a stack with them is not vectorized.
+MIXING = ("clipnorm", "global_clipnorm", "use_ema", "gradient_accumulation_steps",
+          "loss_scale_factor")
+
+
+def _layers(model) -> list:
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def _dense_ok(layer) -> bool:
+    return (layer.kernel_regularizer is None and layer.bias_regularizer is None
+            and layer.activity_regularizer is None and layer.kernel_constraint is None
+            and layer.bias_constraint is None and not getattr(layer, "lora_enabled", False)
+            and layer.dtype_policy.name == "float32")
+
+
+def _config(optimizer) -> dict:
+    """The optimizer's configuration that must be equal across copies (not the LR, not the
+    name, not what a cycled momentum computes)."""
+    return {k: v for k, v in optimizer.get_config().items()
+            if k not in ("name", "learning_rate") and not tf.is_tensor(v)
+            and not isinstance(v, keras.Variable)}
+
+
+def unsupported(models) -> str | None:
+    """Why ``models`` (compiled, built, one per copy) cannot train as a :class:`VectorStack`,
+    or None: they must be Sequential stacks of Dense and Flatten layers (float32, no
+    regularizers or constraints) of one architecture, with a rank-2 output and sparse
+    categorical cross-entropy (the classification task, whose one metric, accuracy, the
+    stack computes), and optimizers of one class and configuration
+    (the LR aside) at the same iteration, none of :data:`MIXING` set."""
+    first = models[0]
+
+    def arch(model):
+        return [(type(layer).__name__, getattr(layer, "units", None),
+                 getattr(layer, "use_bias", None), getattr(layer, "activation", None))
+                for layer in _layers(model)]
+
+    if not isinstance(first, keras.Sequential):
+        return "the model is not a keras.Sequential"
+    for layer in _layers(first):
+        if type(layer) is keras.layers.Dense:
+            if not _dense_ok(layer):
+                return (f"layer {layer.name} has a regularizer, a constraint or LoRA, or is "
+                        "not float32")
+        elif type(layer) is not keras.layers.Flatten:
+            return f"layer {layer.name} is a {type(layer).__name__}, not Dense or Flatten"
+    if len(first.outputs[0].shape) != 2:
+        return "the model's output is not one vector per example"
+    if type(first.loss) is not keras.losses.SparseCategoricalCrossentropy:
+        return "the loss is not sparse categorical cross-entropy"
+    opt = first.optimizer
+    config = _config(opt)
+    if any(config.get(key) for key in MIXING):
+        return f"the optimizer sets one of {', '.join(MIXING)}"
+    if type(opt).__name__ == "ScheduleFreeAdamW":
+        return "ScheduleFreeAdamW keeps state beyond its slots"
+    for model in models[1:]:
+        if arch(model) != arch(first) or type(model.loss) is not type(first.loss):
+            return "the copies' models differ"
+        if type(model.optimizer) is not type(opt) or _config(model.optimizer) != config:
+            return "the copies' optimizers differ beyond their learning rates"
+        if int(model.optimizer.iterations) != int(opt.iterations):
+            return "the copies' optimizers are at different iterations"
+    if getattr(first.loss, "reduction", None) != "sum_over_batch_size":
+        return "the loss is not averaged over the batch"
+    return None
+
+
+class VectorStack:
+    """The copies (compiled, built Keras models; see :func:`unsupported`) as stacked weights,
+    trained on ``train_arrays`` (the stack's one copy of the training set) by
+    :meth:`epochs`. It has :class:`~lrstudy.training.keras_stack.StackedModel`'s interface to the
+    :class:`~lrstudy.training.dispatch.Dispatcher` (``copies``, ``freeze``, ``refresh``,
+    ``stop_training``) and :meth:`evaluate_copies`."""
+
+    def __init__(self, copies, train_arrays, steps_per_execution: int, jit_compile: bool):
+        self.copies = list(copies)
+        self.n = len(self.copies)
+        self.live = list(range(self.n))
+        self.scored = list(self.live)
+        self.stop_training = False
+        self.spe = int(steps_per_execution)
+        self.x_train, self.y_train = train_arrays
+        first = self.copies[0]
+        self.loss = first.loss
+        # per layer: ("flatten",) or ("dense", layer, kernel index, bias index or None)
+        self.plan, index = [], 0
+        for layer in _layers(first):
+            if isinstance(layer, keras.layers.Dense):
+                bias = index + 1 if layer.use_bias else None
+                self.plan.append(("dense", layer, index, bias))
+                index += 1 + layer.use_bias
+            else:
+                self.plan.append(("flatten",))
+        self.shapes = [tuple(w.shape) for w in first.trainable_weights]
+        self.weights = [keras.Variable(np.stack([c.trainable_weights[j].numpy().reshape(-1)
+                                                 for c in self.copies]),
+                                       trainable=True, name=f"stacked_{j}")
+                        for j in range(len(self.shapes))]
+        self.optimizer = self._stacked_optimizer()
+        self.optimizer.build(self.weights)
+        self.optimizer.iterations.assign(int(first.optimizer.iterations))
+        self._pairs = [self._slot_pairs(c.optimizer) for c in self.copies]
+        self.jit = bool(jit_compile)
+        self._calls: dict[bool, object] = {}  # the compiled loop, with and without records
+        self._evaluate = tf.function(self._eval_batch, autograph=False, reduce_retracing=True)
+        self._probe_fn = None
+
+    # ---- the stacked optimizer -------------------------------------------------------------
+    def _lrs(self):
+        """Each copy's LR at the stacked iteration, as its own optimizer would use it."""
+        its = self.optimizer.iterations
+        out = []
+        for copy in self.copies:
+            lr = copy.optimizer._learning_rate
+            if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+                lr = lr(its)
+            elif callable(lr):
+                lr = lr()
+            out.append(tf.cast(tf.reshape(tf.convert_to_tensor(lr), []), tf.float32))
+        return tf.stack(out)
+
+    def _stacked_optimizer(self):
+        opt = self.copies[0].optimizer
+        config = _config(opt)
+        kwargs = {}
+        fns = [getattr(c.optimizer, "momentum_fn", None) for c in self.copies]
+        if fns[0] is not None:  # a cycled momentum (lrstudy.lr.optimizers): each copy's own
+            kwargs["momentum_fn"] = lambda it: tf.stack(
+                [tf.cast(f(it), tf.float32) for f in fns])[:, None]
+        return type(opt)(learning_rate=lambda: self._lrs()[:, None], **kwargs, **config)
+
+    def _slot_pairs(self, optimizer):
+        """(copy's variable, stacked variable, whether it is per copy) for each optimizer
+        variable but the iteration count and LR, in order: a slot of a weight is per copy
+        (``[copies, size]``), a variable of the optimizer's own (Nadam's running product of
+        its momentum schedule: a function of the iteration, the same for every copy) is
+        shared."""
+        skip = {id(optimizer.iterations), id(getattr(optimizer, "_learning_rate", None))}
+        mine = [v for v in optimizer.variables if id(v) not in skip]
+        stacked = [v for v in self.optimizer.variables
+                   if v is not self.optimizer.iterations]
+        pairs = []
+        for m, s in zip(mine, stacked):
+            per_copy = tuple(s.shape) == (self.n, int(np.prod(m.shape)))
+            if not per_copy and tuple(s.shape) != tuple(m.shape):
+                raise ValueError(f"the stacked optimizer's variable {s.name} {tuple(s.shape)} "
+                                 f"does not match the copies' {m.name} {tuple(m.shape)}")
+            pairs.append((m, s, per_copy))
+        if len(mine) != len(stacked):
+            raise ValueError("the stacked optimizer's variables do not match the copies'")
+        return pairs
+
+    # ---- the computation ----------------------------------------------------------------
+    def _forward(self, x, weights):
+        """The copies' outputs ``[copies, batch, classes]`` for ``x`` ``[copies, batch, ...]``."""
+        h = x
+        for step in self.plan:
+            if step[0] == "flatten":
+                h = tf.reshape(h, tf.concat([tf.shape(h)[:2], [-1]], 0))
+                continue
+            _, layer, k, b = step
+            kernel = tf.reshape(weights[k], (self.n, *self.shapes[k]))
+            h = tf.einsum("nbi,nio->nbo", h, kernel) if len(h.shape) == 3 else tf.einsum(
+                "n...i,nio->n...o", h, kernel)
+            if b is not None:
+                h = h + tf.reshape(weights[b], [self.n] + [1] * (len(h.shape) - 2) + [-1])
+            h = layer.activation(h)
+        return h
+
+    def _per_example(self, y, y_pred):
+        """Each copy's loss and correctness per example, ``[copies, batch]`` each."""
+        losses = self.loss.call(y, y_pred)
+        hits = tf.cast(tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int64),
+                                tf.cast(y, tf.int64)), tf.float32)
+        return losses, hits
+
+    def _train_step(self, indices, count, live):
+        interrupts.raise_at("trace")  # Python runs here only while the step is traced
+        x = tf.gather(self.x_train, indices)
+        y = tf.gather(self.y_train, indices)
+        batch = tf.shape(indices)[1]
+        real = tf.cast(tf.range(batch)[None, :] < count[:, None], tf.float32)
+        size = tf.cast(batch, tf.float32)
+        # Keras's sum over the batch size, with the padding weighted out (StackedModel)
+        weight = real * (size / tf.cast(count, tf.float32))[:, None]
+        weights = [w.value for w in self.weights]
+        with tf.GradientTape() as tape:
+            y_pred = self._forward(x, weights)
+            per, hits = self._per_example(y, y_pred)
+            loss = tf.reduce_sum(per * weight, axis=1) / size
+            total = tf.reduce_sum(loss * live)
+        grads = tape.gradient(total, weights)
+        lrs = self._lrs()
+        self.optimizer.apply(grads, self.weights)
+        return loss, lrs, tf.reduce_sum(hits * real, axis=1)
+
+    def _run(self, indices, counts, start, steps, live, record: bool):
+        """``steps`` steps from step ``start`` of the epoch's ``indices`` ``[steps, copies,
+        batch]`` (``counts`` ``[steps, copies]``): each copy's summed loss (weighted by its
+        examples), hits and examples, and (with ``record``, else zeros) the (LR, loss) of
+        each step ``[spe, copies, 2]``."""
+        zeros = tf.zeros([self.n], tf.float32)
+
+        def body(t, loss_sum, hit_sum, seen, rows):
+            # a gather, not a slice: XLA takes a slice's start as a constant and compiled the
+            # loop again for each call's start
+            count = tf.gather(counts, start + t)
+            loss, lrs, hits = self._train_step(tf.gather(indices, start + t), count, live)
+            n = tf.cast(count, tf.float32)
+            if record:
+                rows = tf.tensor_scatter_nd_update(rows, [[t]],
+                                                   tf.stack([lrs, loss], -1)[None])
+            n = n * live  # a frozen copy's metrics stay as they stood
+            return t + 1, loss_sum + loss * n, hit_sum + hits * live, seen + n, rows
+
+        _, loss_sum, hit_sum, seen, rows = tf.while_loop(
+            lambda t, *_: t < steps, body,
+            (tf.constant(0), zeros, zeros, zeros, tf.zeros([self.spe, self.n, 2], tf.float32)),
+            maximum_iterations=self.spe)
+        return loss_sum, hit_sum, seen, rows
+
+    def _probe_step(self, x, y):
+        """The step-size probe of every copy at once (see
+        :class:`lrstudy.training.effective_step.StepSizeProbe`): one optimizer step on the batch
+        ``(x, y)`` from the stacked state, undone; the weights after and before it and the
+        gradients, ``[copies, parameters]`` each."""
+        weights = [w.value for w in self.weights]
+        before = [tf.identity(w) for w in weights]
+        slots = [tf.identity(v) for v in self.optimizer.variables]
+        x, y = self._to_every_copy(x), self._to_every_copy(y)
+        with tf.GradientTape() as tape:
+            per, _ = self._per_example(y, self._forward(x, weights))
+            loss = tf.reduce_sum(tf.reduce_mean(per, axis=1))
+        grads = tape.gradient(loss, weights)
+        self.optimizer.apply(grads, self.weights)
+        flat = [tf.concat(ts, axis=1) for ts in ([w.value() for w in weights], before, grads)]
+        with tf.control_dependencies(flat):
+            for w, old in zip(weights, before):
+                w.assign(old)
+            for v, old in zip(self.optimizer.variables, slots):
+                v.assign(old)
+        return [tf.identity(t) for t in flat]
+
+    def probe_copies(self, copies: list[int], loggers: list) -> list:
+        """The step-size probes of ``copies`` on the stacked state, on the probe batch their
+        EpochLoggers share (the first one's)."""
+        return self.probe(copies, *loggers[copies[0]].probe)
+
+    def probe(self, copies: list[int], x, y) -> list[np.ndarray]:
+        """The effective step sizes of ``copies`` on the probe batch ``(x, y)``
+        (:meth:`lrstudy.training.effective_step.StepSizeProbe.ratios` of each), in one function for every
+        copy, traced once, where :class:`lrstudy.training.effective_step.ProbeGroup` traces a probe per
+        copy."""
+        if self._probe_fn is None:
+            self._probe_fn = tf.function(self._probe_step, autograph=False)
+            self._probe_batch = (tf.constant(x), tf.constant(y))
+        after, before, grads = (t.numpy() for t in self._probe_fn(*self._probe_batch))
+        return [effective_step.StepSizeProbe.ratios((after[i], before[i], grads[i])) for i in copies]
+
+    def _to_every_copy(self, t):
+        """One batch for every copy: ``t`` broadcast to ``[copies, ...]``."""
+        return tf.broadcast_to(t[None], tf.concat([[self.n], tf.shape(t)], 0))
+
+    def _eval_batch(self, x, y, weights):
+        x, y = self._to_every_copy(x), self._to_every_copy(y)
+        per, hits = self._per_example(y, self._forward(x, weights))
+        return tf.reduce_sum(per, axis=1), tf.reduce_sum(hits, axis=1)
+
+    @staticmethod
+    def _batches(x, y, batch_size: int) -> list:
+        """``(x, y)`` as tensors of ``batch_size`` rows, made once for every epoch's
+        validation (converting the arrays' slices at each epoch took 4 ms of its 25)."""
+        x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+        return [(x[i:i + batch_size], y[i:i + batch_size])
+                for i in range(0, int(x.shape[0]), batch_size)]
+
+    def _evaluate_all(self, batches, weights) -> tuple[np.ndarray, np.ndarray]:
+        """Every copy's mean loss and accuracy on ``batches`` (:meth:`_batches`) with
+        ``weights``."""
+        loss, hits, count = np.zeros(self.n), np.zeros(self.n), 0
+        for x, y in batches:
+            a, b = self._evaluate(x, y, weights)
+            loss += a.numpy()
+            hits += b.numpy()
+            count += int(x.shape[0])
+        return loss / count, hits / count
+
+    def _validated_weights(self) -> dict:
+        """The stacked weights validation evaluates, by the suffix of their metrics' names:
+        the weights as trained (``""``), or for a schedule-free optimizer the copies'
+        averages x (``""``) and the weights as trained, y (``"_at_y"``; see
+        :mod:`lrstudy.lr.schedule_free`)."""
+        trained = [tf.convert_to_tensor(w) for w in self.weights]
+        if not schedule_free.evaluates_at_x(self.optimizer):
+            return {"": trained}
+        return {"": [self.optimizer.average(w) for w in self.weights], "_at_y": trained}
+
+    # ---- the copies' Keras state --------------------------------------------------------
+    def _sync_iterations(self) -> None:
+        """The live copies' iteration counts from the stack's (their callbacks read their LR
+        and steps from them after each call)."""
+        its = self.optimizer.iterations.value
+        for i in self.live:
+            self.copies[i].optimizer.iterations.value.assign(its)
+
+    def _sync(self, i: int) -> None:
+        """Copy ``i``'s weights and optimizer slots from the stack (when it freezes or
+        training ends: nothing reads them in between, the probes read the stack)."""
+        copy = self.copies[i]
+        for w, s in zip(copy.trainable_weights, self.weights):
+            w.value.assign(tf.reshape(s.value[i], w.shape))
+        for mine, s, per_copy in self._pairs[i]:
+            mine.value.assign(tf.reshape(s.value[i], mine.shape) if per_copy else s.value)
+        copy.optimizer.iterations.value.assign(self.optimizer.iterations.value)
+
+    def _copies_weights(self):
+        """Each copy's weights as its Keras model holds them (a frozen copy's: as it froze),
+        stacked."""
+        return [tf.stack([tf.reshape(c.trainable_weights[j], [-1]) for c in self.copies])
+                for j in range(len(self.shapes))]
+
+    # ---- StackedModel's interface to the Dispatcher --------------------------------------
+    def freeze(self, i: int) -> None:
+        """Copy ``i`` trains no more: its model and optimizer take the stack's state as it is,
+        and it is left out of the loop's loss, the metrics and the records from the next
+        call on, and of validation."""
+        if i in self.live:
+            self._sync(i)
+        for copies in (self.live, self.scored):
+            if i in copies:
+                copies.remove(i)
+
+    def refresh(self) -> None:
+        """Nothing to trace again: the live copies are an input of the loop."""
+
+    # ---- training ---------------------------------------------------------------------------
+    def epochs(self, indices: tf.data.Dataset, epochs: int, steps_per_epoch: int, dispatcher,
+               validation=None, validation_batch: int = 1024):
+        """Train ``epochs`` epochs on ``indices`` (:func:`lrstudy.data.order.batch_indices` of the
+        copies' seeds, padded), calling ``dispatcher``'s hooks as Keras's ``fit`` calls a
+        callback's; ``validation``: ``(x, y)`` evaluated at each epoch's end. A generator:
+        it yields each epoch's index after the epoch's end (``make bench`` takes turns
+        with it); exhausting it is a whole ``fit``."""
+        record = any(r is not None for r in dispatcher.recorders)
+        run = self._calls.get(record)
+        if run is None:
+            run = self._calls[record] = tf.function(
+                lambda *args: self._run(*args, record=record), jit_compile=self.jit,
+                autograph=False)
+        epoch_data = indices.batch(steps_per_epoch)
+        val_batches = self._batches(*validation, validation_batch) if validation else None
+        dispatcher.on_train_begin()
+        logs = {}
+        for epoch in range(epochs):
+            dispatcher.on_epoch_begin(epoch)
+            if epoch:  # Keras's fit opens the dataset twice an epoch after the first (Keras
+                iter(epoch_data)  # 3.15, as the tests check): each opening draws new orders
+            (parts,) = epoch_data.take(1)  # each copy's order: its trial's under Keras's fit
+            idx = tf.stack([p[0] for p in parts], axis=1)
+            counts = tf.stack([p[1] for p in parts], axis=1)
+            sums = np.zeros((3, self.n))
+            for start in range(0, steps_per_epoch, self.spe):
+                steps = min(self.spe, steps_per_epoch - start)
+                dispatcher.on_train_batch_begin(start)
+                mine = list(self.live)
+                live = tf.constant([float(i in mine) for i in range(self.n)])
+                *parts_sums, rows = run(idx, counts, tf.constant(start), tf.constant(steps),
+                                        live)
+                sums += np.array([s.numpy() for s in parts_sums], dtype=np.float64)
+                self._sync_iterations()
+                if record:
+                    rows = rows.numpy()[:steps]
+                    for i in mine:
+                        if dispatcher.recorders[i] is not None:
+                            dispatcher.recorders[i].load(rows[:, i])
+                logs = self._train_logs(sums)
+                dispatcher.on_train_batch_end(start + steps - 1, logs)
+                if self.stop_training:
+                    break
+            logs = self._train_logs(sums)
+            if val_batches and self.scored:
+                for suffix, weights in self._validated_weights().items():
+                    loss, acc = self._evaluate_all(val_batches, weights)
+                    for i in self.scored:
+                        logs[f"val_c{i}/loss{suffix}"] = loss[i]
+                        logs[f"val_c{i}/accuracy{suffix}"] = acc[i]
+            dispatcher.on_epoch_end(epoch, logs)
+            yield epoch
+            if self.stop_training:
+                break
+        dispatcher.on_train_end(logs)  # which freezes each copy still live (see freeze)
+
+    def _train_logs(self, sums) -> dict:
+        """Each copy's running loss and accuracy, named as a Keras stack names them
+        (:func:`lrstudy.training.dispatch.prefix`; not imported: stack imports this module)."""
+        loss_sum, hit_sum, seen = sums
+        logs = {}
+        for i in range(self.n):
+            if seen[i]:
+                logs[f"c{i}/loss"] = loss_sum[i] / seen[i]
+                logs[f"c{i}/accuracy"] = hit_sum[i] / seen[i]
+        return logs
+
+    def evaluate_copies(self, x, y, which, batch_size: int) -> list[dict | None]:
+        """Each copy in ``which`` evaluated on ``(x, y)`` with the weights its model holds:
+        ``{"loss", "accuracy"}``, None for the others (see
+        :meth:`lrstudy.training.keras_stack.StackedModel.evaluate_copies`)."""
+        if not any(which):
+            return [None] * len(which)
+        loss, acc = self._evaluate_all(self._batches(x, y, batch_size), self._copies_weights())
+        return [{"loss": float(loss[i]), "accuracy": float(acc[i])} if on else None
+                for i, on in enumerate(which)]
