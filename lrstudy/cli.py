@@ -277,7 +277,7 @@ def cmd_find_lr(args) -> int:
         raise BadInput(f"--start-lr {args.start_lr} must be below --end-lr {args.end_lr}")
     data.check(args.dataset, train_size=args.train_size, val_size=args.val_size)
     uri = tracking.check_store(args.tracking_uri)
-    out = runner.runs_dir(args.study) / f"lr_range_test-{args.model}-{args.optimizer}.ipynb"
+    out = runner.runs_dir(args.study, uri) / f"lr_range_test-{args.model}-{args.optimizer}.ipynb"
     runner.absolute_paths()
     kernels.execute(
         kernels.notebooks_dir() / "lr_range_test.ipynb", out,

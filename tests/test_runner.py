@@ -74,7 +74,8 @@ def test_smoke_study_runs_every_trial_once_with_every_point(smoke_store):
         name = parent.data.tags["lrstudy.scenario"]
         assert names == [f"{name}.ipynb", f"{name}.ipynb.log"]  # the notebook, its kernel's log
     for sc in study.scenarios:
-        assert (smoke_store["dir"] / "runs" / "smoke" / f"{sc}.ipynb").exists()
+        assert (smoke_store["dir"] / "runs" / tracking.store_label(uri) / "smoke"
+                / f"{sc}.ipynb").exists()
     assert "done        6" in smoke_store["stdout"]
     # kernels talk over IPC sockets, so ipykernel has no unencrypted-TCP warning to print
     assert "without encryption" not in smoke_store["stderr"]

@@ -457,7 +457,7 @@ def test_smoke_study_as_ray_tasks_on_a_local_cluster(tmp_path, ray_tmp):
     client = tracking.client(uri)
     assert_ran_once(client, expected_keys(names, seeds=1), names)
     for name in names:
-        assert (runs / STUDY / f"{name}.ipynb").exists()
+        assert (runs / tracking.store_label(uri) / STUDY / f"{name}.ipynb").exists()
     assert re.search(r"done\s+2\b", proc.stdout), proc.stdout
     # each scenario ran inside a Ray worker: the process that opened its run is one of them
     workers = ray_worker_pids(ray_tmp)

@@ -150,6 +150,8 @@ def test_every_kind_of_source_trains_into_mlflow(user_study):
 
 
 def test_a_regression_logs_mse_mae_and_rmse_not_accuracy(user_study):
+    from lrstudy.tracking import store as tracking
+
     run = user_study["runs"]["regression"]
     metrics = run.data.metrics
     assert run.data.params["task"] == "regression"
@@ -163,7 +165,8 @@ def test_a_regression_logs_mse_mae_and_rmse_not_accuracy(user_study):
     assert metrics["epochs_to_target"] == 1 and metrics["time_to_target_s"] > 0
     assert float(run.data.params["target"]) == 1000.0
     # the executed notebook's results table shows the regression's metric
-    notebook = (user_study["root"] / "runs" / "mine" / "regression.ipynb").read_text()
+    notebook = (user_study["root"] / "runs" / tracking.store_label(user_study["uri"]) / "mine"
+                / "regression.ipynb").read_text()
     assert "val_rmse" in notebook and "test_rmse" in notebook
 
 

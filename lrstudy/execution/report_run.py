@@ -96,6 +96,12 @@ def _publish(study: str, uri: str, mlflow_client, exp_id: str, reference, margin
     return verdict_paragraphs(found), table, reference, margin
 
 
+def report_dir(study: str, uri: str | None = None) -> Path:
+    """Where a study's report is written: ``<project>/reports/<store>/<study>/``, the store's
+    folder as for the executed notebooks (:func:`lrstudy.tracking.store.store_label`)."""
+    return tracking.project_root() / "reports" / tracking.store_label(uri) / study
+
+
 def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
                 reference: str | None = None, margin: float | None = None,
                 on_verdict=None) -> Path:
@@ -105,7 +111,7 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
     study and the store); the reference and margin (given, else the study's, see
     :func:`~lrstudy.report.frames.study_settings`); the verdict, written back to the scenario
     runs (:func:`lrstudy.report.publish.write_back`); execute ``notebooks/summary.ipynb``
-    with papermill into ``out_dir`` (default ``<project>/reports/<study>/``), export
+    with papermill into ``out_dir`` (default :func:`report_dir`), export
     ``summary.html`` with embedded figures, and log both files, the verdict and the
     benchmark table on a new run tagged ``lrstudy.kind = "summary"``. ``on_verdict(text)``,
     when given, receives the verdict as soon as it is known (the command line prints it).
@@ -116,7 +122,7 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
                                               margin)
     if on_verdict is not None:
         on_verdict(text)
-    out = Path(out_dir) if out_dir is not None else tracking.project_root() / "reports" / study
+    out = Path(out_dir) if out_dir is not None else report_dir(study, uri)
     out.mkdir(parents=True, exist_ok=True)
     executed = _execute(study, uri, out / "summary.ipynb", reference, margin)
     html = _export_html(executed, out / "summary.html")

@@ -43,10 +43,13 @@ class StoreLost(RuntimeError):
     """The tracking store stopped answering mid-study and did not come back in time."""
 
 
-def runs_dir(study: str) -> Path:
-    """Where executed notebooks are kept: ``$LRSTUDY_RUNS_DIR`` or ``<project>/runs``."""
+def runs_dir(study: str, uri: str | None = None) -> Path:
+    """Where a study's executed notebooks are kept: ``<runs>/<store>/<study>``, with ``<runs>``
+    ``$LRSTUDY_RUNS_DIR`` or ``<project>/runs`` and ``<store>`` the tracking store's folder
+    (:func:`lrstudy.tracking.store.store_label`): a study of the same name on another store
+    never overwrites them."""
     root = os.environ.get("LRSTUDY_RUNS_DIR") or tracking.project_root() / "runs"
-    return Path(root) / study
+    return Path(root) / tracking.store_label(uri) / study
 
 
 def absolute_paths() -> None:
@@ -507,7 +510,7 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
     def jobs_of(todo: Plan) -> list[Job]:
         return [Job(study=study_arg, study_name=spec.name, scenario=sc.name, seeds=seeds,
                     overrides=dict(overrides or {}), tracking_uri=uri, threads=threads,
-                    output=str(runs_dir(spec.name) / f"{sc.name}{'-' + phase if phase else ''}"
+                    output=str(runs_dir(spec.name, uri) / f"{sc.name}{'-' + phase if phase else ''}"
                                ".ipynb"), phase=phase, grid_points=grid_points,
                     stack=str(stack))
                 for sc, phase, _ in todo.todo]

@@ -42,6 +42,7 @@ from lrstudy.report.frames import (
     phases,
     sensitivity_trials,
     study_differs,
+    store_uri,
     study_settings,
 )
 from lrstudy.report.publish import study_design
@@ -95,6 +96,7 @@ __all__ = [
     "plot_tuning",
     "sensitivity_trials",
     "study_design",
+    "store_uri",
     "study_differs",
     "study_settings",
     "t_interval",

@@ -356,3 +356,19 @@ def study_differs(study: str, tracking_uri: str | None = None) -> pd.DataFrame:
     exp = None if missing_sqlite(uri) else experiment(study, tracking.client(uri))
     table = json.loads((exp.tags if exp is not None else {}).get(Tag.DIFFERS) or "{}")
     return pd.DataFrame(sorted(table.items()), columns=["strategy", "also changes"])
+
+
+def store_uri(tracking_uri: str | None = None) -> str:
+    """The store a report reads, as a reader may see it: its URI without any user name or
+    password.
+
+    >>> store_uri("postgresql+psycopg2://me:secret@db:5432/mlflow")
+    'postgresql+psycopg2://db:5432/mlflow'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    uri = tracking.tracking_uri(tracking_uri)
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -79,6 +79,31 @@ def tracking_uri(uri: str | None = None) -> str:
     return uri
 
 
+def store_label(uri: str | None = None) -> str:
+    """A folder name for a tracking store, under which a study's executed notebooks and
+    reports are kept, so that runs on different stores never overwrite each other's files:
+    ``default`` for the project's own store, else the store's name (a sqlite file's stem, a
+    server's host and port) and 8 hex digits of its URI.
+
+    >>> store_label("sqlite:////data/elsewhere.db")
+    'elsewhere-0fffa695'
+    """
+    uri = tracking_uri(uri)
+    if uri == default_tracking_uri():
+        return "default"
+    path = sqlite_path(uri)
+    if path is not None:
+        name = path.stem
+    else:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(uri)
+        name = f"{parsed.hostname or parsed.scheme}-{parsed.port}" if parsed.port else (
+            parsed.hostname or parsed.scheme or "store")
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "store"
+    return f"{name}-{hashlib.sha256(uri.encode()).hexdigest()[:8]}"
+
+
 def sqlite_path(uri: str | None = None) -> Path | None:
     """The database file of a local sqlite store, else None (a server or another database)."""
     uri = tracking_uri(uri)
