@@ -25,8 +25,9 @@ from test_ui import (
     CHROMIUM_ARGS,
     START_TIMEOUT_S,
     UI_TIMEOUT_MS,
-    free_port,  # noqa: F401 (start_ui: a fixture)
+    free_port,
     require_chromium,
+    start_ui,  # noqa: F401 (a fixture)
 )
 
 JUPYTER = Path(sys.executable).parent / "jupyter"

@@ -161,7 +161,7 @@ def test_config_round_trips_and_bad_arguments_are_named():
 
 
 def test_the_registry_checks_without_tensorflow_and_makes_it():
-    code = ("import sys\nfrom lrstudy import optimizers\n"
+    code = ("import sys\nfrom lrstudy.lr import optimizers\n"
             "optimizers.check('prodigy', {'d_coef': 0.5, 'use_bias_correction': True,"
             " 'weight_decay': 0.01, 'growth_rate': 1.02})\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")

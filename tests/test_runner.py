@@ -111,9 +111,10 @@ budget = { model = "broken_models:explodes", dataset = "synthetic", val_size = 2
                  if p.data.tags["lrstudy.scenario"] == "broken"]
     assert parent.info.status == "FAILED"
     assert "broken on purpose" in parent.data.tags["lrstudy.error"]
-    error_nb = tmp_path / "mixed" / "broken.ipynb"
-    assert error_nb.exists() and "broken on purpose" in error_nb.read_text()
     from lrstudy.tracking import store as tracking
+
+    error_nb = tmp_path / tracking.store_label(store) / "mixed" / "broken.ipynb"
+    assert error_nb.exists() and "broken on purpose" in error_nb.read_text()
 
     arts = [a.path for a in tracking.client(store).list_artifacts(parent.info.run_id)]
     assert arts == ["broken.ipynb", "broken.ipynb.log"]
@@ -193,8 +194,8 @@ batch_size = 16
 epochs = 4
 jit_compile = false
 """)
-    code = ("import sys; from lrstudy import train; "
-            "train.run_scenario(sys.argv[1], sys.argv[2], 1, tracking_uri=sys.argv[3])")
+    code = ("import sys; from lrstudy.execution import scenario_run; "
+            "scenario_run.run_scenario(sys.argv[1], sys.argv[2], 1, tracking_uri=sys.argv[3])")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     # create the store and experiment first, as the runner does, then race four writers
     from lrstudy.tracking import store as tracking

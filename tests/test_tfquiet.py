@@ -63,7 +63,8 @@ def test_notices_written_at_import_are_hidden_and_other_lines_kept(tmp_path):
 def test_importing_the_training_modules_prints_nothing(tmp_path):
     """The real TensorFlow, without TF_CPP_MIN_LOG_LEVEL: on a CPU that prints notices, this
     is where they would appear."""
-    code = "from lrstudy import train, callbacks, finder, schedules; print('ok')"
+    code = ("from lrstudy.training import fitting, epoch_logger, step_recorder; "
+            "from lrstudy.lr import range_test, schedules; print('ok')")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -84,7 +85,7 @@ def test_a_kernels_own_output_goes_to_its_log_not_the_terminal(tmp_path):
                     os.write(2, {NOTICES.encode()!r})
                     print("from the cell", x)"""))]
     nbformat.write(nb, tmp_path / "noisy.ipynb")
-    code = ("import sys; from lrstudy import kernels; "
+    code = ("import sys; from lrstudy.execution import kernels; "
             "kernels.execute(sys.argv[1], sys.argv[2], {'x': 7}, cwd=sys.argv[3])")
     out = tmp_path / "out" / "noisy.ipynb"
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "noisy.ipynb"), str(out),
