@@ -29,35 +29,27 @@ class BadInput(Exception):
     pass
 
 
-def _margin(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be an accuracy difference in [0, 1) "
-                                         f"(0.003 is 0.3 points), got {value}")
-    return value
+def _number(convert, ok, requirement: str):
+    """An argparse type: ``convert(text)`` (``int`` or ``float``), refused in one line unless
+    ``ok(value)``, naming the ``requirement``."""
+    kind = "an integer" if convert is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
-    return value
+_margin = _number(float, lambda v: 0 <= v < 1,
+                  "an accuracy difference in [0, 1) (0.003 is 0.3 points)")
+_positive_int = _number(int, lambda v: v > 0, "> 0")
+_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "finite and > 0")
 
 
 def _stack(text: str) -> str:
