@@ -48,6 +48,22 @@ def pytest_collection_modifyitems(config, items):
                              if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
 
 
+#: A study of one tiny scenario (300 images, one epoch), for tests of what surrounds training.
+TINY_STUDY = """description = "one tiny scenario"
+seeds = 1
+scenarios = ["fixed-baseline"]
+reference = "fixed-baseline"
+
+[budget]
+model = "mlp128"
+dataset = "fashion_mnist"
+train_size = 300
+val_size = 200
+batch_size = 64
+epochs = 1
+"""
+
+
 @pytest.fixture(autouse=True)
 def _xdist_groups_honoured(request):
     """Fail grouped tests, before their shared fixtures run, when loadgroup ignored them."""

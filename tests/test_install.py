@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY_STUDY
 
 UV = Path(sys.executable).parent / "uv"
 # not part of a user's copy of the project (and large, or in the way of a clean build)
@@ -94,19 +94,6 @@ def test_installed_package_has_its_data_and_its_dependencies(installed):
     assert modules <= {p.relative_to(site).as_posix() for p in package.parent.rglob("*.py")}
 
 
-TINY = """description = "one tiny scenario"
-seeds = 1
-scenarios = ["fixed-baseline"]
-reference = "fixed-baseline"
-
-[budget]
-model = "mlp128"
-dataset = "fashion_mnist"
-train_size = 500
-val_size = 200
-batch_size = 64
-epochs = 1
-"""
 
 
 @pytest.mark.slow
@@ -116,7 +103,7 @@ def test_installed_lrstudy_runs_and_reports_a_study_outside_the_checkout(install
     summary.ipynb (not the checkout's), and everything lands under that directory."""
     venv, env, elsewhere = installed
     lrstudy = venv / "bin" / "lrstudy"
-    (elsewhere / "tiny.toml").write_text(TINY)
+    (elsewhere / "tiny.toml").write_text(TINY_STUDY)
     proc = run([lrstudy, "run", "--study", "tiny.toml", "--quiet"], elsewhere, env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     proc = run([lrstudy, "report", "--study", "tiny"], elsewhere, env, timeout=600)

@@ -9,23 +9,10 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, TINY_STUDY, run_cli
 from lrstudy.report import frames
 from lrstudy.tracking import store as tracking
 
-TINY = """description = "one tiny scenario"
-seeds = 1
-scenarios = ["fixed-baseline"]
-reference = "fixed-baseline"
-
-[budget]
-model = "mlp128"
-dataset = "fashion_mnist"
-train_size = 300
-val_size = 200
-batch_size = 64
-epochs = 1
-"""
 
 
 def test_store_labels_tell_stores_apart_and_name_the_default(tmp_path, monkeypatch):
@@ -43,7 +30,7 @@ def test_store_labels_tell_stores_apart_and_name_the_default(tmp_path, monkeypat
 def test_two_studies_of_one_name_on_two_stores_keep_both_notebooks_and_reports(tmp_path):
     home = tmp_path / "home"  # a project of its own ($LRSTUDY_HOME), with the notebooks
     shutil.copytree(ROOT / "notebooks", home / "notebooks")
-    (home / "tiny.toml").write_text(TINY)
+    (home / "tiny.toml").write_text(TINY_STUDY)
     env = {"LRSTUDY_HOME": str(home)}
     stores = [f"sqlite:///{tmp_path / name / 'mlflow.db'}" for name in ("one", "two")]
     for uri in stores:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lrstudy.execution import runner
+from lrstudy.execution import runner, until_decided
 from lrstudy.report import improvement, publish, seeds_needed, sequential, simultaneous
 from lrstudy.tracking.schema import Tag
 from lrstudy.tracking.store import TAG
@@ -78,9 +78,9 @@ def test_until_decided_adds_seeds_in_steps_and_records_each_look(monkeypatch):
         seen.append((seeds, design.looks))
         return [] if seeds >= 20 else ["warmup-cosine"]
 
-    monkeypatch.setattr(runner, "look", look)
+    monkeypatch.setattr(until_decided, "look", look)
     design = sequential.Design(sequential.SEQUENTIAL, 30, 5, ())
-    out = runner.seeds_until_decided("s", "uri", client, "0", design, 10,
+    out = until_decided.seeds_until_decided("s", "uri", client, "0", design, 10,
                                      lambda n: rounds.append(n) or True, _Watch())
     assert rounds == [15, 20]
     assert seen == [(10, ()), (15, (10,)), (20, (10, 15))]
@@ -91,12 +91,12 @@ def test_until_decided_adds_seeds_in_steps_and_records_each_look(monkeypatch):
     assert "looks" in runner.format_outcome(runner.StudyOutcome(
         "s", 0, 0, 0, 0, [], [], 0.0, sequential=out))
 
-    monkeypatch.setattr(runner, "look", lambda *a: ["x"])  # never decided: stops at the max
-    out = runner.seeds_until_decided("s", "uri", client, "0", design, 10, lambda n: True,
+    monkeypatch.setattr(until_decided, "look", lambda *a: ["x"])  # never decided: stops at the max
+    out = until_decided.seeds_until_decided("s", "uri", client, "0", design, 10, lambda n: True,
                                      _Watch())
     assert out["looks"] == [10, 15, 20, 25, 30] and out["stopped"] == "max_seeds"
     assert out["undecided"] == ["x"]
-    out = runner.seeds_until_decided("s", "uri", client, "0", design, 10, lambda n: False,
+    out = until_decided.seeds_until_decided("s", "uri", client, "0", design, 10, lambda n: False,
                                      _Watch())  # a failed round: no more seeds
     assert out["looks"] == [10] and out["stopped"] == "failed"
 
@@ -107,13 +107,13 @@ def test_a_plain_run_is_fixed_and_a_sequential_study_keeps_its_design():
 
     client = _Client()
     client.get_experiment = lambda exp_id: Exp
-    assert runner.sequential_design(client, "0", 10, False, None) == sequential.Design()
-    made = runner.sequential_design(client, "0", 10, True, 25)
+    assert until_decided.sequential_design(client, "0", 10, False, None) == sequential.Design()
+    made = until_decided.sequential_design(client, "0", 10, True, 25)
     assert (made.kind, made.max_seeds, made.looks) == ("sequential", 25, ())
     Exp.tags = {TAG + k: v for k, v in made.with_look(10).tags().items()}
-    assert runner.sequential_design(client, "0", 10, False, None).looks == (10,)
+    assert until_decided.sequential_design(client, "0", 10, False, None).looks == (10,)
     with pytest.raises(ValueError, match="--max-seeds 25"):
-        runner.sequential_design(client, "0", 10, True, 40)
+        until_decided.sequential_design(client, "0", 10, True, 40)
     assert publish.study_design  # the report reads the same tags
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from lrstudy import interrupts
 from lrstudy.errors import one_line
+from lrstudy.execution import until_decided as until_decided_
 from lrstudy.spec import competition
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import store as tracking
@@ -396,77 +397,6 @@ def _reap_if_possible(mlflow_client, exp_id: str) -> None:
                   "the next run of the study will", file=sys.stderr)
 
 
-def sequential_design(mlflow_client, exp_id: str, seeds: int, until_decided: bool,
-                      max_seeds: int | None):
-    """The study's design, recorded on its experiment for the report
-    (:mod:`lrstudy.report.sequential`, :func:`lrstudy.report.publish.record_design`).
-
-    ``until_decided``: group-sequential with at most ``max_seeds`` final seeds (default
-    :data:`~lrstudy.report.sequential.MAX_SEEDS`, at least ``seeds``); a study already
-    recorded as sequential keeps its design and looks (a different ``max_seeds`` is a
-    ValueError: the boundaries already spent depend on it). A plain run is the fixed design,
-    except on a study whose verdict was already looked at sequentially: those looks were
-    taken, so the report keeps pricing them.
-    """
-    from lrstudy.report import publish, sequential
-
-    recorded = sequential.design_from_tags(
-        mlflow_client.get_experiment(exp_id).tags, TAG)
-    if recorded.sequential:
-        if until_decided and max_seeds and max_seeds != recorded.max_seeds:
-            raise ValueError(f"this study's group-sequential design allows at most "
-                             f"{recorded.max_seeds} seeds, with looks at "
-                             f"{', '.join(map(str, recorded.looks)) or 'none yet'}; its "
-                             f"boundaries depend on that maximum: rerun with --max-seeds "
-                             f"{recorded.max_seeds}")
-        return recorded
-    if not until_decided:
-        publish.record_design(mlflow_client, exp_id, sequential.Design())
-        return sequential.Design()
-    top = max_seeds or max(sequential.MAX_SEEDS, seeds)
-    if top < seeds:
-        raise ValueError(f"--max-seeds {top} is below the {seeds} final seeds to start with")
-    design = sequential.Design(sequential.SEQUENTIAL, top, sequential.SEED_STEP, ())
-    publish.record_design(mlflow_client, exp_id, design)
-    return design
-
-
-def look(study: str, uri: str, design, seeds: int) -> list[str]:
-    """The verdict from the store at a look with ``seeds`` final seeds: the strategies still
-    undecided against the reference (none when the study has no reference)."""
-    from lrstudy import report
-    from lrstudy.report.verdict import undecided
-
-    ranked = report.phases(report.load_trials(study, uri))["ranked"]
-    reference, margin = report.study_settings(study, uri)
-    return undecided(report.verdicts(ranked[ranked["seed"] < seeds], reference, margin,
-                                     design))
-
-
-def seeds_until_decided(study: str, uri: str, mlflow_client, exp_id: str, design, seeds: int,
-                        more_seeds, watch: StoreWatch) -> dict:
-    """Look at the verdict after the finals at ``seeds`` seeds; while a comparison is
-    undecided and ``design.max_seeds`` is not reached, ``more_seeds(n)`` runs the finals at
-    ``n = seeds + design.seed_step`` and the verdict is looked at again. Each look is
-    recorded on the experiment (``lrstudy.looks``) before the next seeds run, so an
-    interrupted study resumes with the looks it took. Returns ``{"looks", "max_seeds",
-    "undecided", "stopped"}`` (``stopped``: decided, max_seeds, or failed)."""
-    from lrstudy.report import publish
-
-    while True:
-        pending = watch.call(look, study, uri, design, seeds)
-        design = design.with_look(seeds)
-        watch.call(publish.record_design, mlflow_client, exp_id, design)
-        stopped = "decided" if not pending else "max_seeds" if seeds >= design.max_seeds else ""
-        if not stopped:
-            seeds = min(seeds + design.seed_step, design.max_seeds)
-            if not more_seeds(seeds):
-                stopped = "failed"
-        if stopped:
-            return {"looks": list(design.looks), "max_seeds": design.max_seeds,
-                    "undecided": pending if stopped != "failed" else [], "stopped": stopped}
-
-
 def run_study(study: str, *, scenario_names: list[str] | None = None,
               families: list[str] | None = None, seeds: int | None = None,
               overrides: dict | None = None, workers: int = 2, executor: str = "local",
@@ -477,11 +407,11 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
     """Run a study, resumably (see the module docstring for its steps). In a competition the
     finals of a tuned strategy are a second round, once its tuning has finished.
 
-    ``until_decided``: a group-sequential design (:func:`sequential_design`). After the
+    ``until_decided``: a group-sequential design (:func:`lrstudy.execution.until_decided.sequential_design`). After the
     finals, the verdict is computed from the store; while a comparison with the reference is
     undecided and fewer than ``max_seeds`` final seeds ran, the finals run again with
     :data:`~lrstudy.report.sequential.SEED_STEP` more seeds (the FINISHED ones are skipped),
-    and the verdict is looked at again (:func:`seeds_until_decided`). Without it the design
+    and the verdict is looked at again (:func:`lrstudy.execution.until_decided.seeds_until_decided`). Without it the design
     is fixed."""
     from tqdm.auto import tqdm
 
@@ -499,7 +429,8 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
     for key, value in (("reference", spec.reference), ("margin", spec.margin),
                        ("claims", spec.claims or ""), ("differs", differs)):
         mlflow_client.set_experiment_tag(exp_id, TAG + key, str(value))  # for the report
-    design = sequential_design(mlflow_client, exp_id, seeds, until_decided, max_seeds)
+    design = until_decided_.sequential_design(mlflow_client, exp_id, seeds, until_decided,
+                                             max_seeds)
     if design.sequential and design.looks:  # resuming: from the last look on
         seeds = max(seeds, design.looks[-1])
 
@@ -547,8 +478,8 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
                 results += follow(pool, jobs_of(second), watch, update)
                 waiting = [sc.name for sc in second.waiting]
             if until_decided and not waiting and all(r.ok for r in results):
-                looked = seeds_until_decided(spec.name, uri, mlflow_client, exp_id, design,
-                                             seeds, more_seeds, watch)
+                looked = until_decided_.seeds_until_decided(
+                    spec.name, uri, mlflow_client, exp_id, design, seeds, more_seeds, watch)
         pool.shutdown()
     except KeyboardInterrupt:
         bar.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lrstudy.report import sequential
+import lrstudy.report.sequential as sequential
 
 
 def best_group(scores: pd.DataFrame, alpha: float,

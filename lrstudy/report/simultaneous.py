@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from lrstudy.report import sequential
+import lrstudy.report.sequential as sequential
 
 CALLS = ("better", "equivalent", "worse", "undecided")
 

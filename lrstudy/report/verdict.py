@@ -41,7 +41,10 @@ import numpy as np
 import pandas as pd
 
 from lrstudy import tasks
-from lrstudy.report import best_group, improvement, seeds_needed, simultaneous
+import lrstudy.report.best_group as best_group
+import lrstudy.report.improvement as improvement
+import lrstudy.report.seeds_needed as seeds_needed
+import lrstudy.report.simultaneous as simultaneous
 from lrstudy.report.frames import BUDGET_COLUMNS, task_of
 from lrstudy.report.sequential import Design
 from lrstudy.report.stats import CONFIDENCE, mean_ci
