@@ -19,17 +19,13 @@ import pandas as pd
 from scipy import stats
 
 from lrstudy import tasks
+from lrstudy.report.frames import task_of
 from lrstudy.report.stats import ALPHA
 
 RESAMPLES = 2000
 RNG_SEED = 0  # seeded: the same store gives the same report
 TUNING_COLUMNS = ["scenario", "peak_lr", "val_score", "val_sd", "seeds", "diverged_seeds",
                   "chosen", "at_grid_edge", "extended", "stability"]
-
-
-def _task(trials: pd.DataFrame) -> tasks.Task:
-    regression = "final_val_rmse" in trials and trials["final_val_rmse"].notna().any()
-    return tasks.REGRESSION if regression else tasks.CLASSIFICATION
 
 
 def _oriented(tune: pd.DataFrame, task: tasks.Task) -> pd.DataFrame:
@@ -53,7 +49,7 @@ def choice_stability(tune: pd.DataFrame, final: pd.DataFrame, resamples: int = R
     breaks them). NaN with a single tuning seed (nothing to resample) or no finals yet."""
     if tune.empty:
         return pd.Series(dtype=float)
-    scored = _oriented(tune, _task(tune))
+    scored = _oriented(tune, task_of(tune))
     chosen = _chosen(final)
     rng = np.random.default_rng(seed)
     out = {}
@@ -81,7 +77,7 @@ def tuning_table(tune: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
     points were tried beyond the initial grid, ``stability`` (:func:`choice_stability`)."""
     if tune.empty:
         return pd.DataFrame(columns=TUNING_COLUMNS)
-    task = _task(tune)
+    task = task_of(tune)
     scored = _oriented(tune, task)
     metric = f"final_{task.val_metric}"
     grid = (scored.groupby(["scenario", "peak_lr"], as_index=False)
@@ -118,7 +114,7 @@ def finder_regret(finals: pd.DataFrame, confidence: float = 1 - ALPHA) -> pd.Dat
     if finals.empty or "finder.twin" not in finals:
         return pd.DataFrame(columns=columns)
     fed = finals[finals["finder.twin"].fillna("").astype(str) != ""]
-    task = _task(finals)
+    task = task_of(finals)
     test = f"test_{task.primary}"
     scale = 100.0 if task.higher_is_better else -1.0
     pairs = []
