@@ -1,4 +1,4 @@
-"""``python -m lrstudy`` / ``lrstudy``: run, report, find-lr, list, ui.
+"""``python -m lrstudy`` / ``lrstudy``: run, check, report, find-lr, list, ui.
 
 Bad input (unknown names, invalid numbers, malformed study files, missing data, a store that
 cannot be written or reached) ends with one line on stderr and exit status 2, before any
@@ -17,6 +17,8 @@ import textwrap
 
 from lrstudy import checks
 from lrstudy.errors import one_line
+from lrstudy.tracking import ui_links
+from lrstudy.tracking.ui_links import TRAINING_VIEW
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -71,82 +73,172 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"lrstudy: error: {message}\n")
         sys.exit(EXIT_BAD_INPUT)
 
+    def _check_value(self, action, value):
+        # argparse's check of ``choices`` (commands included), with one suggestion for a
+        # mistyped name rather than only the list
+        if action.choices is not None and value not in action.choices:
+            from lrstudy.spec.study import suggest
+
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {suggest(value, action.choices)}; choose from "
+                        f"{', '.join(map(str, action.choices))}")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help, except where there is none to show (no value,
+    an off flag, an empty list): that help says what leaving the option out means."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == "":
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lrstudy")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+EXIT_STATUS = f"""exit status:
+  0    done
+  {EXIT_FAILED}    a scenario failed (named, with its error)
+  {EXIT_BAD_INPUT}    bad input: one line on stderr, nothing trained, nothing recorded
+  {EXIT_STORE_LOST}    the tracking store went away mid-study (rerun to resume)
+  {EXIT_INTERRUPTED}  interrupted: Ctrl-C or SIGTERM (rerun to resume)"""
+TRACKING_URI_HELP = ("the MLflow tracking store (absent: $MLFLOW_TRACKING_URI, else the "
+                     "project's mlruns/mlflow.db)")
+
 
 def build_parser() -> argparse.ArgumentParser:
+    from lrstudy import models
+    from lrstudy.data import datasets
+    from lrstudy.lr import optimizers
+    from lrstudy.lr import range_test as finder
+    from lrstudy.spec import study as scenarios
     from lrstudy.spec.resolve import FINDER_DEFAULTS
 
-    parser = _Parser(prog="lrstudy", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    study_help = f"a study ({', '.join(scenarios.study_names())}) or a study file (.toml)"
+    families_help = ("comma-separated families, only their scenarios: "
+                     f"{', '.join(scenarios.FAMILIES)} (absent: every family)")
+    scenarios_help = ("comma-separated scenario names, `lrstudy list` shows them (absent: the "
+                      "study's own)")
 
-    run = sub.add_parser("run", help="run a study (resumable)")
-    run.add_argument("--study", default="seeds", help="a study name or a .toml file")
-    run.add_argument("--scenarios", default="", help="comma-separated scenario names")
-    run.add_argument("--families", default="",
-                     help="comma-separated families: only their scenarios (e.g. decay,warmup)")
-    run.add_argument("--seeds", type=_positive_int,
-                     help="seeds per scenario (in a competition: final seeds per strategy)")
+    parser = _Parser(prog="lrstudy", formatter_class=_HelpFormatter, epilog=EXIT_STATUS,
+                     description="Which learning-rate strategy should you use? lrstudy runs, "
+                                 "tracks and reports\nstudies of learning-rate strategies.")
+    parser.add_argument("--version", action="version", version=f"lrstudy {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser,
+                                title="commands (`lrstudy COMMAND --help` for its options)")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary,
+                              formatter_class=_HelpFormatter)
+
+    run = command("run", "run a study (resumable: a rerun skips finished trials)")
+    run.add_argument("--study", metavar="NAME|FILE", default="seeds", help=study_help)
+    run.add_argument("--scenarios", metavar="A,B", default="", help=scenarios_help)
+    run.add_argument("--families", metavar="F,G", default="", help=families_help)
+    run.add_argument("--seeds", metavar="N", type=_positive_int,
+                     help="seeds per scenario; in a competition, final seeds per strategy "
+                          "(absent: the study's)")
     run.add_argument("--until-decided", action="store_true",
                      help="add final seeds, 5 at a time, until every comparison with the "
                           "reference is decided or --max-seeds is reached (a group-sequential "
                           "design whose boundaries keep the error rate at 5%% across looks)")
-    run.add_argument("--max-seeds", type=_positive_int, default=None,
-                     help="with --until-decided: the most final seeds per strategy (default 30)")
-    run.add_argument("--grid-points", type=_positive_int, default=0,
-                     help="points of each strategy's LR grid (a competition; default: the study's)")
-    run.add_argument("--epochs", type=_positive_int)
-    run.add_argument("--train-size", type=_positive_int)
-    run.add_argument("--batch-size", type=_positive_int)
-    run.add_argument("--workers", type=_workers, default=2,
-                     help="notebook executions at once (default 2)")
-    run.add_argument("--stack", type=_stack, default="auto",
+    run.add_argument("--max-seeds", metavar="N", type=_positive_int,
+                     help="with --until-decided: the most final seeds per strategy (absent: 30)")
+    run.add_argument("--grid-points", metavar="K", type=_positive_int,
+                     help="points of each strategy's LR grid, in a competition (absent: the "
+                          "study's)")
+    run.add_argument("--epochs", metavar="N", type=_positive_int,
+                     help="epochs of every scenario (absent: the study's budget)")
+    run.add_argument("--train-size", metavar="N", type=_positive_int,
+                     help="training examples of every scenario (absent: the study's budget)")
+    run.add_argument("--batch-size", metavar="N", type=_positive_int,
+                     help="batch size of every scenario (absent: the study's budget)")
+    run.add_argument("--workers", metavar="N", type=_workers, default=2,
+                     help="notebook executions at once")
+    run.add_argument("--stack", metavar="auto|off|N", type=_stack, default="auto",
                      help="trials trained together as one program: auto (as many as fit the "
                           "memory), off, or a number")
-    run.add_argument("--executor", choices=("local", "ray"), default="local")
-    run.add_argument("--ray-address", default=None, help="an existing Ray cluster")
-    run.add_argument("--tracking-uri", default=None)
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="where the notebooks run: this machine, or a Ray cluster")
+    run.add_argument("--ray-address", metavar="ADDRESS",
+                     help="an existing Ray cluster (absent: a private one started here)")
+    run.add_argument("--tracking-uri", metavar="URI", help=TRACKING_URI_HELP)
     run.add_argument("--report", action="store_true", help="write the summary report after")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    rep = sub.add_parser("report", help="execute the summary notebook, export HTML")
-    rep.add_argument("--study", default="seeds")
-    rep.add_argument("--tracking-uri", default=None)
-    rep.add_argument("--out", default=None, help="output directory")
-    rep.add_argument("--reference", default=None,
-                     help="compare every strategy with this scenario (default: the study's)")
-    rep.add_argument("--margin", type=_margin, default=None,
+    rep = command("report", "execute the summary notebook, write the verdict back to MLflow, "
+                            "export HTML")
+    rep.add_argument("--study", metavar="NAME|FILE", default="seeds",
+                     help="the study to report on: " + study_help)
+    rep.add_argument("--tracking-uri", metavar="URI", help=TRACKING_URI_HELP)
+    rep.add_argument("--out", metavar="DIR",
+                     help="output directory (absent: reports/<store>/<study>)")
+    rep.add_argument("--reference", metavar="SCENARIO",
+                     help="compare every strategy with this scenario (absent: the study's)")
+    rep.add_argument("--margin", metavar="M", type=_margin,
                      help="practical-equivalence margin in accuracy, 0.003 = 0.3 points "
-                          "(default: the study's)")
+                          "(absent: the study's)")
 
-    find = sub.add_parser("find-lr", help="LR range test for a model/optimizer/data")
-    find.add_argument("--model", default="mlp128")
-    find.add_argument("--optimizer", default="sgd")
-    find.add_argument("--dataset", default="fashion_mnist")
-    find.add_argument("--train-size", type=_positive_int, default=None)
-    find.add_argument("--val-size", type=_positive_int, default=10000)
-    find.add_argument("--batch-size", type=_positive_int, default=128)
-    find.add_argument("--start-lr", type=_positive_float, default=FINDER_DEFAULTS["start_lr"])
-    find.add_argument("--end-lr", type=_positive_float, default=FINDER_DEFAULTS["end_lr"])
-    find.add_argument("--num-it", type=_positive_int, default=FINDER_DEFAULTS["num_it"])
-    find.add_argument("--rule", default=FINDER_DEFAULTS["rule"])
-    find.add_argument("--study", default="lr-range-test", help="the experiment to record in")
-    find.add_argument("--tracking-uri", default=None)
+    find = command("find-lr", "LR range test for a model, an optimizer and data; prints every "
+                              "rule's suggestion")
+    find.add_argument("--model", metavar="M", default="mlp128",
+                      help=f"a built-in model ({', '.join(models.MODELS)}) or "
+                           "package.module:function")
+    find.add_argument("--optimizer", metavar="O", default="sgd",
+                      choices=tuple(optimizers.OPTIMIZERS),
+                      help="the optimizer whose LR is swept: "
+                           f"{', '.join(optimizers.OPTIMIZERS)}")
+    find.add_argument("--dataset", default="fashion_mnist", choices=datasets.DATASETS,
+                      help="the data")
+    find.add_argument("--train-size", metavar="N", type=_positive_int,
+                      help="training examples (absent: all but the validation set)")
+    find.add_argument("--val-size", metavar="N", type=_positive_int, default=10000,
+                      help="validation examples held out")
+    find.add_argument("--batch-size", metavar="N", type=_positive_int, default=128,
+                      help="batch size")
+    find.add_argument("--start-lr", metavar="LR", type=_positive_float,
+                      default=FINDER_DEFAULTS["start_lr"], help="the sweep's first LR")
+    find.add_argument("--end-lr", metavar="LR", type=_positive_float,
+                      default=FINDER_DEFAULTS["end_lr"], help="the sweep's last LR")
+    find.add_argument("--num-it", metavar="N", type=_positive_int,
+                      default=FINDER_DEFAULTS["num_it"], help="steps of the sweep")
+    find.add_argument("--rule", default=FINDER_DEFAULTS["rule"], choices=tuple(finder.RULES),
+                      help="the rule whose suggestion is recorded as suggested_lr")
+    find.add_argument("--study", metavar="NAME", default="lr-range-test",
+                      help="the experiment to record in")
+    find.add_argument("--tracking-uri", metavar="URI", help=TRACKING_URI_HELP)
 
-    sub.add_parser("list", help="the studies and scenarios there are")
+    command("list", "the studies and scenarios there are")
 
-    check = sub.add_parser("check", help="check a study (file) without running it")
-    check.add_argument("--study", default="seeds", help="a study name or a .toml file")
-    check.add_argument("--scenarios", default="", help="comma-separated scenario names")
-    check.add_argument("--families", default="", help="comma-separated families")
+    check = command("check", "a study's plan, checked, without running it: its scenarios, "
+                             "trials per phase, a rough time")
+    check.add_argument("--study", metavar="NAME|FILE", default="seeds", help=study_help)
+    check.add_argument("--scenarios", metavar="A,B", default="", help=scenarios_help)
+    check.add_argument("--families", metavar="F,G", default="", help=families_help)
+    check.add_argument("--workers", metavar="N", type=_workers, default=2,
+                       help="notebook executions at once, as for `run` (the time estimate "
+                            "divides the work among them)")
 
-    ui = sub.add_parser("ui", help="the MLflow UI on the default store")
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=_positive_int, default=5000)
+    ui = command("ui", "the MLflow UI on the default store, with a link per study and its "
+                       "leaderboard")
+    ui.add_argument("--host", metavar="HOST", default="127.0.0.1",
+                    help="the address to listen on")
+    ui.add_argument("--port", metavar="PORT", type=_positive_int, default=5000,
+                    help="the port to listen on")
     ui.add_argument("--allow-remote", action="store_true",
                     help="needed to bind anything but a loopback address")
-    ui.add_argument("--tracking-uri", default=None)
-    ui.add_argument("--workers", type=_positive_int, default=1,
-                    help="server worker processes (default 1: MLflow's 4 double the start-up "
-                         "time on a small machine and are not needed by one person)")
+    ui.add_argument("--tracking-uri", metavar="URI", help=TRACKING_URI_HELP)
+    ui.add_argument("--workers", metavar="N", type=_positive_int, default=1,
+                    help="server worker processes (MLflow's 4 double the start-up time on a "
+                         "small machine and are not needed by one person)")
     return parser
 
 
@@ -175,6 +267,7 @@ def _names(text: str) -> list[str] | None:
 
 def cmd_check(args) -> int:
     from lrstudy.execution import runner
+    from lrstudy.spec import cost
     from lrstudy.spec import study as scenarios
 
     study = scenarios.load_study(args.study)
@@ -183,23 +276,75 @@ def cmd_check(args) -> int:
     scenarios.validate(study, selected)
     budgets = {sc.budget_label for sc in selected}
     comp = study.competition
+    plans = cost.plan(comp, selected, study.seeds)
+    total = sum(p.total for p in plans)
     if comp is None:
         print(f"study {study.name}: {len(selected)} scenarios x {study.seeds} seeds = "
-              f"{len(selected) * study.seeds} trials on {len(budgets)} budget(s)")
+              f"{total} trials on {len(budgets)} budget(s)")
     else:
         roles = [comp.role(sc) for sc in selected]
-        per = {"demo": comp.demo_seeds, "finder": study.seeds,
-               "tuned": comp.grid_points * comp.tune_seeds + study.seeds}
         print(f"study {study.name}: a competition of {roles.count('tuned')} tuned strategies "
               f"({comp.grid_points} grid points x {comp.tune_seeds} tuning seed(s), then "
               f"{study.seeds} final seeds), {roles.count('finder')} fed by the LR range test, "
-              f"{roles.count('demo')} demonstrations = {sum(per[r] for r in roles)} trials on "
+              f"{roles.count('demo')} demonstrations = {total} trials on "
               f"{len(budgets)} budget(s); reference {study.reference or '(none)'}")
     for label in sorted(budgets):
         print(f"  {label}")
     for dup, first in sorted(merged.items()):
         print(f"  {dup}: the same trials as {first}")
+    print(f"\n  {'scenario':32s} {'family':10s} trials")
+    for p in plans:
+        phases = ", ".join(f"{phase} {n}" if phase else f"{n}" for phase, n in p.trials.items())
+        print(f"  {p.scenario.name:32s} {p.scenario.family:10s} {phases}")
+    if comp is not None:
+        per_phase = {phase: sum(p.trials.get(phase, 0) for p in plans)
+                     for phase in ("demo", "tune", "final")}
+        print(f"\ntrials per phase: {', '.join(f'{k} {v}' for k, v in per_phase.items())} "
+              f"({total} in all)")
+        print(textwrap.fill(
+            f"tune counts each strategy's initial grid, {comp.grid_points} points x "
+            f"{comp.tune_seeds} seed(s); a winner on an edge of its grid extends the grid, "
+            "which adds points, trials and time", width=92, initial_indent="  ",
+            subsequent_indent="  "))
+    print()
+    _print_estimate(cost.estimate(plans, args.workers))
     return 0
+
+
+def _print_estimate(est) -> None:
+    from lrstudy.spec import cost
+
+    if est.seconds is None:
+        print(f"estimated time: none: the size of model {', '.join(est.unknown_models)} is not "
+              "known without building it; the study is "
+              f"{est.trial_epochs:,} trial-epochs in {est.executions} notebook executions")
+        return
+    print(f"estimated time: {_duration(est.seconds)} with {est.workers} worker(s) at once")
+    basis = (f"A rough estimate, from the study alone (nothing measured): {est.trial_epochs:,} "
+             f"trial-epochs, whose arithmetic (each model's forward FLOPs per example, three "
+             f"times that to train, over the training examples, plus a forward pass over the "
+             f"validation set) comes to {_flop(est.flops)} at a conservative "
+             f"{cost.FLOPS_PER_WORKER / 1e9:.0f} GFLOP/s per worker, plus "
+             f"{cost.EXECUTION_S:.0f} s for each of the {est.executions} notebook executions "
+             "(a kernel's start, imports, data, compiling). A slower or busier machine takes "
+             "longer.")
+    print(textwrap.fill(basis, width=92, initial_indent="  ", subsequent_indent="  "))
+
+
+def _duration(seconds: float) -> str:
+    """About how long, rounded as a person would say it."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def _flop(flops: float) -> str:
+    for scale, unit in ((1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP")):
+        if flops >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops / 1e6:.3g} MFLOP"
 
 
 def cmd_run(args) -> int:
@@ -214,7 +359,7 @@ def cmd_run(args) -> int:
         seeds=args.seeds,
         overrides=_overrides(args), workers=args.workers, executor=args.executor,
         tracking_uri=args.tracking_uri, ray_address=args.ray_address, progress=not args.quiet,
-        grid_points=args.grid_points, stack=args.stack, until_decided=args.until_decided,
+        grid_points=args.grid_points or 0, stack=args.stack, until_decided=args.until_decided,
         max_seeds=args.max_seeds)
     print(runner.format_outcome(outcome))
     if args.report and outcome.finished + outcome.skipped:
@@ -258,13 +403,10 @@ def cmd_find_lr(args) -> int:
     from lrstudy.data import datasets as data
     from lrstudy.execution import kernels, runner
     from lrstudy.lr import optimizers
-    from lrstudy.lr import range_test as finder
     from lrstudy.tracking import store as tracking
 
     models.check(args.model)
     optimizers.check(args.optimizer)
-    if args.rule not in finder.RULES:
-        raise BadInput(f"unknown rule {args.rule!r}; known: {', '.join(finder.RULES)}")
     if args.start_lr >= args.end_lr:
         raise BadInput(f"--start-lr {args.start_lr} must be below --end-lr {args.end_lr}")
     data.check(args.dataset, train_size=args.train_size, val_size=args.val_size)
@@ -293,9 +435,6 @@ def cmd_find_lr(args) -> int:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-#: MLflow 3.17's UI opens an experiment on its GenAI page unless the link asks for training
-#: runs (it ignores the experiment's ``mlflow.experimentKind`` tag, which we set anyway)
-TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def cmd_ui(args) -> int:
@@ -314,10 +453,12 @@ def cmd_ui(args) -> int:
     if tracking.is_local(uri):  # artifacts beside the database, as tracking.experiment_id does
         cmd += ["--default-artifact-root", tracking.artifact_root(uri).as_uri()]
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    base = f"http://{shown}:{args.port}/#/experiments"
-    print(f"MLflow UI on {base}?{TRAINING_VIEW} (store {uri})", file=sys.stderr)
-    for name, exp_id in _studies(uri):  # each study opens on its runs, not the GenAI page
-        print(f"  {name}: {base}/{exp_id}?{TRAINING_VIEW}", file=sys.stderr)
+    base = f"http://{shown}:{args.port}"
+    print(f"MLflow UI on {base}/#/experiments?{TRAINING_VIEW} (store {uri})", file=sys.stderr)
+    for name, exp_id, leaderboard in _studies(uri):
+        print(f"  {name}: {ui_links.study_url(base, exp_id)}", file=sys.stderr)
+        if leaderboard:
+            print(f"    leaderboard: {ui_links.leaderboard_url(base, exp_id)}", file=sys.stderr)
     # MLflow's job runner (GenAI judges, trace rollups) starts eight more Python processes;
     # browsing training runs needs none of them. Set the variable to "true" to have them.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -325,15 +466,30 @@ def cmd_ui(args) -> int:
     return 0
 
 
-def _studies(uri: str) -> list[tuple[str, str]]:
-    """(name, experiment id) of the studies in the store (none for a store not made yet)."""
+def _studies(uri: str) -> list[tuple[str, str, bool]]:
+    """(name, experiment id, whether it has a leaderboard) of the studies in the store, each
+    study's leaderboard view saved on its experiment (none for a store not made yet)."""
     from lrstudy.report.frames import missing_sqlite
     from lrstudy.tracking import store as tracking
 
     if missing_sqlite(uri):
         return []
-    experiments = tracking.client(uri).search_experiments()
-    return sorted((e.name, e.experiment_id) for e in experiments if e.name != "Default")
+    client = tracking.client(uri)
+    return sorted((e.name, e.experiment_id, _leaderboard(client, e))
+                  for e in client.search_experiments() if e.name != "Default")
+
+
+def _leaderboard(client, experiment) -> bool:
+    """Save the study's leaderboard view; a store that refuses the write (read-only) is
+    browsed without it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return ui_links.save_leaderboard(client, experiment.experiment_id)
+    except MlflowException as exc:
+        print(f"warning: no leaderboard for {experiment.name}: {one_line(exc, with_type=False)}",
+              file=sys.stderr)
+        return False
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "find-lr": cmd_find_lr, "list": cmd_list,
@@ -342,7 +498,11 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "find-lr": cmd_find_lr, "list"
 
 def main(argv=None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines in the progress
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `lrstudy`: what it can do, as a usage error
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
     from lrstudy import interrupts
     from lrstudy.data import datasets as data
     from lrstudy.execution import notebook_params as params

@@ -8,6 +8,8 @@ Debian's Chromium through Playwright (never ``playwright install``) and saves sc
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -23,6 +25,7 @@ import psutil
 import pytest
 
 from lrstudy import cli
+from lrstudy.tracking import ui_links
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -131,6 +134,23 @@ def require_chromium() -> None:
         pytest.skip(reason)
 
 
+@contextlib.contextmanager
+def chromium_page(width: int = 1400, height: int = 900):
+    """A page of Debian's Chromium driven by Playwright (never ``playwright install``), with
+    :data:`UI_TIMEOUT_MS` for its actions and assertions; the browser closed after."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(UI_TIMEOUT_MS)  # actions
+            expect.set_options(timeout=UI_TIMEOUT_MS)  # assertions (default 5 s)
+            yield page
+        finally:
+            browser.close()
+
+
 # --- binding: loopback unless asked ------------------------------------------------------
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10"])
@@ -198,7 +218,7 @@ def group_commands(pgid: int) -> list[list[str]]:
 @pytest.mark.xdist_group("smoke")  # one worker runs the smoke study once for these
 def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, start_ui):
     require_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from lrstudy.tracking import store as tracking
 
@@ -226,66 +246,58 @@ def test_browser_shows_the_study_runs_and_a_trials_learning_rate(smoke_store, st
     base = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(UI_TIMEOUT_MS)  # actions
-            expect.set_options(timeout=UI_TIMEOUT_MS)  # assertions (default 5 s)
+    with chromium_page() as page:
+        # MLflow 3.17.2's UI ignores the experiment's `mlflow.experimentKind` tag (its
+        # workflow switch is on) and opens experiments on its GenAI page unless the URL or
+        # the browser's remembered choice says otherwise. The link `lrstudy ui` prints
+        # asks for the training view; from it, the study's experiment opens on its runs.
+        link = re.search(r"^  smoke: (http://\S+)$", ui.output(), re.M).group(1)
+        assert link == f"{base}/#/experiments/{exp_id}?{cli.TRAINING_VIEW}"
+        page.goto(link)
+        expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
+        expect(page.get_by_text("Detect Issues in Your Traces")).to_have_count(0)
+        for scenario in scenarios:  # parents first, each expanded to show its trials
+            link = page.get_by_role("link", name=scenario, exact=True)
+            expect(link).to_have_attribute(
+                "href", f"#/experiments/{exp_id}/runs/{by_name[scenario].info.run_id}")
+            page.get_by_role("gridcell").filter(has=link).get_by_role("button").click()
+            for seed in (0, 1):
+                name = f"{scenario}-s{seed}"
+                expect(page.get_by_role("link", name=name, exact=True)).to_have_attribute(
+                    "href", f"#/experiments/{exp_id}/runs/{by_name[name].info.run_id}")
+        expect(page.get_by_text(f"{len(runs)} matching runs")).to_be_visible()
+        _close_assistant(page)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-experiment.png"))
 
-            # MLflow 3.17.2's UI ignores the experiment's `mlflow.experimentKind` tag (its
-            # workflow switch is on) and opens experiments on its GenAI page unless the URL or
-            # the browser's remembered choice says otherwise. The link `lrstudy ui` prints
-            # asks for the training view; from it, the study's experiment opens on its runs.
-            link = re.search(r"^  smoke: (http://\S+)$", ui.output(), re.M).group(1)
-            assert link == f"{base}/#/experiments/{exp_id}?{cli.TRAINING_VIEW}"
-            page.goto(link)
-            expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
-            expect(page.get_by_text("Detect Issues in Your Traces")).to_have_count(0)
-            for scenario in scenarios:  # parents first, each expanded to show its trials
-                link = page.get_by_role("link", name=scenario, exact=True)
-                expect(link).to_have_attribute(
-                    "href", f"#/experiments/{exp_id}/runs/{by_name[scenario].info.run_id}")
-                page.get_by_role("gridcell").filter(has=link).get_by_role("button").click()
-                for seed in (0, 1):
-                    name = f"{scenario}-s{seed}"
-                    expect(page.get_by_role("link", name=name, exact=True)).to_have_attribute(
-                        "href", f"#/experiments/{exp_id}/runs/{by_name[name].info.run_id}")
-            expect(page.get_by_text(f"{len(runs)} matching runs")).to_be_visible()
-            _close_assistant(page)
-            page.screenshot(path=str(ARTIFACTS / "mlflow-experiment.png"))
+        page.goto(f"{base}/#/experiments/{exp_id}/runs/{trial.info.run_id}"
+                  f"?{cli.TRAINING_VIEW}")
+        expect(page.get_by_role("heading", name="warmup-cosine-s0", exact=True)).to_be_visible()
+        metrics = page.get_by_role("table").filter(
+            has=page.get_by_role("columnheader", name=re.compile(r"^Metric\b")))
+        row = metrics.get_by_role("row").filter(
+            has=page.get_by_role("cell", name="learning_rate", exact=True))
+        expect(row).to_have_count(1)
+        shown = row.get_by_role("cell").nth(1).inner_text()
+        assert float(shown) == pytest.approx(lr, rel=1e-9)
+        row.scroll_into_view_if_needed()
+        _close_assistant(page)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-run.png"))
 
-            page.goto(f"{base}/#/experiments/{exp_id}/runs/{trial.info.run_id}"
-                      f"?{cli.TRAINING_VIEW}")
-            expect(page.get_by_role("heading", name="warmup-cosine-s0", exact=True)).to_be_visible()
-            metrics = page.get_by_role("table").filter(
-                has=page.get_by_role("columnheader", name=re.compile(r"^Metric\b")))
+        # a scenario run shows the verdict's aggregates over its seeds
+        page.goto(f"{base}/#/experiments/{exp_id}/runs/{scenario_run.info.run_id}"
+                  f"?{cli.TRAINING_VIEW}")
+        expect(page.get_by_role("heading", name="warmup-cosine", exact=True)).to_be_visible()
+        metrics = page.get_by_role("table").filter(
+            has=page.get_by_role("columnheader", name=re.compile(r"^Metric\b")))
+        for key in ("test_accuracy_mean", "test_accuracy_ci_low", "test_accuracy_ci_high",
+                    "n_seeds", "p_best"):
             row = metrics.get_by_role("row").filter(
-                has=page.get_by_role("cell", name="learning_rate", exact=True))
+                has=page.get_by_role("cell", name=key, exact=True))
             expect(row).to_have_count(1)
             shown = row.get_by_role("cell").nth(1).inner_text()
-            assert float(shown) == pytest.approx(lr, rel=1e-9)
-            row.scroll_into_view_if_needed()
-            _close_assistant(page)
-            page.screenshot(path=str(ARTIFACTS / "mlflow-run.png"))
-
-            # a scenario run shows the verdict's aggregates over its seeds
-            page.goto(f"{base}/#/experiments/{exp_id}/runs/{scenario_run.info.run_id}"
-                      f"?{cli.TRAINING_VIEW}")
-            expect(page.get_by_role("heading", name="warmup-cosine", exact=True)).to_be_visible()
-            metrics = page.get_by_role("table").filter(
-                has=page.get_by_role("columnheader", name=re.compile(r"^Metric\b")))
-            for key in ("test_accuracy_mean", "test_accuracy_ci_low", "test_accuracy_ci_high",
-                        "n_seeds", "p_best"):
-                row = metrics.get_by_role("row").filter(
-                    has=page.get_by_role("cell", name=key, exact=True))
-                expect(row).to_have_count(1)
-                shown = row.get_by_role("cell").nth(1).inner_text()
-                assert float(shown) == pytest.approx(aggregates[key], rel=1e-6), key
-            _close_assistant(page)
-            page.screenshot(path=str(ARTIFACTS / "mlflow-scenario-aggregates.png"))
-        finally:
-            browser.close()
+            assert float(shown) == pytest.approx(aggregates[key], rel=1e-6), key
+        _close_assistant(page)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-scenario-aggregates.png"))
     assert (ARTIFACTS / "mlflow-experiment.png").stat().st_size > 10_000
     assert (ARTIFACTS / "mlflow-run.png").stat().st_size > 10_000
 
@@ -295,3 +307,178 @@ def _close_assistant(page) -> None:
     close = page.get_by_role("button", name="Close", exact=True)
     if close.count() == 1:
         close.click()
+
+
+# --- the leaderboard ------------------------------------------------------------------------
+
+#: A study's scenario runs as the report leaves them, created in this order (the UI's default
+#: order, newest first, is the reverse of the ranking): name, test_accuracy_mean, the
+#: difference to the reference in points with its interval, the call. The reference has no
+#: difference; a tuning phase's scenario run has no aggregate at all.
+LEADERBOARD_RUNS = [
+    ("warmup-cosine", 0.895, (1.5, 0.9, 2.1), "better"),
+    ("one-cycle", 0.884, (0.4, -0.2, 1.0), "undecided"),
+    ("fixed-baseline", 0.880, None, "reference"),
+    ("decay-exponential", 0.868, (-1.2, -1.9, -0.6), "worse"),
+    ("plateau", None, None, None),
+]
+RANKED = ["warmup-cosine", "one-cycle", "fixed-baseline", "decay-exponential", "plateau"]
+
+
+def log_scenario_runs(client, exp_id: str, runs=LEADERBOARD_RUNS) -> dict[str, str]:
+    """Scenario runs with the report's aggregates, each with a trial child; a summary run.
+    Returns {run name: run id}, the trials' and the summary's included."""
+    from mlflow.entities import Metric
+
+    from lrstudy.tracking.schema import Tag
+
+    start = int(time.time() * 1000) - 3_600_000
+    ids = {}
+    for i, (name, mean, diff, call) in enumerate(runs):
+        tags = {Tag.KIND: "scenario", Tag.SCENARIO: name,
+                Tag.PHASE: "tune" if mean is None else "final"}
+        if call:
+            tags[Tag.CALL] = call
+        run = client.create_run(exp_id, start_time=start + 60_000 * i, tags=tags, run_name=name)
+        metrics = {} if mean is None else {"test_accuracy_mean": mean, "n_seeds": 10}
+        if diff is not None:
+            metrics.update(zip(ui_links.DIFF_METRICS, diff))
+        client.log_batch(run.info.run_id, metrics=[Metric(k, v, start, 0)
+                                                   for k, v in metrics.items()])
+        child = client.create_run(exp_id, start_time=start + 60_000 * i + 1, run_name=f"{name}-s0",
+                                  tags={Tag.KIND: "trial", "mlflow.parentRunId": run.info.run_id})
+        for r in (run, child):
+            client.set_terminated(r.info.run_id)
+        ids.update({name: run.info.run_id, f"{name}-s0": child.info.run_id})
+    summary = client.create_run(exp_id, run_name="summary", tags={Tag.KIND: "summary"})
+    client.set_terminated(summary.info.run_id)
+    return {**ids, "summary": summary.info.run_id}
+
+
+def test_the_leaderboard_shows_the_metrics_the_report_writes():
+    import pandas as pd
+
+    from lrstudy import tasks
+    from lrstudy.report import publish
+
+    row = pd.Series({"diff": 0.01, "diff_low": 0.0, "diff_high": 0.02})
+    for task in (tasks.CLASSIFICATION, tasks.REGRESSION):
+        assert tuple(publish.shown_difference(row, task)) == ui_links.DIFF_METRICS
+    assert ui_links.N_SEEDS in publish.SCENARIO_METRICS
+    assert ui_links.ranking_metric(tasks.CLASSIFICATION) in publish.SCENARIO_METRICS
+    assert ui_links.ranking_metric(tasks.REGRESSION) == "test_rmse_mean"  # publish's renaming
+
+
+def test_save_leaderboard_writes_one_view_per_study_and_keeps_it(tmp_path):
+    from lrstudy import tasks
+    from lrstudy.tracking import store as tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = tracking.client(uri)
+    key = ui_links.SAVED_VIEW_TAG + ui_links.LEADERBOARD
+
+    study = tracking.experiment_id("study", uri, client)
+    log_scenario_runs(client, study, LEADERBOARD_RUNS[:2])
+    assert ui_links.save_leaderboard(client, study)
+    view = json.loads(client.get_experiment(study).tags[key])
+    assert view["name"] == ui_links.LEADERBOARD_NAME
+    state = json.loads(view["state"])
+    assert state == ui_links.leaderboard_state(tasks.CLASSIFICATION)
+    assert state["orderByKey"] == "metrics.`test_accuracy_mean`" and not state["orderByAsc"]
+    assert "metrics.`diff_vs_reference`" in state["selectedColumns"]
+    assert ui_links.save_leaderboard(client, study)  # unchanged: left as it was
+    assert json.loads(client.get_experiment(study).tags[key]) == view
+    older = {**view, "updatedAt": 1, "state": json.dumps({**state, "orderByAsc": True})}
+    client.set_experiment_tag(study, key, json.dumps(older))  # an older lrstudy's view
+    assert ui_links.save_leaderboard(client, study)
+    renewed = json.loads(client.get_experiment(study).tags[key])
+    assert json.loads(renewed["state"]) == state and renewed["updatedAt"] > 1
+    assert renewed["createdAt"] == view["createdAt"]
+
+    regression = tracking.experiment_id("regression-study", uri, client)
+    log_scenario_runs(client, regression, LEADERBOARD_RUNS[:1])
+    trial = client.search_runs([regression], "tags.`lrstudy.kind` = 'trial'")[0]
+    client.log_param(trial.info.run_id, ui_links.TASK_PARAM, "regression")
+    assert ui_links.save_leaderboard(client, regression)
+    state = json.loads(json.loads(client.get_experiment(regression).tags[key])["state"])
+    assert state["orderByKey"] == "metrics.`test_rmse_mean`" and state["orderByAsc"]  # lower
+
+    finder = tracking.experiment_id("lr-range-test", uri, client)  # no scenario runs
+    client.set_terminated(client.create_run(finder, tags={"lrstudy.kind": "lr_range_test"})
+                          .info.run_id)
+    assert not ui_links.save_leaderboard(client, finder)
+    assert key not in client.get_experiment(finder).tags
+
+
+@pytest.mark.slow
+def test_browser_leaderboard_link_ranks_the_scenario_runs_with_their_difference(tmp_path,
+                                                                                start_ui):
+    require_chromium()
+    from playwright.sync_api import expect
+
+    from lrstudy.tracking import store as tracking
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    client = tracking.client(uri)
+    exp_id = tracking.experiment_id("ranked", uri, client)
+    ids = log_scenario_runs(client, exp_id)
+    port = free_port()
+    ui = start_ui("--tracking-uri", uri, "--port", port)
+    ui.wait_until_serving(port)
+    base = f"http://127.0.0.1:{port}"
+    link = re.search(r"^    leaderboard: (http://\S+)$", ui.output(), re.M).group(1)
+    assert link == ui_links.leaderboard_url(base, exp_id)
+    assert re.search(rf"^  ranked: {re.escape(ui_links.study_url(base, exp_id))}$",
+                     ui.output(), re.M)
+    diff_column = "metrics.`diff_vs_reference`"
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with chromium_page() as page:
+        page.goto(link)
+        # filtered to the scenario runs: no trial, no summary
+        expect(page.get_by_text(f"{len(RANKED)} matching runs")).to_be_visible()
+        for name in RANKED:
+            expect(page.get_by_role("link", name=name, exact=True)).to_have_attribute(
+                "href", f"#/experiments/{exp_id}/runs/{ids[name]}")
+        for name in ("summary", *(f"{n}-s0" for n in RANKED)):
+            expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+        _close_assistant(page)
+        # the difference column is shown
+        header = page.locator(f'[role="columnheader"][col-id="{diff_column}"]')
+        expect(header).to_be_visible()
+        expect(header).to_contain_text("diff_vs_reference")
+        # best first by test_accuracy_mean; the run without it last
+        rows = {name: int(page.get_by_role("row").filter(
+                    has=page.get_by_role("link", name=name, exact=True))
+                    .get_attribute("aria-rowindex")) for name in RANKED}
+        assert sorted(rows, key=rows.get) == RANKED
+        for name, mean, diff, call in LEADERBOARD_RUNS:
+            cell = page.locator(f'[role="row"][aria-rowindex="{rows[name]}"] '
+                                f'[role="gridcell"][col-id="{diff_column}"]')
+            expect(cell).to_be_visible()
+            shown = cell.inner_text().strip()
+            if diff is None:
+                assert shown == "-", (name, shown)
+            else:
+                assert float(shown) == pytest.approx(diff[0], abs=5e-4), (name, shown)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-leaderboard.png"))
+    assert (ARTIFACTS / "mlflow-leaderboard.png").stat().st_size > 10_000
+
+
+def test_a_store_that_refuses_the_view_is_browsed_without_a_leaderboard(tmp_path, monkeypatch,
+                                                                         capsys):
+    from mlflow.exceptions import MlflowException
+
+    from lrstudy.tracking import store as tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp_id = tracking.experiment_id("study", uri)
+    capsys.readouterr()  # MLflow's notes on making the store
+
+    def refuse(client, exp_id):
+        raise MlflowException("attempt to write a readonly database")
+
+    monkeypatch.setattr(ui_links, "save_leaderboard", refuse)
+    assert cli._studies(uri) == [("study", exp_id, False)]
+    assert capsys.readouterr().err == ("warning: no leaderboard for study: attempt to write a "
+                                       "readonly database\n")

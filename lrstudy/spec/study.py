@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import math
 from pathlib import Path
 
@@ -77,6 +78,8 @@ STUDY_KEYS = {"description", "seeds", "scenarios", "budget", "budgets", "familie
               "scenario", "sweep", "name", "competition", "reference", "margin", "claims"}
 NOT_IN_KEY = ("name", "description", "family", "baseline", "twin")
 SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
+#: Where an error about a name sends the reader for every name there is.
+SEE_ALL = "`lrstudy list` shows them all"
 #: Upper bounds of what a study may ask for: beyond them it is a typo, not a study.
 LIMITS = {"seeds": 1000, "epochs": 100_000, "batch_size": 1_000_000, "log_every": 1_000_000,
           "steps_per_execution": 1_000_000, "points": 1000}
@@ -84,6 +87,13 @@ LIMITS = {"seeds": 1000, "epochs": 100_000, "batch_size": 1_000_000, "log_every"
 
 class SpecError(ValueError):
     """A study or scenario that cannot run, named with its file and key."""
+
+
+def suggest(name: str, known) -> str:
+    """``'name'``, followed by ``(did you mean 'x'?)`` when a known name is close to it
+    (difflib's ratio): an error names one likely fix, not every name there is."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,16 +202,15 @@ class Study:
         known = self.available or self.scenarios
         unknown = [n for n in names or () if n not in known]
         if unknown:
-            raise SpecError(
-                f"study {self.name!r} has no scenario {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(known)}"
-            )
+            raise SpecError(f"study {self.name!r} has no scenario "
+                            f"{', '.join(suggest(n, known) for n in unknown)}; {SEE_ALL}")
         chosen = [known[n] for n in names] if names else list(self.scenarios.values())
         if not families:
             return chosen
         bad = [f for f in families if f not in FAMILIES]
         if bad:
-            raise SpecError(f"unknown family {bad[0]!r}; families: {', '.join(FAMILIES)}")
+            raise SpecError(f"unknown family {suggest(bad[0], FAMILIES)}; families: "
+                            f"{', '.join(FAMILIES)}")
         kept = [sc for sc in chosen if sc.family in families]
         if not kept:
             raise SpecError(f"study {self.name!r} runs no scenario of the families "
@@ -236,8 +245,8 @@ def study_path(name_or_path: str) -> Path:
     candidate = STUDIES_DIR / f"{name_or_path}.toml"
     if candidate.exists() and not name_or_path.startswith("_"):
         return candidate
-    raise SpecError(f"unknown study {name_or_path!r}; known: {', '.join(study_names())} "
-                    f"(or a path to a .toml file)")
+    raise SpecError(f"unknown study {suggest(name_or_path, study_names())}; `lrstudy list` "
+                    "shows the studies (or name a .toml file)")
 
 
 def _unknown(where: str, keys, allowed) -> None:
@@ -448,7 +457,8 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     families = _table(f"{where} [families]", raw.get("families", {}))
     for family, budget_name in families.items():
         if family not in FAMILIES:
-            raise SpecError(f"{where} [families]: unknown family {family!r}")
+            raise SpecError(f"{where} [families]: unknown family {suggest(family, FAMILIES)}"
+                            f"; families: {', '.join(FAMILIES)}")
         if not isinstance(budget_name, str) or budget_name not in named:
             raise SpecError(f"{where} [families]: {family} = {_show(budget_name)} is not a "
                             f"[budgets.*] table")
@@ -472,8 +482,8 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
                         f"got {_show(selection)}")
     unknown = [n for n in names if n not in definitions]
     if unknown:
-        raise SpecError(f"{where}: unknown scenario {unknown[0]!r}; known: "
-                        f"{', '.join(definitions)}")
+        raise SpecError(f"{where}: unknown scenario {suggest(unknown[0], definitions)}; "
+                        f"{SEE_ALL}")
 
     available = {}
     unavailable: dict[str, str | None] = {}  # dataset -> why it cannot be had here

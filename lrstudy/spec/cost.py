@@ -1,0 +1,139 @@
+"""What a study will cost before it runs: its trials per phase, and a rough time.
+
+Counted from the study as data, as the runner plans it but without the store and without
+TensorFlow (``lrstudy check`` prints it):
+
+- the trials of each scenario's phases (:func:`lrstudy.spec.competition.trials`); a tuned
+  strategy's tuning counts its initial grid, which grows past an edge winner;
+- the arithmetic of a trial-epoch: a built-in model's forward FLOPs per example, counted layer
+  by layer from its shapes, three times that to train (the forward pass and the backward
+  pass's two products per layer) over the training examples, plus a forward pass over the
+  validation set;
+- a time: that arithmetic at :data:`FLOPS_PER_WORKER`, plus :data:`EXECUTION_S` for each
+  notebook execution (one per scenario and phase), over the workers that can run at once.
+
+Both constants are round figures for a small CPU machine, from ``make bench``'s account of the
+default study (``bench/README.md``): the rate about half the one its stacks trained at, the
+overhead about what each execution cost. Nothing is measured here: the estimate is rough, and
+says so where it is printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+from lrstudy.data import sources
+from lrstudy.spec import competition, resolve
+
+#: Training arithmetic one worker (a kernel of one TensorFlow thread) gets through per second.
+FLOPS_PER_WORKER = 40e9
+#: Per notebook execution: the kernel's start, TensorFlow's import, the data, tracing and
+#: compiling the stack, the test set, the runs' records.
+EXECUTION_S = 25.0
+
+#: (input shape, classes) of the built-in datasets.
+INPUTS = {"fashion_mnist": ((28, 28), 10), "mnist": ((28, 28), 10), "synthetic": ((20,), 2)}
+#: Hidden Dense widths of the built-in MLPs (lrstudy.models), before the output layer.
+MLP_HIDDEN = {"mlp128": (128,), "mlp512_200": (512, 200), "mlp_dropout": (128, 64)}
+#: lrstudy.models.cnn: 3x3 valid convolutions, each followed by a 2x2 pooling, then Dense.
+CNN_FILTERS, CNN_DENSE = (32, 64), 256
+
+
+def _dense(n_in: int, widths) -> tuple[int, int]:
+    """(parameters, forward FLOPs per example) of Dense layers of ``widths`` after ``n_in``."""
+    params = flops = 0
+    for width in widths:
+        params += n_in * width + width
+        flops += 2 * n_in * width
+        n_in = width
+    return params, flops
+
+
+def model_cost(model: str, input_shape, classes: int) -> tuple[int, int] | None:
+    """(parameters, forward FLOPs per example) of built-in ``model`` (multiply and add count
+    two; activations, pooling and dropout left out); None for a user's model, whose size is
+    not known without building it."""
+    if model in MLP_HIDDEN:
+        return _dense(math.prod(input_shape), [*MLP_HIDDEN[model], classes])
+    if model != "cnn":
+        return None
+    h, w, c = (*input_shape, 1) if len(input_shape) == 2 else input_shape
+    params = flops = 0
+    for filters in CNN_FILTERS:
+        h, w = h - 2, w - 2
+        params += 9 * c * filters + filters
+        flops += 2 * h * w * 9 * c * filters
+        h, w, c = h // 2, w // 2, filters
+    dense_params, dense_flops = _dense(h * w * c, [CNN_DENSE, classes])
+    return params + dense_params, flops + dense_flops
+
+
+def data_shape(dataset: str) -> tuple[tuple, int]:
+    """(input shape, outputs) of a budget's dataset: a built-in one, or a user's source (its
+    arrays are loaded once per process, as the study's check loaded them)."""
+    if dataset in INPUTS:
+        return INPUTS[dataset]
+    arrays = sources.arrays(dataset)
+    return arrays["x_train"].shape[1:], sources.num_classes(sources.parse(dataset), arrays)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenarioPlan:
+    scenario: object  # lrstudy.spec.study.Scenario
+    trials: dict      # phase ("" without a competition) -> its trials
+
+    @property
+    def total(self) -> int:
+        return sum(self.trials.values())
+
+
+def plan(comp: competition.Competition | None, selected, seeds: int) -> list[ScenarioPlan]:
+    """The trials of each of the ``selected`` scenarios, phase by phase."""
+    plans = []
+    for sc in selected:
+        counts = {}
+        for phase in competition.phases_to_run(comp, sc, ""):
+            # a final's count does not depend on the tuning's winner: the scenario's own peak
+            # stands in for it
+            winner = resolve.peak_lr(sc) if phase == "final" and sc.finder is None else None
+            counts[phase] = len(competition.trials(comp, sc, phase, seeds, winner))
+        plans.append(ScenarioPlan(sc, counts))
+    return plans
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    trials: int
+    trial_epochs: int
+    executions: int       # notebook executions: one per scenario and phase
+    flops: float | None   # None: a model of unknown size (``unknown_models``)
+    unknown_models: tuple[str, ...]
+    workers: int          # how many run at once
+    seconds: float | None
+
+
+def estimate(plans: list[ScenarioPlan], workers: int, cpus: int | None = None) -> Estimate:
+    """The rough time of ``plans`` on ``workers`` at once (at most one per CPU): their work
+    shared out, and never less than the longest scenario's, whose phases run one after the
+    other."""
+    flops, unknown, longest = 0.0, set(), 0.0
+    for p in plans:
+        sc, b = p.scenario, p.scenario.budget
+        shape, outputs = data_shape(b["dataset"])
+        cost = model_cost(b["model"], shape, outputs)
+        if cost is None:
+            unknown.add(b["model"])
+            continue
+        mine = p.total * b["epochs"] * cost[1] * (3 * sc.train_size + b["val_size"])
+        flops += mine
+        longest = max(longest, mine / FLOPS_PER_WORKER + len(p.trials) * EXECUTION_S)
+    executions = sum(len(p.trials) for p in plans)
+    at_once = max(1, min(workers, cpus or os.cpu_count() or 1, len(plans)))
+    seconds = None if unknown else max(
+        longest, (flops / FLOPS_PER_WORKER + executions * EXECUTION_S) / at_once)
+    return Estimate(trials=sum(p.total for p in plans),
+                    trial_epochs=sum(p.total * p.scenario.budget["epochs"] for p in plans),
+                    executions=executions, flops=None if unknown else flops,
+                    unknown_models=tuple(sorted(unknown)), workers=at_once, seconds=seconds)
