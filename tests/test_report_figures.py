@@ -91,8 +91,71 @@ def test_plot_range_tests(store):
     assert len(ax.get_lines()) == 5
     assert [t.get_text() for t in ax.get_legend().get_texts()][2:] == [
         "steepest: 0.001", "valley: 0.01", "suggested: 0.01"]
+    # the smoothed loss falls from 2.1 to 1.2: the axis spans that, a tenth of it either side
+    assert ax.get_ylim() == pytest.approx((1.2 - 0.09, 2.1 + 0.09))
     empty = report.plot_range_tests(tests[:0], histories[:0])
     assert len(empty.get_axes()) == 1
+
+
+def test_the_range_test_loss_axis_is_clipped_to_the_informative_region():
+    """A sweep whose loss falls from 2.3 to 0.5 and then blows up to 400 (per batch; 60
+    smoothed): the axis shows the fall and the minimum, not the blow-up (as fastai's plot)."""
+    import pandas as pd
+
+    from lrstudy.report import figures
+
+    lrs = np.geomspace(1e-7, 10, 60)
+    smoothed = np.concatenate([np.linspace(2.3, 0.5, 40), np.geomspace(0.6, 60, 20)])
+    raw = np.concatenate([smoothed[:40] + 0.05, np.geomspace(1, 400, 20)])
+    history = pd.DataFrame([{"run_id": "r", "key": key, "step": i, "value": v, "timestamp": 0}
+                            for key, values in (("finder_lr", lrs), ("finder_loss", raw),
+                                                ("finder_loss_smoothed", smoothed))
+                            for i, v in enumerate(values)])
+    tests = pd.DataFrame([{"run_id": "r", "scenario": "finder", "model": "mlp128",
+                           "optimizer": "adam", "suggestion_valley": 1e-3,
+                           "suggested_lr": 1e-3}])
+    (ax,) = report.plot_range_tests(tests, history).get_axes()
+    low, high = ax.get_ylim()
+    assert (low, high) == pytest.approx((0.5 - 0.18, 2.3 + 0.18))
+    assert figures.loss_limits(smoothed) == pytest.approx((low, high))
+    assert max(line.get_ydata().max() for line in ax.get_lines()[:2]) == pytest.approx(400)
+    # a flat or empty sweep still gets an axis of some height
+    assert figures.loss_limits([1.0, 1.0]) == pytest.approx((0.995, 1.005))
+    assert figures.loss_limits([]) == (0.0, 1.0)
+
+
+def test_sensitivity_lines_stay_within_one_phase():
+    """A tutorial's demonstration at 1e-7, a tuning grid and the finals at the chosen LR, for
+    one optimizer: three lines, none joining two phases (the demonstration is a lone point)."""
+    import pandas as pd
+
+    rows = [{"scenario": "fixed-too-small", "phase": "demo", "lr": 1e-7, "val": 0.17},
+            *[{"scenario": "fixed-baseline", "phase": "tune", "lr": lr, "val": v + 0.01 * s}
+              for lr, v in ((1e-4, 0.85), (1e-3, 0.88), (1e-2, 0.86)) for s in range(3)],
+            *[{"scenario": "fixed-baseline", "phase": "final", "lr": 1e-3, "val": 0.88 + 0.01 * s}
+              for s in range(3)],
+            {"scenario": "fixed-too-large", "phase": "demo", "lr": 0.5, "val": 0.1,
+             "diverged": True}]
+    trials = pd.DataFrame([{"optimizer": "adam", "diverged": False, "study": "s", **r}
+                           for r in rows]).rename(columns={"lr": "learning_rate",
+                                                           "val": "final_val_accuracy"})
+    lines = dict(report.figures.sensitivity_lines(trials))
+    assert set(lines) == {("adam", "demo"), ("adam", "tune"), ("adam", "final")}
+    assert lines["adam", "tune"]["mean"].tolist() == pytest.approx([0.86, 0.89, 0.87])
+    assert lines["adam", "demo"]["learning_rate"].tolist() == [1e-7]  # the diverged one: a cross
+    fig = report.plot_lr_sensitivity(trials)
+    (ax,) = fig.get_axes()
+    drawn = [line for line in ax.get_lines() if len(line.get_xdata()) > 0]
+    assert len(drawn) == 3
+    per_phase = {tuple(np.round(np.c_[g["learning_rate"], g["mean"]].ravel(), 9))
+                 for g in lines.values()}
+    for line in drawn:  # each line is one phase's points, no more
+        points = np.c_[line.get_xdata(), line.get_ydata()].ravel()
+        assert tuple(np.round(points, 9)) in per_phase, line.get_label()
+    assert [list(line.get_xdata()) for line in drawn if 1e-7 in line.get_xdata()] == [[1e-7]]
+    assert sorted(line.get_label() for line in drawn) == [
+        "adam demonstration", "adam finals", "adam tuning"]
+    assert ax.get_ylabel() == "val_accuracy at the last epoch"
 
 
 def test_plot_test_accuracy(store):

@@ -46,6 +46,8 @@ def test_load_trials_columns(store):
     diverged = trials[trials["run_id"] == store["ids"]["fixed-large", 3]].iloc[0]
     assert math.isnan(diverged["test_accuracy"])
     assert pd.isna(_row_of(trials, "warmup-linear")["baseline"])
+    for name, parent in store["parents"].items():  # each trial knows its scenario run
+        assert set(trials.loc[trials["scenario"] == name, "parent_run_id"]) == {parent}
 
 
 def _row_of(trials, scenario):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from report_store import T975_2, _row, store  # noqa: F401 (fixture)
+from report_store import STUDY, T975_2, _row, store  # noqa: F401 (fixture)
 from scipy import stats
 
 from lrstudy import report
@@ -137,3 +137,27 @@ def test_finder_calibration_gives_each_rules_median_and_spread():
     assert table.loc["valley", "median_lr"] == pytest.approx(1e-2)
     assert table.loc["valley", "spread_decades"] == pytest.approx(2.0)
     assert table.loc["steepest", "spread_decades"] == 0 and table["seeds"].tolist() == [3, 3]
+
+def test_the_readable_table_splits_into_parts_that_keep_every_column(store):
+    from lrstudy.report import tables
+
+    shown = report.format_table(store["table"])
+    parts = tables.table_parts(shown)
+    assert list(parts) == ["comparison", "training"]
+    assert all(part.index.equals(shown.index) for part in parts.values())
+    assert all(part.columns[0] == "scenario" for part in parts.values())
+    columns = [c for part in parts.values() for c in part.columns if c != "scenario"]
+    assert sorted(columns) == sorted(c for c in shown.columns if c != "scenario")  # each once
+    assert "call" in parts["comparison"] and "train time s" in parts["training"]
+
+
+def test_the_calibration_table_of_a_range_test_is_filled(store):
+    """One row per rule that suggested something, every number there (the report shows the
+    table only when it has rows)."""
+    from lrstudy.report import tables
+
+    table = tables.finder_calibration(report.load_range_tests(STUDY, store["uri"]))
+    assert table["rule"].tolist() == ["valley", "steepest"]
+    assert not table.isna().any().any()
+    assert table["median_lr"].tolist() == pytest.approx([1e-2, 1e-3])
+    assert tables.finder_calibration(report.load_range_tests("nope", store["uri"])).empty

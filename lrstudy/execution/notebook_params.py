@@ -28,7 +28,8 @@ NOTEBOOKS = {
         "train_size": int, "val_size": int, "batch_size": int, "start_lr": float,
         "end_lr": float, "num_it": int, "rule": str, "seed": int, "tracking_uri": str,
     },
-    "summary": {"study": str, "tracking_uri": str, "reference": str, "margin": float | None},
+    "summary": {"study": str, "tracking_uri": str, "reference": str, "margin": float | None,
+                "mlflow_ui": str},
     "schedules": {"study": str, "epochs": int, "batch_size": int},
     "start_here": {"study": str, "scenario": str, "epochs": int, "tracking_uri": str},
 }

@@ -1,6 +1,7 @@
-"""The report: ``notebooks/summary.ipynb`` executed with papermill, exported to HTML, and both
-files logged as artifacts of a ``lrstudy.kind = "summary"`` run of the study; the verdict
-written back to MLflow, so that the UI answers too (:func:`make_report`)."""
+"""The report: ``notebooks/summary.ipynb`` executed with papermill, exported to HTML that reads
+as an answer (no code; the executed notebook, with its code, beside it and linked from its
+header), and both files logged as artifacts of a ``lrstudy.kind = "summary"`` run of the
+study; the verdict written back to MLflow, so that the UI answers too (:func:`make_report`)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,28 @@ from lrstudy.report.frames import (
     phases,
     study_settings,
 )
-from lrstudy.report.publish import study_design, write_back
+from lrstudy.report.leaderboard import leaderboard_table
+from lrstudy.report.links import DEFAULT_UI, Links
+from lrstudy.report.publish import describe_experiment, study_design, verdict_markdown, write_back
 from lrstudy.report.reproduction import load_reproduction, records
 from lrstudy.report.tables import benchmark_table, format_table
 from lrstudy.report.verdict import verdict_paragraphs, verdicts
 from lrstudy.tracking import store as tracking
+from lrstudy.tracking.schema import Tag
 
 NOTEBOOK = "summary.ipynb"  # in the notebooks of the checkout or of the installed package
+#: Cells tagged so stay in the executed notebook and out of the HTML (nbconvert's convention).
+NOTEBOOK_ONLY = "remove_cell"
+#: What makes the exported page read as a page: tables wrap their cells and shrink to its
+#: width (the widest go to the appendix in parts), and the link to the notebook is discreet.
+PAGE_STYLE = """<style>
+.jp-RenderedHTMLCommon table { max-width: 100%; font-size: 12px; }
+.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal; }
+.lrstudy-source { color: #666; font-size: 12px; }
+</style>"""
+#: Whatever identifies the process that ran a run: only a RUNNING run needs it (to tell a live
+#: owner from a dead one), so the summary run drops it once it has ended.
+LIVENESS_TAGS = (Tag.HOST, Tag.PID, Tag.HEARTBEAT)
 
 
 def _require_trials(study: str, uri: str):
@@ -35,21 +51,37 @@ def _require_trials(study: str, uri: str):
     raise no_trials(study, uri)
 
 
-def _execute(study: str, uri: str, output: Path, reference: str | None, margin: float) -> Path:
+def _execute(study: str, uri: str, output: Path, reference: str | None, margin: float,
+             mlflow_ui: str) -> Path:
     from lrstudy.execution import kernels
 
     kernels.execute(kernels.notebooks_dir() / NOTEBOOK, output,
                     {"study": study, "tracking_uri": uri, "reference": reference or "",
-                     "margin": float(margin)}, tracking.project_root())
+                     "margin": float(margin), "mlflow_ui": mlflow_ui}, tracking.project_root())
     return output
 
 
 def _export_html(notebook: Path, output: Path) -> Path:
+    """``notebook`` as a page: its outputs and its text without any code (inputs, prompts,
+    code cells that show nothing and the cells tagged :data:`NOTEBOOK_ONLY` left out), a line
+    under the title linking the executed notebook beside it, and :data:`PAGE_STYLE`."""
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
 
-    exporter = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    node = nbformat.read(notebook, as_version=4)
+    node.cells = [c for c in node.cells if c.cell_type != "code" or c.get("outputs")]
+    source = nbformat.v4.new_markdown_cell(
+        f'<p class="lrstudy-source">The code behind this page, with its outputs: '
+        f'<a href="{notebook.name}">{notebook.name}</a>, the executed notebook beside it.</p>')
+    title = next((i for i, c in enumerate(node.cells) if c.cell_type == "markdown"), -1)
+    node.cells.insert(title + 1, source)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={NOTEBOOK_ONLY}),
+                                   enabled=True)
+    body, _ = exporter.from_notebook_node(node)
+    body = body.replace("</head>", PAGE_STYLE + "\n</head>", 1)
     output.write_text(body, encoding="utf-8")
     return output
 
@@ -63,7 +95,7 @@ def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "
     logging them fails or is interrupted."""
     tags = tracking.run_tags("summary", study, name=f"summary-{study}")
     if verdict:
-        tags["mlflow.note.content"] = verdict
+        tags[Tag.NOTE] = verdict
     with tracking.open_run(mlflow_client, exp_id, tags) as run:
         for path in paths:
             mlflow_client.log_artifact(run.id, str(path))
@@ -71,15 +103,19 @@ def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "
             mlflow_client.log_table(run.id, data=table, artifact_file="benchmark_table.json")
         if reproduced is not None:  # the study checks published claims
             mlflow_client.log_dict(run.id, records(reproduced), "reproduction.json")
+    for key in LIVENESS_TAGS:  # ended: nobody needs to tell whether it is alive
+        mlflow_client.delete_tag(run.id, key)
     return run.id
 
 
 def publish_verdict(study: str, tracking_uri: str | None = None, reference: str | None = None,
                     margin: float | None = None):
     """Compute the verdict of ``study`` from the store and write it back to the scenario runs
-    (:func:`lrstudy.report.publish.write_back`), under the design the study recorded
+    (:func:`lrstudy.report.publish.write_back`) and, with the leaderboard, to the experiment's
+    description, under the design the study recorded
     (:func:`lrstudy.report.publish.study_design`). Returns ``(text, readable table, reference,
-    margin)``; a ``reference`` asked for but not among the ranked scenarios is a ValueError."""
+    margin, the verdict as Markdown with the leaderboard)``; a ``reference`` asked for but not
+    among the ranked scenarios is a ValueError."""
     uri = tracking.tracking_uri(tracking_uri)
     return _publish(study, uri, *_require_trials(study, uri), reference, margin)
 
@@ -91,9 +127,13 @@ def _publish(study: str, uri: str, mlflow_client, exp_id: str, reference, margin
                          f"its scenarios: {', '.join(sorted(set(ranked['scenario'])))}")
     reference, margin = study_settings(study, uri, reference, margin)
     found = verdicts(ranked, reference, margin, study_design(study, uri))
-    table = format_table(benchmark_table(ranked, reference, margin, found)).reset_index()
+    compared = benchmark_table(ranked, reference, margin, found)
     write_back(mlflow_client, exp_id, ranked, found)
-    return verdict_paragraphs(found), table, reference, margin
+    # inside the MLflow UI its links stay relative to it, wherever it is served
+    markdown = verdict_markdown(found, leaderboard_table(compared, ranked, Links("", exp_id)))
+    describe_experiment(mlflow_client, exp_id, markdown)
+    return (verdict_paragraphs(found), format_table(compared).reset_index(), reference, margin,
+            markdown)
 
 
 def report_dir(study: str, uri: str | None = None) -> Path:
@@ -104,28 +144,30 @@ def report_dir(study: str, uri: str | None = None) -> Path:
 
 def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
                 reference: str | None = None, margin: float | None = None,
-                on_verdict=None) -> Path:
+                on_verdict=None, mlflow_ui: str = DEFAULT_UI) -> Path:
     """Execute the summary notebook for ``study``, export it to HTML, log both; return the HTML.
 
     Steps: check that the study has finished trials (else :class:`NoTrialsError` naming the
     study and the store); the reference and margin (given, else the study's, see
     :func:`~lrstudy.report.frames.study_settings`); the verdict, written back to the scenario
-    runs (:func:`lrstudy.report.publish.write_back`); execute ``notebooks/summary.ipynb``
-    with papermill into ``out_dir`` (default :func:`report_dir`), export
-    ``summary.html`` with embedded figures, and log both files, the verdict and the
-    benchmark table on a new run tagged ``lrstudy.kind = "summary"``. ``on_verdict(text)``,
-    when given, receives the verdict as soon as it is known (the command line prints it).
+    runs and the experiment's description (:func:`publish_verdict`); execute
+    ``notebooks/summary.ipynb`` with papermill into ``out_dir`` (default :func:`report_dir`),
+    its links to runs pointing at the MLflow UI ``mlflow_ui``; export ``summary.html`` with
+    embedded figures and no code (:func:`_export_html`), and log both files, the verdict with
+    the leaderboard and the benchmark table on a new run tagged ``lrstudy.kind = "summary"``.
+    ``on_verdict(text)``, when given, receives the verdict as soon as it is known (the command
+    line prints it).
     """
     uri = tracking.tracking_uri(tracking_uri)
     mlflow_client, exp_id = _require_trials(study, uri)
-    text, table, reference, margin = _publish(study, uri, mlflow_client, exp_id, reference,
-                                              margin)
+    text, table, reference, margin, markdown = _publish(study, uri, mlflow_client, exp_id,
+                                                        reference, margin)
     if on_verdict is not None:
         on_verdict(text)
     out = Path(out_dir) if out_dir is not None else report_dir(study, uri)
     out.mkdir(parents=True, exist_ok=True)
-    executed = _execute(study, uri, out / "summary.ipynb", reference, margin)
+    executed = _execute(study, uri, out / "summary.ipynb", reference, margin, mlflow_ui)
     html = _export_html(executed, out / "summary.html")
-    _log_summary(study, exp_id, mlflow_client, [executed, html], text, table,
+    _log_summary(study, exp_id, mlflow_client, [executed, html], markdown, table,
                  load_reproduction(study, uri))
     return html

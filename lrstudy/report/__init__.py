@@ -11,6 +11,7 @@ One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
 :mod:`~lrstudy.report.seeds_needed` and :mod:`~lrstudy.report.improvement` (P(improvement));
 :mod:`~lrstudy.report.publish` (the verdict written back to MLflow, the design's tags),
 :mod:`~lrstudy.report.tables` (the benchmark table),
+:mod:`~lrstudy.report.leaderboard` (its short form, linked to the runs: :mod:`~lrstudy.report.links`),
 :mod:`~lrstudy.report.tuning` (the tuning's evidence, the range test's regret),
 :mod:`~lrstudy.report.reproduction` (published claims beside ours), :mod:`~lrstudy.report.figures`
 (``plot_*``), :mod:`~lrstudy.report.gallery` (every scenario's LR curve, no training). This
@@ -45,6 +46,8 @@ from lrstudy.report.frames import (
     store_uri,
     study_settings,
 )
+from lrstudy.report.leaderboard import leaderboard_markdown, leaderboard_table
+from lrstudy.report.links import study_links
 from lrstudy.report.publish import study_design
 from lrstudy.report.reproduction import format_reproduction, load_reproduction
 from lrstudy.report.stats import aggregate, mean_ci, t_interval
@@ -53,6 +56,7 @@ from lrstudy.report.tables import (
     benchmark_table,
     finder_calibration,
     format_table,
+    table_parts,
 )
 from lrstudy.report.tuning import (
     choice_stability,
@@ -60,7 +64,14 @@ from lrstudy.report.tuning import (
     plateau_fired,
     tuning_table,
 )
-from lrstudy.report.verdict import verdict_paragraphs, verdict_text, verdicts
+from lrstudy.report.verdict import (
+    recommendation,
+    verdict_details,
+    verdict_headline,
+    verdict_paragraphs,
+    verdict_text,
+    verdicts,
+)
 
 __all__ = [
     "EPOCH_KEYS",
@@ -79,6 +90,8 @@ __all__ = [
     "finder_regret",
     "format_reproduction",
     "format_table",
+    "leaderboard_markdown",
+    "leaderboard_table",
     "load_histories",
     "load_range_tests",
     "load_reproduction",
@@ -94,13 +107,18 @@ __all__ = [
     "plot_range_tests",
     "plot_test_accuracy",
     "plot_tuning",
+    "recommendation",
     "sensitivity_trials",
     "study_design",
+    "study_links",
     "store_uri",
     "study_differs",
     "study_settings",
     "t_interval",
+    "table_parts",
     "tuning_table",
+    "verdict_details",
+    "verdict_headline",
     "verdict_paragraphs",
     "verdict_text",
     "verdicts",

@@ -12,8 +12,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lrstudy.report.frames import BUDGET_COLUMNS, SUGGESTION_KEYS
-from lrstudy.report.stats import aggregate, t_interval
+from lrstudy.report.frames import BUDGET_COLUMNS, SUGGESTION_KEYS, task_of
+from lrstudy.report.stats import aggregate
 from lrstudy.report.verdict import chance
 from lrstudy.spec.study import FAMILIES, budget_label
 from lrstudy.tracking.schema import Metric
@@ -156,36 +156,59 @@ def plot_lr_curves(trials: pd.DataFrame, step_histories: pd.DataFrame,
     return fig
 
 
-def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
-    """Final test accuracy against the initial learning rate (log x), per optimizer.
+#: How each phase's line looks in the sensitivity figure (the phase tag; "" a study without
+#: phases): a tuning grid is a curve, the finals and the tutorials' constants are points.
+PHASE_MARKERS = {"": ("o", "-"), "tune": ("o", "-"), "final": ("D", "-"), "demo": ("s", ":")}
+PHASE_LABELS = {"": "", "tune": "tuning", "final": "finals", "demo": "demonstration"}
 
-    Line and band: mean and 95% t-interval across non-diverged seeds; dots: single seeds;
-    red crosses along the bottom: diverged trials at their learning rate.
-    """
+
+def sensitivity_lines(trials: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """The lines of :func:`plot_lr_sensitivity`: per optimizer and phase (``""`` without
+    phases), the mean validation score at the last epoch over the seeds that did not diverge
+    at each learning rate, with its 95% t-interval (``learning_rate, mean, lo, hi, n``).
+    A line never joins trials of two phases: a demonstration at a tutorial's constant, a
+    tuning grid and the finals at the chosen LR measure different things."""
+    value = f"final_{task_of(trials).val_metric}"
+    if value not in trials or "learning_rate" not in trials:
+        return []
+    ok = trials[~trials["diverged"].astype(bool) & trials["learning_rate"].notna()]
+    ok = ok.assign(optimizer=ok["optimizer"].fillna("") if "optimizer" in ok else "",
+                   phase=ok["phase"].fillna("") if "phase" in ok else "")
+    return [(key, aggregate(rows, "learning_rate", value))
+            for key, rows in ok.groupby(["optimizer", "phase"], sort=True)]
+
+
+def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
+    """Validation score at the last epoch (accuracy, or RMSE) against the initial learning
+    rate (log x): one line per optimizer (colour) and phase (marker; :func:`sensitivity_lines`)
+    with its 95% t-interval as a band; red crosses along the bottom: diverged trials."""
     data = trials[trials["learning_rate"].notna()] if "learning_rate" in trials else trials[:0]
-    ok = data[~data["diverged"] & data["test_accuracy"].notna()]
-    bad = data[data["diverged"]]
+    bad = data[data["diverged"].astype(bool)]
     fig = Figure(figsize=(7.5, 4.5))
     ax = fig.add_subplot()
     if data.empty:
         _empty(ax, "no fixed-LR trials")
         return fig
-    hue = "optimizer" if "optimizer" in data else None
-    if not ok.empty:
-        sns.lineplot(data=ok, x="learning_rate", y="test_accuracy", hue=hue,
-                     errorbar=t_interval, marker="o", ax=ax)
-        sns.scatterplot(data=ok, x="learning_rate", y="test_accuracy", hue=hue, alpha=0.4,
-                        legend=False, ax=ax)
+    lines = sensitivity_lines(data)
+    colors = _palette(sorted({optimizer for (optimizer, _), _ in lines}))
+    for (optimizer, phase), line in lines:
+        marker, style = PHASE_MARKERS.get(phase, ("o", "-"))
+        label = " ".join(filter(None, [optimizer, PHASE_LABELS.get(phase, phase)]))
+        ax.plot(line["learning_rate"], line["mean"], marker=marker, linestyle=style,
+                color=colors[optimizer], label=label)
+        ax.fill_between(line["learning_rate"], line["lo"], line["hi"],
+                        color=colors[optimizer], alpha=0.15, linewidth=0)
     if not bad.empty:
         ax.scatter(bad["learning_rate"], np.full(len(bad), 0.03), marker="x", color="red",
                    transform=ax.get_xaxis_transform(), label=f"diverged ({len(bad)})")
-        ax.legend()
+    if lines or not bad.empty:
+        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
     ax.set_xscale("log")
     low, high = data["learning_rate"].min(), data["learning_rate"].max()
     ax.set_xlim(low / 1.5, high * 1.5)  # the crosses are not in data coordinates
     studies = ", ".join(sorted(set(data["study"].dropna()))) if "study" in data else ""
     ax.set(title=f"LR sensitivity ({studies})", xlabel="initial learning rate",
-           ylabel="test accuracy")
+           ylabel=f"{task_of(data).val_metric} at the last epoch")
     return fig
 
 
@@ -221,9 +244,26 @@ def plot_tuning(grid: pd.DataFrame) -> Figure:
     return fig
 
 
+def loss_limits(smoothed, margin: float = 0.1) -> tuple[float, float]:
+    """The loss axis of a range test, clipped to where it informs (as fastai's plot does):
+    from the smoothed loss's minimum to its highest value before that minimum (where the
+    sweep started), widened by ``margin`` of that span. The blow-up after the minimum, where
+    the per-batch loss reaches hundreds, leaves the top of the axis instead of flattening
+    the region a rule picks from."""
+    values = np.asarray(smoothed, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lowest = int(np.argmin(values))
+    bottom, top = float(values[lowest]), float(values[:lowest + 1].max())
+    span = max(top - bottom, 0.05 * abs(top), 1e-3)
+    return bottom - margin * span, top + margin * span
+
+
 def plot_range_tests(range_tests: pd.DataFrame, histories: pd.DataFrame) -> Figure:
     """Each LR range test: loss (faint) and smoothed loss against the LR (log x), with a
-    dashed vertical line per suggestion rule and a solid black one at ``suggested_lr``."""
+    dashed vertical line per suggestion rule and a solid black one at ``suggested_lr``; the
+    loss axis clipped to the informative region (:func:`loss_limits`)."""
     n = len(range_tests)
     fig, axes = _grid(max(n, 1), 3, 5.0, 3.6)
     if n == 0:
@@ -251,6 +291,8 @@ def plot_range_tests(range_tests: pd.DataFrame, histories: pd.DataFrame) -> Figu
             ax.axvline(test["suggested_lr"], color="black", linewidth=1.5,
                        label=f"suggested: {test['suggested_lr']:.2g}")
         ax.set_xscale("log")
+        if "finder_loss_smoothed" in wide:
+            ax.set_ylim(*loss_limits(wide["finder_loss_smoothed"]))
         name = " / ".join(str(test[k]) for k in ("model", "optimizer") if pd.notna(test.get(k)))
         ax.set(title=f"{test['scenario']} {name}".strip(), xlabel="learning rate", ylabel="loss")
         ax.legend(fontsize="x-small", loc="upper left")

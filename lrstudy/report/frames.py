@@ -79,6 +79,15 @@ def experiment(study: str, mlflow_client):
     return exp
 
 
+def experiment_id(study: str, tracking_uri: str | None = None) -> str | None:
+    """The id of the study's active experiment, or None (no such study, or no store)."""
+    uri = tracking.tracking_uri(tracking_uri)
+    if missing_sqlite(uri):
+        return None
+    exp = experiment(study, tracking.client(uri))
+    return None if exp is None else exp.experiment_id
+
+
 def finished_filter(kind: str) -> str:
     """The ``search_runs`` filter of the FINISHED runs of ``kind``."""
     return f"tags.`{TAG}kind` = '{kind}' and attributes.status = 'FINISHED'"
@@ -155,6 +164,7 @@ def _run_row(run_id: str, tags: dict, params: dict, metrics: dict) -> dict:
         "phase": tags.get(Tag.PHASE, ""),
         "finder_key": tags.get(Tag.FINDER_KEY),
         "run_key": tags.get(Tag.RUN_KEY),
+        "parent_run_id": tags.get(Tag.PARENT_RUN),  # its scenario run
         "dataset_substituted": tags.get(Tag.DATASET_SUBSTITUTED, ""),
     }
     row.update({name: value for name, value in params.items() if name != "seed"})
@@ -197,7 +207,7 @@ def load_trials(study: str, tracking_uri: str | None = None,
     """One row per FINISHED trial of ``study``.
 
     Columns: ``run_id, study, scenario, family, baseline, seed, diverged, diverged_reason,
-    phase, run_key``, the params
+    phase, run_key, parent_run_id`` (its scenario run), the params
     (``optimizer``, ``learning_rate`` as float, ``schedule``, ``schedule.<arg>``, ``model``,
     ``dataset``, ``train_size``, ``epochs``, ``batch_size`` ...), the final metrics
     (``test_loss``, ``test_accuracy``, ``train_time_s``, ``epochs_to_target``,

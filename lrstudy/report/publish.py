@@ -13,7 +13,14 @@ of its finals):
   (the RMSE's change, lower is better) for a regression;
 * tags ``lrstudy.call`` (``better``, ``worse``, ``equivalent``, ``undecided``, or
   ``reference`` on the reference's run), ``lrstudy.best_group`` (``true`` / ``false``) and
-  ``lrstudy.reference`` (``true`` on the reference's run).
+  ``lrstudy.reference`` (``true`` on the reference's run);
+* its description (``mlflow.note.content``): the call and the difference in one sentence;
+* the params a reader of the MLflow UI compares strategies by, those it does not have yet
+  (params are written once): ``optimizer``, ``schedule``, the tuned ``peak_lr`` and the
+  tuning's ``tune.seeds`` (from its finals), or ``learning_rate`` in a study without tuning.
+
+The verdict with the leaderboard, as Markdown (:func:`verdict_markdown`), becomes the
+experiment's description (:func:`describe_experiment`) and the summary run's.
 """
 
 from __future__ import annotations
@@ -22,17 +29,20 @@ import numpy as np
 import pandas as pd
 
 from lrstudy import tasks
+from lrstudy.report.leaderboard import leaderboard_markdown
 from lrstudy.report.sequential import Design, design_from_tags
-from lrstudy.report.verdict import shown_scores
+from lrstudy.report.verdict import shown_scores, verdict_details, verdict_headline
 from lrstudy.tracking import store as tracking
-from lrstudy.tracking.schema import Tag
+from lrstudy.tracking.schema import Metric as M
+from lrstudy.tracking.schema import Param, Tag
 from lrstudy.tracking.store import TAG
 
 SCENARIO_METRICS = {"test_accuracy_mean": "mean", "test_accuracy_ci_low": "ci_low",
                     "test_accuracy_ci_high": "ci_high", "n_seeds": "n_seeds",
                     "n_diverged": "n_diverged", "p_best": "p_best"}
-DIFF_METRICS = {"diff_vs_reference": "diff", "diff_ci_low": "diff_low",
-                "diff_ci_high": "diff_high"}
+#: What a scenario run shows of its strategy's trials (the finals' values), in this order of
+#: preference for the LR: the tuned peak LR, else the LR of a study without tuning.
+SCENARIO_PARAMS = (Param.OPTIMIZER, Param.SCHEDULE, Param.PEAK_LR, Param.TUNE_SEEDS)
 
 
 def shown_difference(row: pd.Series, task: tasks.Task) -> dict:
@@ -41,22 +51,59 @@ def shown_difference(row: pd.Series, task: tasks.Task) -> dict:
     interval turned round)."""
     diff, low, high = (float(row[c]) for c in ("diff", "diff_low", "diff_high"))
     if task.higher_is_better:
-        return {"diff_vs_reference": 100 * diff, "diff_ci_low": 100 * low,
-                "diff_ci_high": 100 * high}
-    return {"diff_vs_reference": -diff, "diff_ci_low": -high, "diff_ci_high": -low}
+        return {M.DIFF_VS_REFERENCE: 100 * diff, M.DIFF_CI_LOW: 100 * low,
+                M.DIFF_CI_HIGH: 100 * high}
+    return {M.DIFF_VS_REFERENCE: -diff, M.DIFF_CI_LOW: -high, M.DIFF_CI_HIGH: -low}
+
+
+def _param_text(value) -> str:
+    """A param as MLflow keeps it: a float in its shortest exact form (as the trials log it)."""
+    return repr(float(value)) if isinstance(value, (float, np.floating)) else str(value)
+
+
+def scenario_params(trials: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Per strategy of ``trials`` (its finals), the params its scenario run shows
+    (:data:`SCENARIO_PARAMS`; ``learning_rate`` where no ``peak_lr`` was tuned)."""
+    out = {}
+    for name, rows in trials.groupby("scenario"):
+        first = rows.iloc[0]
+        found = {key: first[key] for key in SCENARIO_PARAMS
+                 if key in rows and pd.notna(first[key]) and str(first[key]) != ""}
+        if Param.PEAK_LR not in found and pd.notna(first.get(Param.LEARNING_RATE, np.nan)):
+            found[Param.LEARNING_RATE] = first[Param.LEARNING_RATE]
+        out[name] = {key: _param_text(value) for key, value in found.items()}
+    return out
+
+
+def scenario_note(row: pd.Series, reference: str, task: tasks.Task) -> str:
+    """A compared strategy's verdict in one sentence (its scenario run's description)."""
+    if row["call"] == "reference":
+        return "The reference: every other strategy of its budget is compared with it."
+    shown = shown_difference(row, task)
+    unit, fmt = ("points", "{:+.2f}") if task.higher_is_better else (
+        f"{task.primary.upper()} change", "{:+.4g}")
+    diff, low, high = (shown[k] for k in (M.DIFF_VS_REFERENCE, M.DIFF_CI_LOW, M.DIFF_CI_HIGH))
+    if not np.isfinite(diff):
+        return f"**{row['call']}** against the reference {reference}: no paired seeds."
+    interval = f" [{fmt.format(low)}, {fmt.format(high)}]" if np.isfinite(low) else ""
+    return (f"**{row['call']}** against the reference {reference}: {fmt.format(diff)} {unit}"
+            f"{interval} (simultaneous 95% interval, {int(row['n_pairs'])} paired seeds).")
 
 
 def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dict]) -> int:
-    """Put each strategy's aggregates and its call on its scenario runs (module docstring).
-    Returns the number of scenario runs written."""
+    """Put each strategy's aggregates, its call, its description and its params on its
+    scenario runs (module docstring). Returns the number of scenario runs written."""
     from mlflow.entities import Metric, RunTag
+    from mlflow.entities import Param as Logged
 
     diverged = trials.groupby("scenario")["diverged"].sum().astype(int)
+    params = scenario_params(trials)
     rows = {}
     for v in found:
         task = v.get("task", tasks.CLASSIFICATION)
         for _, row in v["table"].iterrows():
-            rows[row.scenario] = (shown_scores(row, task), row.scenario == v["reference"], task)
+            rows[row.scenario] = (shown_scores(row, task), row.scenario == v["reference"], task,
+                                  v["reference"])
     runs = tracking.search(mlflow_client, [exp_id], f"tags.`{TAG}kind` = 'scenario'")
     written = 0
     now = int(pd.Timestamp.now().timestamp() * 1000)
@@ -65,7 +112,7 @@ def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dic
         name = tags.get(Tag.SCENARIO)
         if name not in rows or tags.get(Tag.PHASE, "") not in ("", "final"):
             continue
-        row, is_reference, task = rows[name]
+        row, is_reference, task, reference = rows[name]
         values = {**{key: row[column] for key, column in SCENARIO_METRICS.items()
                      if column in row}, "n_diverged": int(diverged.get(name, 0))}
         if "rmse_mean" in row:  # a regression: test_rmse_mean, _ci_low, _ci_high
@@ -80,10 +127,28 @@ def write_back(mlflow_client, exp_id: str, trials: pd.DataFrame, found: list[dic
         run_tags = [RunTag(Tag.REFERENCE, "true" if is_reference else "false"),
                     RunTag(Tag.BEST_GROUP, "true" if bool(row.get("best_group")) else "false")]
         if row.get("call", ""):
-            run_tags.append(RunTag(Tag.CALL, str(row["call"])))
-        mlflow_client.log_batch(run.info.run_id, metrics=metrics, tags=run_tags)
+            run_tags += [RunTag(Tag.CALL, str(row["call"])),
+                         RunTag(Tag.NOTE, scenario_note(row, reference, task))]
+        new = [Logged(key, value) for key, value in params.get(name, {}).items()
+               if key not in run.data.params]  # a param is written once
+        mlflow_client.log_batch(run.info.run_id, metrics=metrics, params=new, tags=run_tags)
         written += 1
     return written
+
+
+def verdict_markdown(found: list[dict], board: pd.DataFrame) -> str:
+    """The verdict as the MLflow UI shows it (the experiment's and the summary run's
+    description, folded to its first line until opened): the verdict's opening sentence on
+    the best strategies, the leaderboard as a Markdown table whose links stay inside the UI
+    (:func:`lrstudy.report.leaderboard.leaderboard_table` with relative links), then the rest of
+    the verdict."""
+    parts = [verdict_headline(found), leaderboard_markdown(board), verdict_details(found)]
+    return "\n\n".join(filter(None, parts)) + "\n"
+
+
+def describe_experiment(mlflow_client, exp_id: str, markdown: str) -> None:
+    """Make ``markdown`` the experiment's description (what the UI shows above its runs)."""
+    mlflow_client.set_experiment_tag(exp_id, Tag.NOTE, markdown)
 
 
 def study_design(study: str, tracking_uri: str | None = None) -> Design:

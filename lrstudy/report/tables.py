@@ -200,6 +200,23 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index("rank")
 
 
+#: :func:`format_table`'s columns in two parts, each narrow enough for a page (by the start
+#: of their names, which say accuracy or RMSE): how each strategy compares, how it trained.
+PARTS = {
+    "comparison": ("budget", "scenario", "test accuracy", "test RMSE", "vs reference", "call",
+                   "best group", "P(best)", "adjusted p", "P(improvement)", "seeds to decide"),
+    "training": ("budget", "scenario", "family", "optimizer", "schedule", "peak LR",
+                 "diverged / seeds", "val ", "test loss", "epochs to target", "train time s"),
+}
+
+
+def table_parts(shown: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """:func:`format_table` (``shown``) split into the column groups of :data:`PARTS`, each
+    keeping the rank and the scenario, so that neither runs off a page."""
+    return {part: shown[[c for start in starts for c in shown if c.startswith(start)]]
+            for part, starts in PARTS.items()}
+
+
 RULES = ("valley", "steepest", "minimum", "slide")
 
 

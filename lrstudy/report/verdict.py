@@ -255,6 +255,10 @@ def _names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def _best(table: pd.DataFrame, reference: str | None, task: tasks.Task) -> str:
     """The opening sentence: the best group, named together; its one member's numbers."""
     group = table[table["best_group"].astype(bool)]
@@ -265,10 +269,10 @@ def _best(table: pd.DataFrame, reference: str | None, task: tasks.Task) -> str:
     if len(group) > 1:
         names = [f"{n} (the reference)" if n == reference else str(n)
                  for n in group["scenario"]]
-        return (f"Best: {_names(names)}, not separable with {seeds} seeds (multiple "
+        return (f"Best: {_names(names)}, not separable with {_seeds(seeds)} (multiple "
                 "comparisons with the best, 95%).")
     best = group.iloc[0]
-    alone = (f"separated from every other strategy with {seeds} seeds (multiple comparisons "
+    alone = (f"separated from every other strategy with {_seeds(seeds)} (multiple comparisons "
              "with the best, 95%)" if len(table) > 1 else "the only strategy")
     if reference is None:
         return (f"Best: {best.scenario}, {_score(best['mean'], task)}, {alone}. No reference "
@@ -362,7 +366,8 @@ def budget_verdict(table: pd.DataFrame, reference: str | None, margin: float,
 def verdicts(trials: pd.DataFrame, reference: str | None = None,
              margin: float = MARGIN, design: Design = Design()) -> list[dict]:
     """Per budget: ``budget`` (label), ``reference``, ``table`` (:func:`compare`), ``text``
-    (:func:`budget_verdict`), ``pairing`` (:func:`pairing`), ``diverged``, ``task``,
+    (:func:`budget_verdict`) as its ``headline`` (the opening sentence, on the best group) and
+    the ``details`` that follow it, ``pairing`` (:func:`pairing`), ``diverged``, ``task``,
     ``design`` (how the seeds were gathered: fixed, or the looks of a group-sequential study;
     :func:`lrstudy.report.publish.study_design` reads it from the store)."""
     out = []
@@ -375,9 +380,11 @@ def verdicts(trials: pd.DataFrame, reference: str | None = None,
         text = " ".join(filter(None, [budget_verdict(table, ref, margin, diverged, paired,
                                                      task, design, coverage(group)),
                                       capped_note(group)]))
+        headline = _best(table, ref, task) if not table.empty else text
         out.append({"budget": budget_label(budget), "reference": ref, "table": table,
                     "pairing": paired, "diverged": diverged, "task": task, "design": design,
-                    "text": text})
+                    "text": text, "headline": headline,
+                    "details": text.removeprefix(headline).lstrip()})
     return out
 
 
@@ -405,11 +412,72 @@ def undecided(found: list[dict]) -> list[str]:
             for name in v["table"].loc[v["table"]["call"] == "undecided", "scenario"]]
 
 
+def _use(table: pd.DataFrame, reference: str | None, task: tasks.Task) -> str:
+    """One budget's answer in one line: the strategy to use (the best group's one member),
+    or the strategies the seeds cannot tell apart, with the difference to the reference that
+    backs it."""
+    if table.empty:
+        return "No finished trials to compare."
+    group = table[table["best_group"].astype(bool)]
+    # the best group is read on the seeds every strategy has; one shown worse than the
+    # reference on its own pairs is no candidate
+    candidates = group[group["call"] != "worse"]
+    group = candidates if not candidates.empty else (group if not group.empty
+                                                     else table.iloc[:1])
+    pts = " points" if task.higher_is_better else f" {task.primary.upper()}"
+    if len(group) > 1:
+        better = [str(n) for n in group.loc[group["call"] == "better", "scenario"]]
+        names = [f"{n} (the reference)" if n == reference else str(n) for n in group["scenario"]]
+        line = f"**Use any of {_names(names)}**: the seeds cannot tell them apart"
+        if better:
+            line += (f"; {_names(better)} {'beats' if len(better) == 1 else 'beat'} the "
+                     f"reference {reference}")
+        return line + "."
+    best = group.iloc[0]
+    if reference is None:
+        return f"**Use {best.scenario}**: the best, {_score(best['mean'], task)}."
+    if best.scenario == reference:
+        return f"**Keep {reference}** (the reference): no other strategy matches it."
+    shown = f"{_pts(best['diff'], task)}{pts}{_interval(best.diff_low, best.diff_high, task)}"
+    if best.call == "better":
+        return f"**Use {best.scenario}**: {shown} against the reference {reference}, " \
+               "and ahead of every other strategy."
+    return (f"**Use {best.scenario}**: ahead of every other strategy, though against the "
+            f"reference {reference} ({shown}) it is {best.call}.")
+
+
+def recommendation(found: list[dict]) -> str:
+    """The plain answer that opens the report, from :func:`verdicts`: which strategy to use
+    (one line per budget, named when there are several); the verdict's paragraphs give the
+    evidence."""
+    lines = [_use(v["table"], v["reference"], v.get("task", tasks.CLASSIFICATION))
+             for v in found]
+    if len(found) == 1:
+        return lines[0]
+    return "\n\n".join(f"{v['budget']}: {line}" for v, line in zip(found, lines))
+
+
+def _per_budget(found: list[dict], key: str) -> str:
+    """Each budget's ``key`` text of :func:`verdicts`, a paragraph each, the budget named
+    when there are several."""
+    if len(found) == 1:
+        return found[0][key]
+    return "\n\n".join(f"**{v['budget']}.** {v[key]}" for v in found if v[key])
+
+
 def verdict_paragraphs(found: list[dict]) -> str:
     """The paragraphs of :func:`verdicts`' budgets."""
-    if len(found) == 1:
-        return found[0]["text"]
-    return "\n\n".join(f"**{v['budget']}.** {v['text']}" for v in found)
+    return _per_budget(found, "text")
+
+
+def verdict_headline(found: list[dict]) -> str:
+    """The verdicts' opening sentences, on the best strategies (what a reader sees first)."""
+    return _per_budget(found, "headline")
+
+
+def verdict_details(found: list[dict]) -> str:
+    """The rest of the verdicts: the calls, the procedure, what the intervals cover."""
+    return _per_budget(found, "details")
 
 
 def shown_scores(row: pd.Series, task: tasks.Task) -> pd.Series:

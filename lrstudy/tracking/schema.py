@@ -40,6 +40,10 @@ class Tag:
     DIFFERS = TAG + "differs"
     DESIGN = TAG + "design"
     LOOKS = TAG + "looks"
+    # MLflow's own tags that lrstudy writes: a run's or an experiment's description (Markdown,
+    # shown by the MLflow UI), and a trial's scenario run
+    NOTE = "mlflow.note.content"
+    PARENT_RUN = "mlflow.parentRunId"
 
 
 class Metric:
@@ -50,12 +54,21 @@ class Metric:
     STEP_LOSS = "step_loss"
     LEARNING_RATE = "learning_rate"  # step = epoch
     EPOCH_TIME = "epoch_time_s"
+    # the verdict on a compared strategy's scenario run, written by the report: the difference
+    # to the reference with its simultaneous interval (points, or the RMSE's own change)
+    DIFF_VS_REFERENCE = "diff_vs_reference"
+    DIFF_CI_LOW = "diff_ci_low"
+    DIFF_CI_HIGH = "diff_ci_high"
 
 
 class Param:
     """Params that the runner, the competition or the report read back."""
 
     PEAK_LR = "peak_lr"
+    OPTIMIZER = "optimizer"
+    SCHEDULE = "schedule"
+    LEARNING_RATE = "learning_rate"
+    TUNE_SEEDS = "tune.seeds"  # on finals: the seeds each grid point was tuned on
     SPLIT = "split"
     INIT_WEIGHTS_SHA = "init_weights_sha"
     BATCH_ORDER_SHA = "batch_order_sha"

@@ -1,0 +1,73 @@
+"""The leaderboard: the benchmark table cut to what a reader decides on (each strategy's
+difference to the reference with its simultaneous interval, the call read from it, the tuned
+LR and the training time), each strategy linked to its runs in the MLflow UI; as a frame
+(:func:`leaderboard_table`) and as a Markdown table (:func:`leaderboard_markdown`), which the
+report shows first and the MLflow UI shows in the experiment's description.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lrstudy.report.tables import format_table
+from lrstudy.report.links import Links, trials_filter
+
+def _scenario_runs(trials: pd.DataFrame) -> pd.Series:
+    """Per strategy, the scenario run holding its verdict: the parent of its first seed's
+    trial (the first round of its finals; later rounds add runs, this one stays)."""
+    if "parent_run_id" not in trials:
+        return pd.Series(dtype=object)
+    first = trials.dropna(subset=["parent_run_id"]).sort_values(["scenario", "seed"])
+    return first.groupby("scenario")["parent_run_id"].first()
+
+
+def leaderboard_table(table: pd.DataFrame, trials: pd.DataFrame,
+                links: Links | None = None) -> pd.DataFrame:
+    """One row per ranked strategy, as :func:`~lrstudy.report.tables.benchmark_table` ranks
+    them (``table``, from the ``trials`` it was computed on): ``rank``, ``budget`` (when
+    there are several), ``strategy``, ``seeds``, the test score (``test accuracy`` or
+    ``test RMSE``, mean ± 95% t half-width), ``vs reference`` (the difference with its
+    simultaneous 95% interval: points, or the RMSE's change), ``call``, ``tuned LR`` (the peak
+    LR its finals ran at; the LR of an untuned study) and ``train time s`` (mean per seed);
+    with ``links``, ``run_url`` (the strategy's scenario run) and ``trials_url`` (its trials,
+    best score first)."""
+    shown = format_table(table).reset_index()
+    test = next(c for c in shown if c.startswith("test ") and c != "test loss")
+    vs = next(c for c in shown if c.startswith("vs reference"))
+    board = pd.DataFrame({"rank": shown["rank"]})
+    if "budget" in shown:
+        board["budget"] = shown["budget"]
+    board = board.assign(strategy=shown["scenario"], seeds=table["seeds"].to_numpy(),
+                         **{test: shown[test], "vs reference": shown[vs],
+                            "call": shown["call"], "tuned LR": shown["peak LR"],
+                            "train time s": shown["train time s"]})
+    if links is None:
+        return board
+    runs = _scenario_runs(trials)
+    phases = (trials.groupby("scenario")["phase"].first() if "phase" in trials
+              else pd.Series(dtype=object))
+    order = f"metrics.`{test.replace(' ', '_')}`"  # test_accuracy, test_rmse
+    ascending = test == "test RMSE"
+    board["run_url"] = [links.run(runs[s]) if s in runs else "" for s in board["strategy"]]
+    board["trials_url"] = [links.runs(trials_filter(s, phases.get(s, "") or ""), order,
+                                      ascending) for s in board["strategy"]]
+    return board
+
+
+def _link(text, url: str) -> str:
+    return f"[{text}]({url})" if url else str(text)
+
+
+def leaderboard_markdown(board: pd.DataFrame) -> str:
+    """:func:`leaderboard_table` as a Markdown table: a strategy's name opens its scenario run,
+    its number of seeds the list of its trials."""
+    columns = [c for c in board if not c.endswith("_url")]
+    rows = ["| " + " | ".join(columns) + " |",
+            "| " + " | ".join("---" if c in ("strategy", "call", "budget") else "---:"
+                              for c in columns) + " |"]
+    for _, row in board.iterrows():
+        cells = {c: str(row[c]) for c in columns}
+        cells["strategy"] = _link(row["strategy"], row.get("run_url", ""))
+        cells["seeds"] = _link(row["seeds"], row.get("trials_url", ""))
+        rows.append("| " + " | ".join(cells[c].replace("|", "\\|") for c in columns) + " |")
+    return "\n".join(rows)
