@@ -73,6 +73,12 @@ def test_the_leaderboard_as_markdown_links_names_and_seeds(store):
     assert f"[fixed-baseline]({ui.run(parent)})" in row
     assert f"[3]({board.set_index('strategy').loc['fixed-baseline', 'trials_url']})" in row
     assert "| reference | reference |" in row
+    # inside the MLflow UI: names as text, the links in a column of their own
+    inside = report.leaderboard_markdown(board, link_names=False).splitlines()
+    assert inside[0].startswith("| rank | strategy | runs | test accuracy |")
+    trials_url = board.set_index("strategy").loc["fixed-baseline", "trials_url"]
+    assert f"| fixed-baseline | [run]({ui.run(parent)}) · [3 seeds]({trials_url}) |" in \
+        next(line for line in inside if "| fixed-baseline |" in line)
     # without links: plain names, no link columns
     plain = report.leaderboard_table(store["table"], store["trials"])
     assert not [c for c in plain if c.endswith("_url")]

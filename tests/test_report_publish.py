@@ -110,9 +110,11 @@ def test_the_experiment_describes_the_verdict_with_the_leaderboard(contest):
     assert headline == report.verdict_headline(found) and headline.startswith("Best: other")
     assert details.strip() == report.verdict_details(found)
     rows = table.splitlines()
-    assert rows[0].startswith("| rank | strategy | seeds |") and len(rows) == 4
-    # inside the UI the links are relative to it and open the training view
+    assert rows[0].startswith("| rank | strategy | runs | test accuracy |") and len(rows) == 4
+    # inside the UI the links are relative to it, open the training view and are named apart
+    # from the runs list's own links, which carry the runs' names
     link = f"#/experiments/{exp_id}/runs/{runs['other', 'final']}?workflowType=machine_learning"
-    assert rows[2].startswith(f"| 1 | [other]({link}) | [4](#/experiments/{exp_id}/runs?")
+    assert rows[2].startswith(f"| 1 | other | [run]({link}) · [4 seeds](#/experiments/{exp_id}"
+                              "/runs?workflowType=machine_learning&searchFilter=")
     assert "| +1.00 [+1.00, +1.00] | better | 0.003 | 10.0 |" in rows[2]
     assert "| reference | reference | 0.001 |" in rows[3]

@@ -58,16 +58,26 @@ def _link(text, url: str) -> str:
     return f"[{text}]({url})" if url else str(text)
 
 
-def leaderboard_markdown(board: pd.DataFrame) -> str:
+def leaderboard_markdown(board: pd.DataFrame, link_names: bool = True) -> str:
     """:func:`leaderboard_table` as a Markdown table: a strategy's name opens its scenario run,
-    its number of seeds the list of its trials."""
+    its number of seeds the list of its trials. With ``link_names=False`` (the table inside
+    the MLflow UI, whose runs list already links each run by its name) names stay text and
+    the two links take a column of their own, ``runs``: ``run`` and ``<n> seeds``."""
     columns = [c for c in board if not c.endswith("_url")]
+    if not link_names:
+        columns = [c for c in columns if c != "seeds"]
+        columns.insert(columns.index("strategy") + 1, "runs")
     rows = ["| " + " | ".join(columns) + " |",
-            "| " + " | ".join("---" if c in ("strategy", "call", "budget") else "---:"
+            "| " + " | ".join("---" if c in ("strategy", "call", "budget", "runs") else "---:"
                               for c in columns) + " |"]
     for _, row in board.iterrows():
-        cells = {c: str(row[c]) for c in columns}
-        cells["strategy"] = _link(row["strategy"], row.get("run_url", ""))
-        cells["seeds"] = _link(row["seeds"], row.get("trials_url", ""))
+        cells = {c: str(row[c]) for c in columns if c in row}
+        run, trials = row.get("run_url", ""), row.get("trials_url", "")
+        if link_names:
+            cells["strategy"] = _link(row["strategy"], run)
+            cells["seeds"] = _link(row["seeds"], trials)
+        else:
+            cells["runs"] = " · ".join(filter(None, [_link("run", run) if run else "",
+                                                     _link(f"{row['seeds']} seeds", trials)]))
         rows.append("| " + " | ".join(cells[c].replace("|", "\\|") for c in columns) + " |")
     return "\n".join(rows)

@@ -140,9 +140,11 @@ def verdict_markdown(found: list[dict], board: pd.DataFrame) -> str:
     """The verdict as the MLflow UI shows it (the experiment's and the summary run's
     description, folded to its first line until opened): the verdict's opening sentence on
     the best strategies, the leaderboard as a Markdown table whose links stay inside the UI
-    (:func:`lrstudy.report.leaderboard.leaderboard_table` with relative links), then the rest of
-    the verdict."""
-    parts = [verdict_headline(found), leaderboard_markdown(board), verdict_details(found)]
+    (:func:`lrstudy.report.leaderboard.leaderboard_table` with relative links, in a column of
+    their own: the runs list below links each run by its name already), then the rest of the
+    verdict."""
+    parts = [verdict_headline(found), leaderboard_markdown(board, link_names=False),
+             verdict_details(found)]
     return "\n\n".join(filter(None, parts)) + "\n"
 
 
