@@ -121,6 +121,99 @@ budget = { model = "broken_models:explodes", dataset = "synthetic", val_size = 2
     assert "FAILED broken" in proc.stdout
 
 
+def test_the_local_executor_starts_jobs_by_priority_then_submission():
+    """Tunings first, then finals, then demonstrations, each in submission order (what
+    :attr:`lrstudy.execution.runner.Job.priority` asks), whatever order they came in."""
+    import threading
+
+    from lrstudy.execution.executors import LocalExecutor
+    from lrstudy.execution.runner import Job
+
+    started, busy, gate = [], threading.Event(), threading.Event()
+
+    def fn(job):
+        started.append((job.phase, job.scenario))
+        busy.set()
+        gate.wait(60)  # the first job holds the only worker until every job is queued
+
+    pool = LocalExecutor(fn, workers=1)
+    jobs = [Job("s", "s", f"{phase}-{i}", 1, {}, "", 1, "", phase=phase)
+            for i, phase in enumerate(["demo", "tune", "final", "demo", "final", "tune"])]
+    futures = [pool.submit(jobs[0], priority=jobs[0].priority)]
+    assert busy.wait(60)
+    futures += [pool.submit(job, priority=job.priority) for job in jobs[1:]]
+    gate.set()
+    for fut in futures:
+        fut.result(timeout=60)
+    pool.shutdown()
+    assert started == [("demo", "demo-0"), ("tune", "tune-1"), ("tune", "tune-5"),
+                       ("final", "final-2"), ("final", "final-4"), ("demo", "demo-3")]
+
+
+def test_a_final_starts_when_its_own_tuning_ends_not_after_every_tuning(tmp_path):
+    """``follow`` submits what ``then`` releases as each job ends: here tune-b cannot end
+    until final-a, released by tune-a's end, has run (with a barrier after every tuning it
+    would never end, and the test would time out)."""
+    import threading
+
+    from lrstudy.execution import runner
+    from lrstudy.execution.executors import LocalExecutor
+
+    final_a_ran = threading.Event()
+
+    def fn(job):
+        if job.scenario == "b":
+            assert final_a_ran.wait(60), "final-a did not start while tune-b ran"
+        if (job.scenario, job.phase) == ("a", "final"):
+            final_a_ran.set()
+        return runner.JobResult(job.scenario, True, "", phase=job.phase)
+
+    def job(name, phase):
+        return runner.Job("s", "s", name, 1, {}, "", 1, "", phase=phase)
+
+    pool = LocalExecutor(fn, workers=2)
+    watch = runner.StoreWatch(f"sqlite:///{tmp_path / 'unused.db'}")  # not http: no calls
+    results = runner.follow(pool, [job("a", "tune"), job("b", "tune")], watch, lambda: None,
+                            then=lambda r: [job("a", "final")] if (r.scenario, r.phase) == ("a", "tune")
+                            else [])
+    pool.shutdown()
+    assert sorted((r.scenario, r.phase) for r in results) == [
+        ("a", "final"), ("a", "tune"), ("b", "tune")]
+
+
+def test_a_worker_keeps_its_kernel_and_each_execution_starts_afresh(tmp_path, store):
+    """With one worker, the three scenarios run one after another in one kernel; each
+    execution starts as on a kernel of its own (its cells count from 1, nothing left of the
+    previous notebook's names) and trains exactly what a kernel of its own trains."""
+    import nbformat
+
+    from lrstudy.tracking import store as tracking
+    from lrstudy.tracking.schema import Tag
+
+    study = tmp_path / "kept.toml"
+    study.write_text(SMALL)
+    runs = tmp_path / "runs"
+    run_cli("run", "--study", study, "--tracking-uri", store, "--quiet", "--seeds", "1",
+            "--workers", "1", env={"LRSTUDY_RUNS_DIR": str(runs)}, check=True)
+    trials = finished_trials(store, "kept")
+    assert len(trials) == 3
+    assert len({r.data.tags[Tag.PID] for r in trials}) == 1  # one kernel for the three
+    for name in ("fixed-baseline", "fixed-sgd", "warmup-piecewise"):
+        nb = nbformat.read(runs / tracking.store_label(store) / "kept" / f"{name}.ipynb", 4)
+        counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+        assert counts == list(range(1, len(counts) + 1)), (name, counts)
+
+    alone = f"sqlite:///{tmp_path / 'alone' / 'mlflow.db'}"  # the last one, in its own kernel
+    run_cli("run", "--study", study, "--tracking-uri", alone, "--quiet", "--seeds", "1",
+            "--scenarios", "warmup-piecewise", env={"LRSTUDY_RUNS_DIR": str(runs)}, check=True)
+    (solo,) = finished_trials(alone, "kept")
+    (kept,) = [r for r in trials if r.data.tags["lrstudy.scenario"] == "warmup-piecewise"]
+    assert solo.data.tags[Tag.PID] != kept.data.tags[Tag.PID]
+    assert solo.data.tags["lrstudy.run_key"] == kept.data.tags["lrstudy.run_key"]
+    for key in ("loss", "val_loss", "test_loss", "test_accuracy"):
+        assert solo.data.metrics[key] == kept.data.metrics[key], key
+
+
 def _wait_for(predicate, timeout=300.0, every=0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,6 +12,8 @@ KILLED.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
+import math
 import os
 import queue
 import signal
@@ -23,33 +25,41 @@ class LocalExecutor:
     """N notebook executions at once on this machine (daemon threads driving papermill
     kernels, so that a study that must stop never waits for a job stuck on a lost store).
 
-    papermill makes each kernel itself (nbclient then notices a kernel that dies and raises
-    DeadKernelError). To stop a study, :meth:`interrupt` sends SIGINT to this process's
-    kernels, so their trials end KILLED; :meth:`shutdown` with ``cancel`` gives them
-    ``grace`` seconds to record that, then kills the kernels that are left.
+    Each thread keeps its kernel from one execution to the next
+    (:func:`lrstudy.execution.kernels.kept_kernel`), wiped to a fresh start in between. Jobs
+    start in the order of their ``priority`` (lowest first), then of submission.
+
+    nbclient notices a kernel that dies and raises DeadKernelError. To stop a study,
+    :meth:`interrupt` sends SIGINT to this process's kernels, so their trials end KILLED;
+    :meth:`shutdown` with ``cancel`` gives them ``grace`` seconds to record that, then kills
+    the kernels that are left.
     """
 
     def __init__(self, fn, workers: int):
         self.fn = fn
-        self.queue: queue.Queue = queue.Queue()
+        self.queue: queue.PriorityQueue = queue.PriorityQueue()
+        self.order = itertools.count()  # submission order, among jobs of one priority
         self.threads = [threading.Thread(target=self._work, name=f"lrstudy-{i}", daemon=True)
                         for i in range(workers)]
         for thread in self.threads:
             thread.start()
 
     def _work(self) -> None:
-        while (item := self.queue.get()) is not None:
-            future, job = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(self.fn(job))
-            except BaseException as exc:
-                future.set_exception(exc)
+        from lrstudy.execution import kernels
 
-    def submit(self, job) -> cf.Future:
+        with kernels.kept_kernel():
+            while (item := self.queue.get()[2]) is not None:
+                future, job = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(self.fn(job))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def submit(self, job, priority: int = 0) -> cf.Future:
         future: cf.Future = cf.Future()
-        self.queue.put((future, job))
+        self.queue.put((priority, next(self.order), (future, job)))
         return future
 
     @staticmethod
@@ -76,13 +86,13 @@ class LocalExecutor:
         if cancel:
             while True:  # jobs not started yet never start
                 try:
-                    item = self.queue.get_nowait()
+                    item = self.queue.get_nowait()[2]
                 except queue.Empty:
                     break
                 if item is not None:
                     item[0].cancel()
-        for _ in self.threads:
-            self.queue.put(None)
+        for _ in self.threads:  # after every job submitted
+            self.queue.put((math.inf, next(self.order), None))
         deadline = time.monotonic() + grace
         for thread in self.threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()) if cancel else None)
@@ -201,7 +211,8 @@ class RayExecutor:
                              f"({exc.strerror or exc}). Received: ray_address={address!r}"
                              ) from None
 
-    def submit(self, job) -> cf.Future:
+    def submit(self, job, priority: int = 0) -> cf.Future:
+        """``job`` as a Ray task now (Ray orders the tasks; ``priority`` is not used)."""
         ref = self.remote.remote(self.fn, job)
         out: cf.Future = cf.Future()
         with self.lock:

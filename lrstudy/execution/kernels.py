@@ -1,8 +1,9 @@
 """Executing our notebooks with papermill: private kernels whose output goes to a log file.
 
-Every execution gets its own kernel, talking to us over IPC sockets in a private temporary
-directory (mode 0700), not over unencrypted loopback TCP ports that any local user could
-reach. The kernel process's own stdout and stderr (file descriptors 1 and 2, where C++
+An execution gets its own kernel, or, inside :func:`kept_kernel`, the kernel its thread kept
+from its previous execution, wiped to a fresh start (see :class:`KeptKernel`). Kernels talk to
+us over IPC sockets in a private temporary directory (mode 0700), not over unencrypted
+loopback TCP ports that any local user could reach. The kernel process's own stdout and stderr (file descriptors 1 and 2, where C++
 libraries write: TensorFlow's start-up notices, XLA's, a crash's last words) go to a log file
 beside the executed notebook instead of the terminal, whatever the CPU makes TensorFlow say,
 so they never break into a progress bar. What the notebook's cells print is in the executed
@@ -11,11 +12,15 @@ notebook as usual.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
+from papermill.engines import NBClientEngine, papermill_engines
 from traitlets import Unicode
 
 
@@ -50,7 +55,8 @@ class LoggedKernelManager(AsyncKernelManager):
 
 def execute(notebook: Path | str, output: Path | str, parameters: dict,
             cwd: Path | str | None = None, log: Path | str | None = None):
-    """papermill-execute ``notebook`` into ``output`` on a private python3 kernel.
+    """papermill-execute ``notebook`` into ``output`` on a private python3 kernel: the one
+    this thread keeps (:func:`kept_kernel`), else one of its own.
 
     The kernel's stdout and stderr are appended to ``log`` (default :func:`log_path`).
     Raises what papermill raises (``PapermillExecutionError`` when a cell raised).
@@ -61,6 +67,9 @@ def execute(notebook: Path | str, output: Path | str, parameters: dict,
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     log = Path(log) if log is not None else log_path(output)
+    kept = getattr(_kept, "kernel", None)
+    if kept is not None:
+        return kept.execute(notebook, output, parameters, cwd, log)
     with tempfile.TemporaryDirectory(prefix="lrstudy-kernel-") as sockets:
         # "immediate": the kernel is stopped once the last cell is done, not asked to exit:
         # a kernel that has run TensorFlow took 2-3 s to exit (its atexit hooks have nothing
@@ -73,3 +82,136 @@ def execute(notebook: Path | str, output: Path | str, parameters: dict,
         return papermill.execute_notebook(
             str(notebook), str(output), parameters=parameters, kernel_name="python3",
             progress_bar=False, cwd=str(cwd or notebooks_dir()), config=config)
+
+
+# ---- a kernel kept for a thread's executions ---------------------------------------------------
+
+_kept = threading.local()
+
+
+@contextlib.contextmanager
+def kept_kernel():
+    """Within the block, the executions of this thread share one kernel (:class:`KeptKernel`),
+    started by the first and stopped at the end: a kernel's start and the imports of
+    TensorFlow, Keras and MLflow are paid once per thread, not once per execution."""
+    _kept.kernel = KeptKernel()
+    try:
+        yield
+    finally:
+        kernel, _kept.kernel = _kept.kernel, None
+        kernel.stop()
+
+
+FRESH_START = """\
+import os, sys
+_log = os.open({log!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+for _stream, _fd in ((sys.stdout, 1), (sys.stderr, 2)):
+    _stream.flush()
+    os.dup2(_log, getattr(_stream, "_original_stdstream_copy", None) or _fd)
+os.close(_log)
+if "keras" in sys.modules:
+    sys.modules["keras"].backend.clear_session()
+if "matplotlib.pyplot" in sys.modules:
+    sys.modules["matplotlib.pyplot"].close("all")
+get_ipython().reset(new_session=True)
+__import__("gc").collect()
+"""
+"""What a kept kernel runs before each execution but its first: its process output (file
+descriptors 1 and 2, or the copies of them ipykernel echoes to when it captures them) to the
+new execution's log; Keras's global state, figures and the user's namespace cleared, the
+execution count back at 1. Imported modules stay: that is the point. Each trial seeds
+Python, NumPy, TensorFlow and Keras itself (:func:`lrstudy.data.datasets.seed_everything`),
+as the trials of a stack already do one after another in one process."""
+
+
+class KeptKernel:
+    """One kernel for a thread's executions (:func:`kept_kernel`). Each execution but the first
+    begins with :data:`FRESH_START`. A kernel that failed an execution (a cell raised, it was
+    interrupted or died) is stopped, and the next execution starts a new one."""
+
+    def __init__(self):
+        self.km: LoggedKernelManager | None = None
+        self.sockets: str | None = None
+
+    def execute(self, notebook, output: Path, parameters: dict, cwd, log: Path):
+        import papermill
+
+        if self.km is not None and not self._alive():
+            self.stop()
+        try:
+            if self.km is None:  # papermill's client starts it, with the execution's cwd
+                self.sockets = tempfile.mkdtemp(prefix="lrstudy-kernel-")
+                self.km = LoggedKernelManager(kernel_name="python3", transport="ipc",
+                                              ip=os.path.join(self.sockets, "k"),
+                                              log_file=str(log))
+            else:
+                self._fresh_start(log)
+            return papermill.execute_notebook(
+                str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                progress_bar=False, cwd=str(cwd or notebooks_dir()), engine_name=KEPT_ENGINE,
+                km=self.km)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _alive(self) -> bool:
+        from jupyter_core.utils import run_sync
+
+        return self.km.has_kernel and run_sync(self.km.is_alive)()
+
+    def _fresh_start(self, log: Path) -> None:
+        from jupyter_client import BlockingKernelClient
+
+        kc = BlockingKernelClient()
+        kc.load_connection_info(self.km.get_connection_info())
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            reply = kc.execute_interactive(FRESH_START.format(log=str(log)), silent=True,
+                                           store_history=False, timeout=120)
+        finally:
+            kc.stop_channels()
+        if reply["content"]["status"] != "ok":
+            content = reply["content"]
+            raise RuntimeError(f"the kept kernel could not start afresh: "
+                               f"{content.get('ename')}: {content.get('evalue')}")
+
+    def stop(self) -> None:
+        """Stop the kernel now (as a kernel of its own is stopped: ``immediate``)."""
+        from jupyter_core.utils import run_sync
+
+        km, self.km = self.km, None
+        if km is not None and km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=True)
+            run_sync(km.cleanup_resources)()
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets, ignore_errors=True)
+            self.sockets = None
+
+
+class KeptKernelEngine(NBClientEngine):
+    """papermill's nbclient engine on a kernel it is handed (``km``) and leaves running; the
+    client it made to talk to it is closed when the execution ends."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                 stderr_file=None, start_timeout=60, execution_timeout=None,
+                                 **kwargs):
+        from papermill.clientwrap import PapermillNotebookClient
+        from papermill.log import logger
+
+        kwargs.pop("input_path", None)
+        client = PapermillNotebookClient(
+            nb_man, kernel_name=kernel_name, log=logger, log_output=log_output,
+            stdout_file=stdout_file,
+            stderr_file=stderr_file, startup_timeout=start_timeout, timeout=execution_timeout,
+            **kwargs)
+        try:
+            return client.execute()
+        finally:
+            if client.kc is not None:
+                client.kc.stop_channels()
+
+
+KEPT_ENGINE = "lrstudy-kept-kernel"
+papermill_engines.register(KEPT_ENGINE, KeptKernelEngine)

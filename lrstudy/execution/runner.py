@@ -78,6 +78,16 @@ class Job:
     grid_points: int = 0   # 0: the study's own tuning grid
     stack: str = "auto"    # trials trained together (lrstudy.stack): auto, off or a number
 
+    @property
+    def priority(self) -> int:
+        """The order in which a local executor starts jobs (lowest first): tunings, whose
+        finals wait for them, then finals, then the tutorials' short demonstrations, which
+        fill the workers' last minutes."""
+        return PHASE_PRIORITY.get(self.phase, 1)
+
+
+PHASE_PRIORITY = {"tune": 0, "final": 1, "demo": 2}
+
 
 @dataclasses.dataclass
 class JobResult:
@@ -86,6 +96,7 @@ class JobResult:
     notebook: str
     parent_run_id: str = ""
     error: str = ""
+    phase: str = ""
 
 
 def scenario_of(job: Job) -> scenarios.Scenario:
@@ -132,7 +143,8 @@ def execute_job(job: Job) -> JobResult:
             run.end_as(tracking.end_status(exc, run.signals_before))
         finally:
             error = _keep_record(mlflow_client, run.id, job.output, error)
-    return JobResult(job.scenario, run.status in (None, "FINISHED"), job.output, run.id, error)
+    return JobResult(job.scenario, run.status in (None, "FINISHED"), job.output, run.id, error,
+                     job.phase)
 
 
 def _error_line(text: str) -> str:
@@ -356,22 +368,34 @@ def make_executor(kind: str, workers: int, ray_address: str | None):
     return executors.LocalExecutor(execute_job, max(1, workers))
 
 
-def follow(pool, jobs: list[Job], watch: StoreWatch, progress) -> list[JobResult]:
-    """Submit the jobs, update ``progress()`` every 2 s until all are done; a Ctrl-C or a lost
-    store stops the running kernels (their runs end KILLED), shuts ``pool`` down and is raised
-    again."""
-    futures = {pool.submit(job): job for job in jobs}
-    results, pending = [], set(futures)
+def follow(pool, jobs: list[Job], watch: StoreWatch, progress,
+           then=lambda result: []) -> list[JobResult]:
+    """Submit the jobs, update ``progress()`` every 2 s until all are done, and submit the
+    jobs ``then(result)`` returns as each ends; a Ctrl-C or a lost store stops the running
+    kernels (their runs end KILLED), shuts ``pool`` down and is raised again."""
+    futures: dict = {}
+    pending: set = set()
+
+    def submit(todo: list[Job]) -> None:
+        for job in todo:
+            fut = pool.submit(job, priority=job.priority)
+            futures[fut] = job
+            pending.add(fut)
+
+    submit(jobs)
+    results = []
     try:
         while pending:
-            done, pending = cf.wait(pending, timeout=2.0, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(pending, timeout=2.0, return_when=cf.FIRST_COMPLETED)
+            pending.difference_update(done)
             for fut in done:
                 try:
                     results.append(fut.result())
                 except Exception as exc:  # the executor lost the job (a Ray task died)
                     job = futures[fut]
                     results.append(JobResult(job.scenario, False, job.output,
-                                             error=one_line(exc, limit=300)))
+                                             error=one_line(exc, limit=300), phase=job.phase))
+                submit(then(results[-1]))
             watch.call(progress)
         return results
     except KeyboardInterrupt:
@@ -455,6 +479,20 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
         done, _ = count_trials(mlflow_client, exp_id, keys)
         bar.update(done - bar.n)
 
+    waiting = {sc.name: sc for sc in first.waiting}  # finals whose tuning is to come
+
+    def finals_of(result: JobResult) -> list[Job]:
+        """The finals of the strategy whose tuning ``result`` ended well: they start now,
+        not once every tuning has ended."""
+        sc = waiting.get(result.scenario)
+        if sc is None or result.phase != "tune" or not result.ok:
+            return []
+        ready = watch.call(plan, [sc], seeds, comp, mlflow_client, exp_id)
+        if not ready.waiting:  # else the tuning chose no winner: it stays unfinished
+            del waiting[sc.name]
+        keys.update(k for _, _, pending in ready.todo for k in pending)
+        return jobs_of(ready)
+
     def more_seeds(n: int) -> bool:
         """The finals again with ``n`` seeds (FINISHED trials skipped); whether all ran."""
         nonlocal seeds
@@ -468,15 +506,17 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
         return all(r.ok for r in ran) and not more.waiting
 
     pool = make_executor(executor, workers, ray_address)
-    results, waiting, looked = [], [], {}
+    results, looked = [], {}
     try:
         with interrupts.stop_on_signals():
-            results = follow(pool, jobs_of(first), watch, update)
-            if first.waiting:  # the finals of the strategies whose tuning just finished
-                second = watch.call(plan, first.waiting, seeds, comp, mlflow_client, exp_id)
-                keys |= {k for _, _, pending in second.todo for k in pending}
-                results += follow(pool, jobs_of(second), watch, update)
-                waiting = [sc.name for sc in second.waiting]
+            results = follow(pool, jobs_of(first), watch, update, then=finals_of)
+            if waiting:  # tunings another process ran: their finals, if they have ended since
+                last = watch.call(plan, list(waiting.values()), seeds, comp, mlflow_client,
+                                  exp_id)
+                keys.update(k for _, _, pending in last.todo for k in pending)
+                results += follow(pool, jobs_of(last), watch, update)
+                waiting.clear()
+                waiting.update((sc.name, sc) for sc in last.waiting)
             if until_decided and not waiting and all(r.ok for r in results):
                 looked = until_decided_.seeds_until_decided(
                     spec.name, uri, mlflow_client, exp_id, design, seeds, more_seeds, watch)
@@ -496,7 +536,7 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
                         finished=done, diverged=diverged,
                         failed=[r for r in results if not r.ok], results=results,
                         wall_time_s=time.perf_counter() - t0, elsewhere=first.elsewhere,
-                        reaped=first.reaped, merged=merged, unfinished=waiting,
+                        reaped=first.reaped, merged=merged, unfinished=sorted(waiting),
                         sequential=looked)
 
 
