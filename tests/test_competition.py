@@ -194,6 +194,11 @@ def test_a_tiny_competition_tunes_on_validation_then_runs_finals_and_resumes(tmp
     assert len(by_phase["demo"]) == 1 and len(by_phase["final"]) == 9
     for r in by_phase["tune"]:  # never evaluated on the test set
         assert not any(k.startswith("test_") for k in r.data.metrics), r.data.metrics
+    client = tracking.client(store)
+    for phase, curves in (("tune", False), ("final", True), ("demo", True)):
+        arts = {a.path for a in client.list_artifacts(by_phase[phase][0].info.run_id)}
+        assert {"config.json", "model_summary.txt"} <= arts, (phase, arts)
+        assert ("curves.png" in arts) == curves, (phase, arts)  # no PNG per tuning point
     for name in ("fixed-baseline", "fixed-sgd", "warmup-cosine"):
         tune = [r for r in by_phase["tune"] if r.data.tags["lrstudy.scenario"] == name]
         final = [r for r in by_phase["final"] if r.data.tags["lrstudy.scenario"] == name]

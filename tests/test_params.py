@@ -114,3 +114,29 @@ def test_batch_runs_pass_every_parameter_or_leave_the_studys_own(tmp_path, monke
     assert set(defaults) == set(declared)
     left = {name: defaults[name] for name in declared if name not in passed}
     assert left and all(value in (0, "") for value in left.values()), left
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebooks_parameters_cell_is_its_declared_contract(notebook):
+    """NOTEBOOKS is the one declaration: each notebook's parameters cell assigns exactly the
+    declared names, each a literal of its declared type."""
+    import ast
+
+    parameters, _ = first_cells(notebook)
+    defaults = {stmt.targets[0].id: ast.literal_eval(stmt.value)
+                for stmt in ast.parse(parameters).body}
+    declared = params.NOTEBOOKS[notebook]
+    assert list(defaults) == list(declared)
+    for name, value in defaults.items():
+        kind = declared[name]
+        assert isinstance(value, kind) and not isinstance(value, bool), (name, value)
+
+
+def test_the_scenario_notebooks_entry_point_takes_the_declared_parameters():
+    """scenario.ipynb hands its parameters to ``run_scenario``, by the same names."""
+    import inspect
+
+    from lrstudy.execution import scenario_run
+
+    signature = inspect.signature(scenario_run.run_scenario).parameters
+    assert list(signature) == list(params.NOTEBOOKS["scenario"])

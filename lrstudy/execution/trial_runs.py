@@ -21,8 +21,8 @@ PHASES = ("import", "claim", "seed", "data", "model", "compile", "trace", "epoch
           "params", "artifacts", "flush")
 
 
-def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
-    """config.json, model summary, curves and LR curve as PNG."""
+def _artifacts(run_dir: Path, scenario, seed, outcome, sink, curves: bool = True) -> None:
+    """config.json, model summary and, with ``curves``, the curves and LR curve as PNG."""
     from matplotlib.figure import (
         Figure,  # no pyplot: leaves the notebook's backend alone
     )
@@ -33,6 +33,8 @@ def _artifacts(run_dir: Path, scenario, seed, outcome, sink) -> None:
     lines = io.StringIO()
     outcome["model"].summary(print_fn=lambda s, **_: lines.write(s + "\n"))
     (run_dir / "model_summary.txt").write_text(lines.getvalue())
+    if not curves:
+        return
     fig = Figure(figsize=(13, 3.5))
     axes = fig.subplots(1, 3)
     metric = tasks.get(scenario.task).primary
@@ -191,7 +193,9 @@ def trial_life(study: str, scenario: scenarios.Scenario, seed: int, *, phase: st
             tracking.log_dataset(mlflow_client, run.id, outcome["dataset"])
             interrupts.raise_at("artifacts")
             with tempfile.TemporaryDirectory() as tmp:
-                _artifacts(Path(tmp), scenario, seed, outcome, sink)
+                # a tuning point's curves are its metrics' charts in the MLflow UI and the
+                # tuning notebook's figure: no PNG of its own (a fifth of a trial's overhead)
+                _artifacts(Path(tmp), scenario, seed, outcome, sink, curves=phase != "tune")
                 mlflow_client.log_artifacts(run.id, tmp)
             interrupts.raise_at("flush")
         finally:

@@ -40,7 +40,7 @@ import keras  # noqa: E402
 
 from lrstudy import interrupts  # noqa: E402
 from lrstudy.lr import schedule_free  # noqa: E402
-from lrstudy.training import effective_step
+from lrstudy.training import effective_step  # noqa: E402
 
 #: Optimizer settings that act across a whole variable (or change the update's structure):
 #: over a stacked variable they would mix the copies, so a stack with them is not vectorized.
@@ -254,17 +254,17 @@ class VectorStack:
             count = tf.gather(counts, start + t)
             loss, lrs, hits = self._train_step(tf.gather(indices, start + t), count, live)
             n = tf.cast(count, tf.float32)
-            if record:
-                rows = tf.tensor_scatter_nd_update(rows, [[t]],
-                                                   tf.stack([lrs, loss], -1)[None])
+            if record:  # a TensorArray, written in place (a scatter copied the whole buffer)
+                rows = rows.write(t, tf.stack([lrs, loss], -1))
             n = n * live  # a frozen copy's metrics stay as they stood
             return t + 1, loss_sum + loss * n, hit_sum + hits * live, seen + n, rows
 
+        rows = tf.TensorArray(tf.float32, size=self.spe, element_shape=[self.n, 2])
         _, loss_sum, hit_sum, seen, rows = tf.while_loop(
-            lambda t, *_: t < steps, body,
-            (tf.constant(0), zeros, zeros, zeros, tf.zeros([self.spe, self.n, 2], tf.float32)),
+            lambda t, *_: t < steps, body, (tf.constant(0), zeros, zeros, zeros, rows),
             maximum_iterations=self.spe)
-        return loss_sum, hit_sum, seen, rows
+        # the rows past ``steps`` (an epoch's last call) were never written: zeros
+        return loss_sum, hit_sum, seen, rows.stack()
 
     def _probe_step(self, x, y):
         """The step-size probe of every copy at once (see
