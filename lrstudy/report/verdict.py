@@ -48,7 +48,7 @@ import lrstudy.report.simultaneous as simultaneous
 from lrstudy.report.frames import BUDGET_COLUMNS, task_of
 from lrstudy.report.sequential import Design
 from lrstudy.report.stats import CONFIDENCE, mean_ci
-from lrstudy.spec.study import Study, budget_label
+from lrstudy.spec.study import Study, budget_label, strategy_of
 
 MARGIN = Study.margin  # 0.003: 0.3 accuracy points, unless a study says otherwise
 RESAMPLES = 10_000
@@ -69,12 +69,16 @@ def budgets(trials: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
 
 
 def reference_of(trials: pd.DataFrame, reference: str | None) -> str | None:
-    """The reference within one budget's ``trials``: ``reference`` when the budget has it,
-    else the family baseline most scenarios of the budget name (and the budget has), else
+    """The reference within one budget's ``trials``: ``reference`` when the budget has it
+    (in a study with workloads, ``reference@workload``: the one scenario of that strategy
+    there), else the family baseline most scenarios of the budget name (and the budget has), else
     None (no comparisons: P(best) and the intervals only)."""
     present = set(trials["scenario"])
     if reference and reference in present:
         return reference
+    on_workload = sorted(s for s in present if strategy_of(s) == reference)  # "S@W"
+    if reference and len(on_workload) == 1:
+        return on_workload[0]
     if "baseline" in trials:
         named = trials.drop_duplicates("scenario")["baseline"].dropna()
         named = named[named.isin(present)]

@@ -45,7 +45,7 @@ from lrstudy.tracking.schema import Tag
 PHASES = ("demo", "tune", "final")
 TUNE_SEED_BASE = 1000  # tuning seeds never coincide with the final seeds 0, 1, ...
 KEYS = {"demos", "demo_seeds", "grid_points", "grid_decades", "tune_seeds", "extend_decades",
-        "differs"}
+        "differs", "untuned"}
 
 
 class CompetitionError(ValueError):
@@ -61,18 +61,23 @@ class Competition:
     tune_seeds: int = 3
     extend_decades: float = 2.0  # how far beyond each edge the grid may grow
     differs: tuple[tuple[str, str], ...] = ()  # (strategy, what else it changes)
+    # strategies that compete at their own settings, with nothing to tune (an LR-free method)
+    untuned: tuple[str, ...] = ()
 
     def role(self, scenario) -> str:
-        """``demo``, ``finder`` (fed by the range test: finals only) or ``tuned``."""
+        """``demo``, ``finder`` (fed by the range test: finals only), ``untuned`` (at its own
+        settings: finals only) or ``tuned``."""
         if scenario.name in self.demos:
             return "demo"
         if scenario.finder is not None:
             return "finder"
+        if scenario.name in self.untuned:
+            return "untuned"
         return "tuned"
 
     def phases(self, scenario) -> tuple[str, ...]:
-        return {"demo": ("demo",), "finder": ("final",), "tuned": ("tune", "final")}[
-            self.role(scenario)]
+        return {"demo": ("demo",), "finder": ("final",), "untuned": ("final",),
+                "tuned": ("tune", "final")}[self.role(scenario)]
 
     def grid(self, scenario) -> list[float]:
         """The peak LRs of the scenario's tuning grid before any extension."""
@@ -98,9 +103,10 @@ def parse(where: str, table) -> Competition:
     if unknown:
         raise CompetitionError(f"{where}: unknown key {unknown[0]!r}; allowed: "
                                f"{', '.join(sorted(KEYS))}")
-    demos = table.get("demos", [])
-    if not isinstance(demos, list) or not all(isinstance(d, str) for d in demos):
-        raise CompetitionError(f"{where}: demos must be a list of scenario names")
+    demos, untuned = table.get("demos", []), table.get("untuned", [])
+    for key, names in (("demos", demos), ("untuned", untuned)):
+        if not isinstance(names, list) or not all(isinstance(d, str) for d in names):
+            raise CompetitionError(f"{where}: {key} must be a list of scenario names")
     ints = {key: table.get(key, getattr(Competition, key)) for key in
             ("demo_seeds", "grid_points", "tune_seeds")}
     for key, value in ints.items():
@@ -119,7 +125,8 @@ def parse(where: str, table) -> Competition:
     if not isinstance(differs, dict) or not all(isinstance(v, str) for v in differs.values()):
         raise CompetitionError(f"{where}: differs must be a table of strategy = \"what else it "
                                f"changes\", got {differs!r}"[:200])
-    return Competition(demos=tuple(demos), differs=tuple(sorted(differs.items())),
+    return Competition(demos=tuple(demos), untuned=tuple(untuned),
+                       differs=tuple(sorted(differs.items())),
                        **{k: float(v) for k, v in decades.items()}, **ints)
 
 
@@ -166,7 +173,7 @@ def trials(competition: Competition | None, scenario, phase: str, seeds: int,
                     for s in range(competition.tune_seeds)]
         return out
     if phase == "final":
-        if scenario.finder is not None:
+        if competition.role(scenario) in ("finder", "untuned"):
             return [_trial(scenario, s, "final") for s in range(seeds)]
         if winner is None:
             raise CompetitionError(f"scenario {scenario.name!r}: its finals need the tuning's "

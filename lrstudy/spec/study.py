@@ -16,6 +16,8 @@ Study file keys::
     claims = "FILE"     published claims to check against the study's trials (a TOML file,
                         relative to the study; see lrstudy/report/reproduction.py)
     [budgets.NAME]      named budgets, each merged over [budget]
+    workloads = ["NAME", ...]   named budgets to run every scenario on: scenario S on
+                        workload W is the scenario "S@W" (its twin and baseline too)
     [families]          family = "NAME": the named budget of every scenario of that family
     [scenario.NAME]     overrides of a catalogue scenario, or a new scenario; also written
                         as an array of tables, [[scenario]] with name = "NAME"
@@ -75,7 +77,10 @@ SCENARIO_KEYS = {
     "plateau", "finder", "baseline", "twin", "budget",
 }
 STUDY_KEYS = {"description", "seeds", "scenarios", "budget", "budgets", "families",
-              "scenario", "sweep", "name", "competition", "reference", "margin", "claims"}
+              "scenario", "sweep", "name", "competition", "reference", "margin", "claims",
+              "workloads"}
+#: Between a strategy's name and its workload's in a scenario of a study with workloads.
+ON = "@"
 NOT_IN_KEY = ("name", "description", "family", "baseline", "twin")
 SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
 #: Where an error about a name sends the reader for every name there is.
@@ -484,6 +489,9 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     if unknown:
         raise SpecError(f"{where}: unknown scenario {suggest(unknown[0], definitions)}; "
                         f"{SEE_ALL}")
+    workloads = _workloads(where, raw.get("workloads"), named)
+    if workloads:
+        definitions, names = _on_workloads(definitions, names, workloads)
 
     available = {}
     unavailable: dict[str, str | None] = {}  # dataset -> why it cannot be had here
@@ -550,9 +558,13 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
             comp = competition.parse(f"{where} [competition]", raw["competition"])
         except competition.CompetitionError as exc:
             raise SpecError(str(exc)) from None
-        for demo in [*comp.demos, *dict(comp.differs)]:
+        for demo in [*comp.demos, *comp.untuned, *dict(comp.differs)]:
             if demo not in available:
                 raise SpecError(f"{where} [competition]: unknown scenario {demo!r}")
+        if workloads:  # a demonstration, or a strategy without tuning, on every workload
+            comp = dataclasses.replace(comp, **{
+                key: tuple(f"{n}{ON}{w}" for n in getattr(comp, key) for w in workloads)
+                for key in ("demos", "untuned")})
         blind = [n for n in names if available[n].budget["val_size"] == 0]
         if blind:
             raise SpecError(f"{where} [competition]: tuning chooses on validation data, but "
@@ -580,6 +592,48 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     return Study(name=name, description=description, seeds=seeds,
                  scenarios={n: available[n] for n in names}, path=path, available=available,
                  competition=comp, reference=reference, margin=float(margin), claims=claims)
+
+
+def _workloads(where: str, value, named: dict) -> list[str]:
+    """The study's ``workloads``: names of its ``[budgets.*]`` tables, or none."""
+    if value is None:
+        return []
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(w, str) and w for w in value)):
+        raise SpecError(f"{where}: workloads must be a list of [budgets.*] names, "
+                        f"got {_show(value)}")
+    for w in value:
+        if w not in named:
+            raise SpecError(f"{where}: workload {suggest(w, named)} is not a [budgets.*] table")
+        if ON in w:
+            raise SpecError(f"{where}: workload {w!r}: a workload's name has no {ON!r}")
+    if len(set(value)) != len(value):
+        raise SpecError(f"{where}: workloads names a budget twice")
+    return list(value)
+
+
+def _on_workloads(definitions: dict, names: list[str], workloads: list[str]
+                  ) -> tuple[dict, list[str]]:
+    """Each of ``names`` on each workload: the scenario ``S@W`` is ``S`` on the budget ``W``,
+    its twin and baseline those of the same workload (where the study runs them); the
+    study's scenarios are then these, workload by workload."""
+    out = dict(definitions)
+    for w in workloads:
+        for n in names:
+            spec = dict(definitions[n])
+            spec["budget"] = w
+            for key in ("twin", "baseline"):
+                if spec.get(key) in names:
+                    spec[key] = f"{spec[key]}{ON}{w}"
+                elif key == "twin":
+                    spec.pop(key, None)
+            out[f"{n}{ON}{w}"] = spec
+    return out, [f"{n}{ON}{w}" for w in workloads for n in names]
+
+
+def strategy_of(name: str) -> str:
+    """The strategy of a scenario: its name without ``@workload``."""
+    return name.split(ON, 1)[0]
 
 
 def _substitute(budget: dict, unavailable: dict) -> dict:

@@ -1,0 +1,95 @@
+"""A study with workloads: every strategy on every named budget, as the scenario "S@W"."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from lrstudy.report import verdict
+from lrstudy.spec import competition
+from lrstudy.spec import study as scenarios
+
+SUITE = """
+seeds = 2
+reference = "fixed-baseline"
+scenarios = ["fixed-baseline", "warmup-cosine", "prodigy", "fixed-from-finder-valley",
+             "fixed-too-large"]
+workloads = ["small", "wide"]
+
+[budget]
+dataset = "synthetic"
+val_size = 200
+batch_size = 32
+epochs = 2
+
+[budgets.small]
+model = "mlp128"
+
+[budgets.wide]
+model = "mlp512_200"
+epochs = 3
+
+[competition]
+demos = ["fixed-too-large"]
+untuned = ["prodigy"]
+grid_points = 3
+tune_seeds = 2
+"""
+
+
+@pytest.fixture
+def suite(tmp_path):
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE)
+    return scenarios.load_study(str(path))
+
+
+def test_each_strategy_runs_on_each_workload_with_its_budget(suite):
+    names = [f"{s}@{w}" for w in ("small", "wide") for s in (
+        "fixed-baseline", "warmup-cosine", "prodigy", "fixed-from-finder-valley",
+        "fixed-too-large")]
+    assert list(suite.scenarios) == names
+    for name, sc in suite.scenarios.items():
+        workload = name.split("@")[1]
+        assert sc.budget["model"] == {"small": "mlp128", "wide": "mlp512_200"}[workload]
+        assert sc.budget["epochs"] == {"small": 2, "wide": 3}[workload]
+        assert scenarios.strategy_of(name) == name.split("@")[0]
+    # a range-test-fed strategy's tuned twin is the twin on its own workload
+    assert suite.scenarios["fixed-from-finder-valley@wide"].twin == "fixed-baseline@wide"
+    # the same strategy on two workloads is two trials, not one
+    keys = {competition.key_of(suite.scenarios[f"fixed-baseline@{w}"], 0, "final")
+            for w in ("small", "wide")}
+    assert len(keys) == 2
+
+
+def test_roles_per_workload_and_prodigy_without_tuning(suite):
+    comp = suite.competition
+    roles = {n: comp.role(sc) for n, sc in suite.scenarios.items()}
+    assert roles["fixed-too-large@wide"] == "demo"
+    assert roles["prodigy@small"] == "untuned" and comp.phases(suite.scenarios["prodigy@small"]) == ("final",)
+    assert roles["fixed-from-finder-valley@small"] == "finder"
+    assert roles["warmup-cosine@small"] == "tuned"
+    finals = competition.trials(comp, suite.scenarios["prodigy@wide"], "final", suite.seeds)
+    assert [t.seed for t in finals] == [0, 1]
+    assert {t.peak_lr for t in finals} == {1.0}  # its own settings: the multiplier 1.0
+    tune = competition.trials(comp, suite.scenarios["warmup-cosine@small"], "tune", 0)
+    assert len(tune) == 3 * 2
+
+
+def test_the_verdict_compares_each_workload_with_its_own_reference():
+    trials = pd.DataFrame({"scenario": ["fixed-baseline@small", "warmup-cosine@small"]})
+    assert verdict.reference_of(trials, "fixed-baseline") == "fixed-baseline@small"
+    assert verdict.reference_of(trials, "warmup-cosine") == "warmup-cosine@small"
+
+
+@pytest.mark.parametrize("workloads, error", [
+    ('["nosuch"]', "workload 'nosuch' is not a [budgets.*] table"),
+    ('"small"', "workloads must be a list of [budgets.*] names"),
+    ('["small", "small"]', "workloads names a budget twice"),
+])
+def test_bad_workloads_are_one_line(tmp_path, workloads, error):
+    path = tmp_path / "bad.toml"
+    path.write_text(SUITE.replace('workloads = ["small", "wide"]', f"workloads = {workloads}"))
+    with pytest.raises(scenarios.SpecError, match=error.replace("[", r"\[").replace("]", r"\]")
+                       .replace("*", r"\*")):
+        scenarios.load_study(str(path))
