@@ -326,7 +326,7 @@ def _print_estimate(est) -> None:
              f"validation set) comes to {_flop(est.flops)} at a conservative "
              f"{cost.FLOPS_PER_WORKER / 1e9:.0f} GFLOP/s per worker, plus "
              f"{cost.EXECUTION_S:.0f} s for each of the {est.executions} notebook executions "
-             "(a kernel's start, imports, data, compiling). A slower or busier machine takes "
+             "(data, compiling, the runs' records). A slower or busier machine takes "
              "longer.")
     print(textwrap.fill(basis, width=92, initial_indent="  ", subsequent_indent="  "))
 
