@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--margin", metavar="M", type=_margin,
                      help="practical-equivalence margin in accuracy, 0.003 = 0.3 points "
                           "(absent: the study's)")
+    rep.add_argument("--mlflow-ui", metavar="URL", default="http://127.0.0.1:5000",
+                     help="the MLflow UI the report's links open (where `lrstudy ui` or your "
+                          "`mlflow server` serves this store)")
 
     find = command("find-lr", "LR range test for a model, an optimizer and data; prints every "
                               "rule's suggestion")
@@ -393,7 +396,7 @@ def cmd_report(args) -> int:
     name = scenarios.load_study(args.study).name if args.study.endswith(".toml") else args.study
     path = report_run.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out,
                                   reference=args.reference, margin=args.margin,
-                                  on_verdict=_print_verdict)
+                                  on_verdict=_print_verdict, mlflow_ui=args.mlflow_ui)
     print(f"report: {path}")
     return 0
 

@@ -341,7 +341,7 @@ def test_killing_a_kernel_fails_its_scenario_only_and_resume_finishes(tmp_path, 
 @pytest.mark.xdist_group("smoke")  # one worker runs the smoke study once for these
 def test_the_summary_report_of_the_smoke_study(smoke_store, tmp_path):
     proc = run_cli("report", "--study", "smoke", "--tracking-uri", smoke_store["uri"],
-                   "--out", tmp_path, check=True)
+                   "--out", tmp_path, "--mlflow-ui", "http://mlflow.example:5999", check=True)
     html = Path(proc.stdout.strip().splitlines()[-1].split("report: ", 1)[1])
     assert html.exists() and html.parent == tmp_path
     # the verdict is printed too, before the path
@@ -350,6 +350,7 @@ def test_the_summary_report_of_the_smoke_study(smoke_store, tmp_path):
     assert text.count("<img") >= 5  # curves, LR per step, sensitivity, range tests, accuracy
     for scenario in ("fixed-baseline", "fixed-too-large", "warmup-cosine"):
         assert scenario in text
+    assert 'href="http://mlflow.example:5999/#/experiments/' in text  # --mlflow-ui's links
     from lrstudy.tracking import store as tracking
 
     client = tracking.client(smoke_store["uri"])
