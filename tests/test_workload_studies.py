@@ -93,3 +93,27 @@ def test_bad_workloads_are_one_line(tmp_path, workloads, error):
     with pytest.raises(scenarios.SpecError, match=error.replace("[", r"\[").replace("]", r"\]")
                        .replace("*", r"\*")):
         scenarios.load_study(str(path))
+
+
+def test_a_study_is_loaded_once_per_process_until_its_file_changes(tmp_path):
+    """The runner and a kept kernel load a study once; an edited file is read again."""
+    import os
+
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE)
+    first = scenarios.load_study(str(path))
+    assert scenarios.load_study(str(path)) is first
+    assert scenarios.load_study(str(path), {"epochs": 1}) is not first  # other overrides
+    path.write_text(SUITE.replace("seeds = 2", "seeds = 4"))
+    os.utime(path, ns=(first_ns := path.stat().st_mtime_ns, first_ns + 1_000_000))
+    again = scenarios.load_study(str(path))
+    assert again is not first and again.seeds == 4
+
+
+def test_a_study_on_a_users_data_is_loaded_every_time(tmp_path):
+    (tmp_path / "data.csv").write_text("a,b,label\n" + "".join(
+        f"{i % 7},{i % 5},{i % 2}\n" for i in range(60)))
+    path = tmp_path / "mine.toml"
+    path.write_text('scenarios = ["fixed-baseline"]\n[budget]\n'
+                    'dataset = { csv = "data.csv", label = "label" }\n')
+    assert scenarios.load_study(str(path)) is not scenarios.load_study(str(path))

@@ -72,8 +72,8 @@ def execute(notebook: Path | str, output: Path | str, parameters: dict,
         return kept.execute(notebook, output, parameters, cwd, log)
     with tempfile.TemporaryDirectory(prefix="lrstudy-kernel-") as sockets:
         # "immediate": the kernel is stopped once the last cell is done, not asked to exit:
-        # a kernel that has run TensorFlow took 2-3 s to exit (its atexit hooks have nothing
-        # to do here: the cells end their runs and wait for their writes)
+        # a kernel that has run TensorFlow is slow to exit, and its atexit hooks have nothing
+        # to do here (the cells end their runs and wait for their writes)
         config = Config(
             NotebookClient={"kernel_manager_class": LoggedKernelManager,
                             "shutdown_kernel": "immediate"},

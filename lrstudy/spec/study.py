@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import json
 import math
 from pathlib import Path
 
@@ -441,8 +442,35 @@ def _sweep_scenarios(where: str, sweep: dict) -> dict[str, dict]:
 
 def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     """Load and check a study; ``overrides`` (epochs, train_size, batch_size ...) apply to the
-    budget of every scenario."""
+    budget of every scenario.
+
+    Once per process: the runner plans a study and then starts each of its jobs, a kept
+    kernel runs one execution after another of it; the same file (and catalogue), unchanged
+    since, with the same overrides, gives the study loaded the first time (nobody changes a
+    study in place). A study on a user's data is loaded every time: the data may have changed
+    where the study file did not."""
     path = study_path(name_or_path)
+    key = (str(path), _file_state(path), _file_state(CATALOGUE),
+           json.dumps(overrides or {}, sort_keys=True, default=str))
+    if key in _LOADED:
+        return _LOADED[key]
+    study = _load_study(path, overrides)
+    if not any(sources.is_spec(sc.budget["dataset"]) for sc in study.available.values()):
+        if len(_LOADED) >= 8:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = study
+    return study
+
+
+_LOADED: dict = {}  # load_study's studies, by file, its state and the overrides
+
+
+def _file_state(path: Path) -> tuple:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _load_study(path: Path, overrides: dict | None) -> Study:
     raw = _load_toml(path)
     where = str(path)
     if not raw:  # empty, blank or comments only: not "every scenario of the catalogue"

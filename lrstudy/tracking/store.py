@@ -475,7 +475,7 @@ def log_dataset(mlflow_client, run_id: str, ds) -> None:
     named as the budget names it, with the source's SHA-256 (cut to MLflow's 36 characters,
     the whole is the ``dataset.sha256`` param). A built-in dataset, whose files are verified
     by their SHA-256 where they are read, is named by its name and split sizes instead: hashing
-    its arrays would cost a trial 0.4 s."""
+    its arrays again for every trial would buy nothing."""
     import mlflow.data
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT

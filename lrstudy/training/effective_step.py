@@ -55,8 +55,8 @@ class StepSizeProbe:
     def ratios(outputs) -> np.ndarray:
         """The ratios of the parameters whose gradient exceeds 1e-8 in size, from what the
         graph returns: the weights after and before the step and the gradients (NumPy takes
-        them: half the ops to trace, 0.1 s less per trial), in float32, the weights' own
-        precision (0.4 ms for 100k parameters, a quarter of float64's)."""
+        them: half the ops to trace), in float32, the weights' own precision (float64 buys
+        nothing here and costs four times as much)."""
         after, before, grads = (np.asarray(t, np.float32) for t in outputs)
         grads = np.abs(grads)
         moved = grads > 1e-8
@@ -73,7 +73,7 @@ class StepSizeProbe:
 class ProbeGroup:
     """Several models' :class:`StepSizeProbe` run as one ``tf.function``: a stack probes its
     copies in one graph, traced and optimized once (per set of probes), where a function
-    per copy paid TensorFlow's set-up of a function each (0.1-0.2 s)."""
+    per copy would pay TensorFlow's set-up of a function for each."""
 
     def __init__(self):
         self._fns: dict[tuple, object] = {}

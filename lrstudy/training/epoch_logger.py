@@ -163,7 +163,8 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # the LR and the effective step size the epoch starts with (after any per-epoch
         # scheduler, earlier in the callback list); once a StepRecorder feeds the logger, the
-        # LR of the epoch's first step as recorded (reading it here costs 1.7 ms an epoch)
+        # LR of the epoch's first step as recorded (reading it here evaluates the schedule
+        # op by op, eagerly)
         self._epoch_lr = None if self._fed else current_lr(self.model.optimizer)
         self._ratios = None
         if self.wants_probe() and not self.defer_probe:
@@ -212,7 +213,7 @@ class EpochLogger(keras.callbacks.Callback):
                 self.stop_reason = self.diverged_reason = "nonfinite"
             self.model.stop_training = True
         if self._ratios is not None and self._ratios.size:
-            # sorted first: 0.6 ms for 100k ratios, where np.percentile's selection took 1.7
+            # on the sorted array: the same values, without np.percentile's selection pass
             quantiles = (10, 50, 90)
             for q, value in zip(quantiles, np.percentile(np.sort(self._ratios), quantiles)):
                 self.sink.add(f"effective_lr_p{q}", value, epoch)
