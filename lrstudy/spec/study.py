@@ -31,48 +31,29 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import math
 from pathlib import Path
 
 import tomllib
 
-from lrstudy import tasks
 from lrstudy.data import sources
-from lrstudy.spec import competition, resolve
+from lrstudy.spec import budget as budgets_
+from lrstudy.spec import competition, fields, resolve
+from lrstudy.spec.budget import (  # noqa: F401 (the names a study's users read here too)
+    BUDGET_DEFAULTS,
+    DATASET_SIZES,
+    KEY_WHEN_SET,
+    SUBSTITUTED,
+    TARGETS,
+    budget_label,
+)
+from lrstudy.spec.fields import LIMITS, SpecError, suggest  # noqa: F401 (as above)
 
 FAMILIES = ("fixed", "warmup", "decay", "plateau", "adaptive", "cyclical", "finder")
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"  # lrstudy/studies
 CATALOGUE = STUDIES_DIR / "_catalogue.toml"
 
-SUBSTITUTED = "dataset_substituted"  # budget key (and tag) of data used in place of another
-DATASET_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 1000}
-TARGETS = {"fashion_mnist": 0.85, "mnist": 0.97, "synthetic": 0.6}
-
-BUDGET_DEFAULTS = {
-    "model": "mlp128",
-    "dataset": "fashion_mnist",
-    "dataset_fallback": "",
-    "train_size": 0,  # 0: every image not in the validation set
-    "val_size": 10000,  # 0: no validation set (a tutorial that had none)
-    # or "random.sample" (the decay tutorial's draw), both at a fixed seed; or "per-seed":
-    # each trial's seed draws its train/validation split (lrstudy.data.datasets.BUDGET_SPLITS)
-    "split": "seeded",
-    "batch_size": 32,
-    "epochs": 5,
-    "target": 0.0,  # 0: the dataset's default target validation accuracy
-    "log_every": 1,
-    "steps_per_execution": 0,  # 0: automatic
-    "jit_compile": True,
-    "task": "classification",  # or "regression" (a user's dataset, see lrstudy.data.sources)
-    "test_size": sources.DEFAULT_TEST_SIZE,  # a user's dataset without a test split of its own
-}
-#: Budget keys left out of the run key at their default (the keys of older studies stand).
-KEY_WHEN_SET = ("task", "test_size", "split")
-#: The validation set of a built-in dataset when the study does not say.
-DEFAULT_VAL_SIZE = 10000
-DATA_VAL_FRACTION = 1 / 6  # of a user source's training pool, as lrstudy.data.datasets's default
 SCENARIO_KEYS = {
     "family", "description", "optimizer", "optimizer_args", "learning_rate", "schedule",
     "plateau", "finder", "baseline", "twin", "budget",
@@ -86,22 +67,6 @@ NOT_IN_KEY = ("name", "description", "family", "baseline", "twin")
 SWEEP_KEYS = {"optimizer", "min", "max", "points", "optimizer_args"}
 #: Where an error about a name sends the reader for every name there is.
 SEE_ALL = "`lrstudy list` shows them all"
-#: Upper bounds of what a study may ask for: beyond them it is a typo, not a study.
-LIMITS = {"seeds": 1000, "epochs": 100_000, "batch_size": 1_000_000, "log_every": 1_000_000,
-          "steps_per_execution": 1_000_000, "points": 1000}
-
-
-class SpecError(ValueError):
-    """A study or scenario that cannot run, named with its file and key."""
-
-
-def suggest(name: str, known) -> str:
-    """``'name'``, followed by ``(did you mean 'x'?)`` when a known name is close to it
-    (difflib's ratio): an error names one likely fix, not every name there is."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
-
-
 @dataclasses.dataclass(frozen=True)
 class Scenario:
     name: str
@@ -169,25 +134,6 @@ class Scenario:
         return budget_label({**b, "dataset": data, "train_size": self.train_size})
 
 
-def budget_label(budget: dict) -> str:
-    """A budget in words, from its ``model``, ``dataset``, ``train_size``, ``batch_size`` and
-    ``epochs`` (and ``val_size`` and ``split`` where known): ``mlp128 on fashion_mnist
-    (50000 train / 10000 val), batch 128, 8 epochs``; "?" for a value that is missing."""
-    def get(key):
-        value = budget.get(key)
-        if value is None or value != value:  # missing, or NaN from a frame
-            return "?"
-        return int(value) if isinstance(value, float) and value.is_integer() else value
-
-    sizes = f"{get('train_size')} train"
-    if budget.get("val_size") is not None:
-        sizes += f" / {get('val_size')} val"
-    if budget.get("split") == "per-seed":
-        sizes += ", split per seed"
-    return (f"{get('model')} on {get('dataset')} ({sizes}), batch {get('batch_size')}, "
-            f"{get('epochs')} epochs")
-
-
 @dataclasses.dataclass(frozen=True)
 class Study:
     name: str
@@ -209,13 +155,13 @@ class Study:
         unknown = [n for n in names or () if n not in known]
         if unknown:
             raise SpecError(f"study {self.name!r} has no scenario "
-                            f"{', '.join(suggest(n, known) for n in unknown)}; {SEE_ALL}")
+                            f"{', '.join(fields.suggest(n, known) for n in unknown)}; {SEE_ALL}")
         chosen = [known[n] for n in names] if names else list(self.scenarios.values())
         if not families:
             return chosen
         bad = [f for f in families if f not in FAMILIES]
         if bad:
-            raise SpecError(f"unknown family {suggest(bad[0], FAMILIES)}; families: "
+            raise SpecError(f"unknown family {fields.suggest(bad[0], FAMILIES)}; families: "
                             f"{', '.join(FAMILIES)}")
         kept = [sc for sc in chosen if sc.family in families]
         if not kept:
@@ -251,42 +197,8 @@ def study_path(name_or_path: str) -> Path:
     candidate = STUDIES_DIR / f"{name_or_path}.toml"
     if candidate.exists() and not name_or_path.startswith("_"):
         return candidate
-    raise SpecError(f"unknown study {suggest(name_or_path, study_names())}; `lrstudy list` "
+    raise SpecError(f"unknown study {fields.suggest(name_or_path, study_names())}; `lrstudy list` "
                     "shows the studies (or name a .toml file)")
-
-
-def _unknown(where: str, keys, allowed) -> None:
-    extra = sorted(set(keys) - set(allowed))
-    if extra:
-        raise SpecError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
-
-
-def _table(where: str, value, what: str = "a table") -> dict:
-    if not isinstance(value, dict):
-        raise SpecError(f"{where}: must be {what}, got {_show(value)}")
-    return value
-
-
-def _string(where: str, key: str, value) -> str:
-    if not isinstance(value, str):
-        raise SpecError(f"{where}: key {key!r} must be a string, got {_show(value)}")
-    return value
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _count(where: str, key: str, value, low: int = 1) -> int:
-    """An integer in [low, LIMITS[key]]."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{where}: {key} must be an integer, got {_show(value)}")
-    high = LIMITS.get(key)
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" + (f" and <= {high:,}" if high is not None else "")
-        raise SpecError(f"{where}: {key} must be {bound}, got {value:,}")
-    return value
 
 
 def _scenario_tables(where: str, value) -> dict[str, dict]:
@@ -294,7 +206,7 @@ def _scenario_tables(where: str, value) -> dict[str, dict]:
     if isinstance(value, list):
         tables = {}
         for i, table in enumerate(value):
-            table = dict(_table(f"{where} [[scenario]] #{i + 1}", table))
+            table = dict(fields.table(f"{where} [[scenario]] #{i + 1}", table))
             name = table.pop("name", None)
             if not isinstance(name, str) or not name:
                 raise SpecError(f"{where} [[scenario]] #{i + 1}: needs name = \"...\"")
@@ -302,130 +214,20 @@ def _scenario_tables(where: str, value) -> dict[str, dict]:
                 raise SpecError(f"{where} [[scenario]]: scenario {name!r} is defined twice")
             tables[name] = table
         return tables
-    return {name: _table(f"{where} [scenario.{name}]", table)
-            for name, table in _table(f"{where} [scenario]", value).items()}
-
-
-def _check_budget(where: str, budget: dict) -> dict:
-    _table(where, budget)
-    _unknown(where, budget, BUDGET_DEFAULTS)
-    out = dict(budget)
-    for key, value in budget.items():
-        default = BUDGET_DEFAULTS[key]
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise SpecError(f"{where}: key {key!r} must be true or false, "
-                                f"got {_show(value)}")
-        elif isinstance(default, int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise SpecError(f"{where}: key {key!r} must be an integer, got {_show(value)}")
-        elif key == "dataset":
-            if not isinstance(value, (str, dict)):
-                raise SpecError(f"{where}: key 'dataset' must be a name, "
-                                f"\"package.module:function\" or a table, got {_show(value)}")
-        elif isinstance(default, float):
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not math.isfinite(value)):
-                raise SpecError(f"{where}: key {key!r} must be a finite number, "
-                                f"got {_show(value)}")
-            out[key] = float(value)
-        else:
-            _string(where, key, value)
-    return out
-
-
-def _validate_budget_values(where: str, budget: dict) -> None:
-    for key in ("epochs", "batch_size", "log_every"):
-        _count(where, key, budget[key], low=1)
-    for key in ("train_size", "val_size", "steps_per_execution"):
-        _count(where, key, budget[key], low=0)
-    from lrstudy.data.datasets import BUDGET_SPLITS, PER_SEED
-
-    if budget["split"] not in BUDGET_SPLITS:
-        raise SpecError(f"{where}: split must be one of {', '.join(map(repr, BUDGET_SPLITS))}"
-                        f", got {_show(budget['split'])}")
-    if (budget["split"] == PER_SEED and sources.is_spec(budget["dataset"])
-            and sources.sizes(budget["dataset"])[1] is not None):
-        raise SpecError(f"{where}: split = \"per-seed\" redraws the validation set, but "
-                        f"{sources.label(budget['dataset'])} brings its own (x_val, y_val)")
-    if budget["task"] == "classification" and not 0 <= budget["target"] <= 1:
-        raise SpecError(f"{where}: target must be a validation accuracy in [0, 1], "
-                        f"got {budget['target']}")
-    if budget["target"] < 0:
-        raise SpecError(f"{where}: target must be a validation RMSE >= 0, "
-                        f"got {budget['target']}")
-    if sources.is_spec(budget["dataset"]):
-        size = sum(n or 0 for n in sources.sizes(budget["dataset"]))
-        what = f"{sources.label(budget['dataset'])} has {size} rows"
-    else:
-        size = DATASET_SIZES.get(budget["dataset"])
-        what = f"{budget['dataset']} has {size} training images"
-    if size is None:
-        raise SpecError(f"{where}: unknown dataset {budget['dataset']!r}; "
-                        f"known: {', '.join(DATASET_SIZES)}")
-    if budget["val_size"] >= size:
-        raise SpecError(f"{where}: val_size {budget['val_size']} leaves no training data "
-                        f"({what})")
-    room = size - budget["val_size"]
-    if budget["train_size"] > room:
-        raise SpecError(f"{where}: train_size {budget['train_size']} is larger than the data: "
-                        f"{room} examples are left after {budget['val_size']} for validation "
-                        f"({what})")
-    train = budget["train_size"] or room
-    if budget["batch_size"] > train:
-        raise SpecError(f"{where}: batch_size {budget['batch_size']} is larger than the "
-                        f"training set ({train} examples)")
-
-
-def _resolve_dataset(where: str, budget: dict, base: Path, resolved: dict) -> dict:
-    """The budget with its dataset resolved: a user source becomes its spec (loaded and
-    checked, see :mod:`lrstudy.data.sources`), and an unset ``val_size`` its default (10,000
-    images of a built-in dataset; a user source's own validation set, else a sixth of its
-    training pool). ``resolved`` caches the specs of one study file."""
-    out = dict(budget)
-    if out["task"] not in tasks.TASKS:
-        raise SpecError(f"{where}: task must be one of {', '.join(tasks.TASKS)}, "
-                        f"got {_show(out['task'])}")
-    dataset = out["dataset"]
-    if isinstance(dataset, str) and (dataset in DATASET_SIZES or sources.is_spec(dataset)):
-        if dataset in DATASET_SIZES and out["task"] != "classification":
-            raise SpecError(f"{where}: {dataset} is a classification dataset, not for task "
-                            f"{out['task']!r}")
-        if out["val_size"] is None:
-            out["val_size"] = DEFAULT_VAL_SIZE
-        return out
-    if isinstance(dataset, str) and ":" not in dataset:
-        raise SpecError(f"{where}: unknown dataset {dataset!r}; known: "
-                        f"{', '.join(DATASET_SIZES)}, \"package.module:function\", "
-                        "{ csv = ... }, { npz = ... } or { images = ... }")
-    test_size = out["test_size"]
-    cache = repr((dataset, out["task"], test_size))
-    if cache not in resolved:
-        try:
-            test_size = sources.check_test_size(where, test_size)
-            resolved[cache] = sources.resolve(where, dataset, base, out["task"], test_size)
-        except ValueError as exc:  # DataError included: bad data, one line
-            msg = " ".join(str(exc).split())
-            raise SpecError(msg if msg.startswith(where) else f"{where}: {msg}") from None
-    out["dataset"] = resolved[cache]
-    n, n_val = sources.sizes(out["dataset"])
-    if n_val is not None:
-        out["val_size"] = n_val
-    elif out["val_size"] is None:
-        out["val_size"] = max(1, round(n * DATA_VAL_FRACTION))
-    return out
+    return {name: fields.table(f"{where} [scenario.{name}]", table)
+            for name, table in fields.table(f"{where} [scenario]", value).items()}
 
 
 def _sweep_scenarios(where: str, sweep: dict) -> dict[str, dict]:
-    _unknown(where, _table(where, sweep), SWEEP_KEYS)
+    fields.unknown(where, fields.table(where, sweep), SWEEP_KEYS)
     lo, hi = sweep.get("min", 1e-4), sweep.get("max", 1e-1)
-    points = _count(where, "points", sweep.get("points", 4))
+    points = fields.count(where, "points", sweep.get("points", 4))
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
     if not (numbers and 0 < lo <= hi and math.isfinite(hi)):
-        raise SpecError(f"{where}: need 0 < min <= max, finite, got min={_show(lo)} "
-                        f"max={_show(hi)}")
-    _string(where, "optimizer", sweep.get("optimizer", "adam"))
-    _table(f"{where} optimizer_args", sweep.get("optimizer_args", {}))
+        raise SpecError(f"{where}: need 0 < min <= max, finite, got min={fields.show(lo)} "
+                        f"max={fields.show(hi)}")
+    fields.string(where, "optimizer", sweep.get("optimizer", "adam"))
+    fields.table(f"{where} optimizer_args", sweep.get("optimizer_args", {}))
     out = {}
     for i in range(points):
         lr = lo if points == 1 else lo * (hi / lo) ** (i / (points - 1))
@@ -447,15 +249,15 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
     Once per process: the runner plans a study and then starts each of its jobs, a kept
     kernel runs one execution after another of it; the same file (and catalogue), unchanged
     since, with the same overrides, gives the study loaded the first time (nobody changes a
-    study in place). A study on a user's data is loaded every time: the data may have changed
-    where the study file did not."""
+    study in place). A study on a user's data, or with a fallback for data that may be
+    missing, is loaded every time: the data may have changed where the study file did not."""
     path = study_path(name_or_path)
     key = (str(path), _file_state(path), _file_state(CATALOGUE),
            json.dumps(overrides or {}, sort_keys=True, default=str))
     if key in _LOADED:
         return _LOADED[key]
     study = _load_study(path, overrides)
-    if not any(sources.is_spec(sc.budget["dataset"]) for sc in study.available.values()):
+    if not any(_depends_on_data(sc.budget) for sc in study.available.values()):
         if len(_LOADED) >= 8:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = study
@@ -463,6 +265,13 @@ def load_study(name_or_path: str, overrides: dict | None = None) -> Study:
 
 
 _LOADED: dict = {}  # load_study's studies, by file, its state and the overrides
+
+
+def _depends_on_data(budget: dict) -> bool:
+    """Whether loading a budget reads more than the study file: a user's data, or a dataset
+    that is replaced when it cannot be had here."""
+    return (sources.is_spec(budget["dataset"]) or bool(budget.get("dataset_fallback"))
+            or SUBSTITUTED in budget)
 
 
 def _file_state(path: Path) -> tuple:
@@ -476,24 +285,24 @@ def _load_study(path: Path, overrides: dict | None) -> Study:
     if not raw:  # empty, blank or comments only: not "every scenario of the catalogue"
         raise SpecError(f"study file {path} names no scenarios: add scenarios = "
                         "[\"fixed-baseline\", ...] (`python -m lrstudy list` shows them)")
-    _unknown(where, raw, STUDY_KEYS)
-    name = _string(where, "name", raw.get("name", path.stem))
-    description = _string(where, "description", raw.get("description", ""))
-    seeds = _count(where, "seeds", raw.get("seeds", 3))
+    fields.unknown(where, raw, STUDY_KEYS)
+    name = fields.string(where, "name", raw.get("name", path.stem))
+    description = fields.string(where, "description", raw.get("description", ""))
+    seeds = fields.count(where, "seeds", raw.get("seeds", 3))
     base = {**BUDGET_DEFAULTS, "val_size": None}  # None: the dataset's default
     resolved: dict = {}
-    base.update(_check_budget(f"{where} [budget]", raw.get("budget", {})))
+    base.update(budgets_.check_budget(f"{where} [budget]", raw.get("budget", {})))
     named = {
-        key: {**base, **_check_budget(f"{where} [budgets.{key}]", table)}
-        for key, table in _table(f"{where} [budgets]", raw.get("budgets", {})).items()
+        key: {**base, **budgets_.check_budget(f"{where} [budgets.{key}]", table)}
+        for key, table in fields.table(f"{where} [budgets]", raw.get("budgets", {})).items()
     }
-    families = _table(f"{where} [families]", raw.get("families", {}))
+    families = fields.table(f"{where} [families]", raw.get("families", {}))
     for family, budget_name in families.items():
         if family not in FAMILIES:
-            raise SpecError(f"{where} [families]: unknown family {suggest(family, FAMILIES)}"
+            raise SpecError(f"{where} [families]: unknown family {fields.suggest(family, FAMILIES)}"
                             f"; families: {', '.join(FAMILIES)}")
         if not isinstance(budget_name, str) or budget_name not in named:
-            raise SpecError(f"{where} [families]: {family} = {_show(budget_name)} is not a "
+            raise SpecError(f"{where} [families]: {family} = {fields.show(budget_name)} is not a "
                             f"[budgets.*] table")
     tables = _scenario_tables(where, raw.get("scenario", {}))
 
@@ -512,10 +321,10 @@ def _load_study(path: Path, overrides: dict | None) -> Study:
         names = selection
     else:
         raise SpecError(f"{where}: scenarios must be \"all\" or a list of names, "
-                        f"got {_show(selection)}")
+                        f"got {fields.show(selection)}")
     unknown = [n for n in names if n not in definitions]
     if unknown:
-        raise SpecError(f"{where}: unknown scenario {suggest(unknown[0], definitions)}; "
+        raise SpecError(f"{where}: unknown scenario {fields.suggest(unknown[0], definitions)}; "
                         f"{SEE_ALL}")
     workloads = _workloads(where, raw.get("workloads"), named)
     if workloads:
@@ -531,15 +340,15 @@ def _load_study(path: Path, overrides: dict | None) -> Study:
         spec = definitions[sname]
         # (the catalogue's own entries pass the checks before the budget: only it can fail)
         swhere = f"{where} scenario {sname!r}" if sname in own else where
-        _unknown(swhere, spec, SCENARIO_KEYS)
+        fields.unknown(swhere, spec, SCENARIO_KEYS)
         family = spec.get("family", "")
         if not isinstance(family, str) or family not in FAMILIES:
             raise SpecError(f"{swhere}: family must be one of {', '.join(FAMILIES)}, "
-                            f"got {_show(family)}")
+                            f"got {fields.show(family)}")
         for key in ("description", "optimizer", "baseline", "twin"):
             if key in spec:
-                _string(swhere, key, spec[key])
-        _table(f"{swhere} optimizer_args", spec.get("optimizer_args", {}))
+                fields.string(swhere, key, spec[key])
+        fields.table(f"{swhere} optimizer_args", spec.get("optimizer_args", {}))
         budget_spec = spec.get("budget", families.get(family))
         if sname not in own:  # the study's budget table this scenario takes
             swhere = (f"{where} [budgets.{budget_spec}]" if isinstance(budget_spec, str)
@@ -551,12 +360,12 @@ def _load_study(path: Path, overrides: dict | None) -> Study:
         elif budget_spec is None:
             budget = dict(base)
         else:
-            budget = {**base, **_check_budget(f"{swhere} budget", budget_spec)}
+            budget = {**base, **budgets_.check_budget(f"{swhere} budget", budget_spec)}
         if overrides:
-            budget.update(_check_budget("command line", overrides))
-        budget = _substitute(budget, unavailable)
-        budget = _resolve_dataset(swhere, budget, path.parent, resolved)
-        _validate_budget_values(swhere, budget)
+            budget.update(budgets_.check_budget("command line", overrides))
+        budget = budgets_.substitute(budget, unavailable)
+        budget = budgets_.resolve_dataset(swhere, budget, path.parent, resolved)
+        budgets_.check_values(swhere, budget)
         plateau = spec.get("plateau")
         if (budget["val_size"] == 0 and isinstance(plateau, dict)
                 and str(plateau.get("monitor", "val_loss")).startswith("val_")):
@@ -600,7 +409,7 @@ def _load_study(path: Path, overrides: dict | None) -> Study:
     for sc in available.values():
         if sc.twin and sc.twin not in available:
             raise SpecError(f"{where} scenario {sc.name!r}: twin {sc.twin!r} is not a scenario")
-    reference = _string(where, "reference", raw.get("reference", ""))
+    reference = fields.string(where, "reference", raw.get("reference", ""))
     if reference and reference not in available:
         raise SpecError(f"{where}: reference {reference!r} is not a scenario of the study")
     margin = raw.get("margin", Study.margin)
@@ -612,7 +421,7 @@ def _load_study(path: Path, overrides: dict | None) -> Study:
     if "claims" in raw:
         from lrstudy.spec import claims as claims_module
 
-        claims = (path.parent / _string(where, "claims", raw["claims"])).resolve()
+        claims = (path.parent / fields.string(where, "claims", raw["claims"])).resolve()
         try:
             claims_module.load(claims)
         except claims_module.ClaimError as exc:
@@ -629,10 +438,10 @@ def _workloads(where: str, value, named: dict) -> list[str]:
     if (not isinstance(value, list) or not value
             or not all(isinstance(w, str) and w for w in value)):
         raise SpecError(f"{where}: workloads must be a list of [budgets.*] names, "
-                        f"got {_show(value)}")
+                        f"got {fields.show(value)}")
     for w in value:
         if w not in named:
-            raise SpecError(f"{where}: workload {suggest(w, named)} is not a [budgets.*] table")
+            raise SpecError(f"{where}: workload {fields.suggest(w, named)} is not a [budgets.*] table")
         if ON in w:
             raise SpecError(f"{where}: workload {w!r}: a workload's name has no {ON!r}")
     if len(set(value)) != len(value):
@@ -662,24 +471,6 @@ def _on_workloads(definitions: dict, names: list[str], workloads: list[str]
 def strategy_of(name: str) -> str:
     """The strategy of a scenario: its name without ``@workload``."""
     return name.split(ON, 1)[0]
-
-
-def _substitute(budget: dict, unavailable: dict) -> dict:
-    """``budget`` with its ``dataset_fallback`` in place of a dataset that cannot be had here,
-    marked ``dataset_substituted = "mnist -> fashion_mnist"`` (a tag of its runs): the target,
-    the sizes and the run key then follow the data really used. ``unavailable`` caches the
-    reason per dataset (a study asks once)."""
-    requested, fallback = budget["dataset"], budget["dataset_fallback"]
-    if not fallback or not isinstance(requested, str):
-        return budget
-    if requested not in unavailable:
-        from lrstudy.data import datasets as data
-
-        unavailable[requested] = data.unavailable(requested)
-    if unavailable[requested] is None:
-        return budget
-    return {**budget, "dataset": fallback, "dataset_fallback": "",
-            SUBSTITUTED: f"{requested} -> {fallback}"}
 
 
 def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
