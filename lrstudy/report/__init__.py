@@ -14,10 +14,21 @@ One module per concept: :mod:`~lrstudy.report.frames` (store to tidy frames),
 :mod:`~lrstudy.report.leaderboard` (its short form, linked to the runs: :mod:`~lrstudy.report.links`),
 :mod:`~lrstudy.report.tuning` (the tuning's evidence, the range test's regret),
 :mod:`~lrstudy.report.reproduction` (published claims beside ours), :mod:`~lrstudy.report.figures`
-(``plot_*``), :mod:`~lrstudy.report.gallery` (every scenario's LR curve, no training). This
-package re-exports what the notebook uses, so ``report.load_trials(...)`` works as is.
+(``plot_*``), :mod:`~lrstudy.report.gallery` (every scenario's LR curve, no training).
+Across workloads (a study whose scenarios are ``<strategy>@<workload>``):
+:mod:`~lrstudy.report.workloads` (strategy and workload of a trial, per-workload scores),
+:mod:`~lrstudy.report.profiles` (performance profiles),
+:mod:`~lrstudy.report.aggregate_score` (IQM of normalized scores, stratified bootstrap),
+:mod:`~lrstudy.report.pairwise` (pairs of strategies called per workload, their
+win / tie / loss counts),
+:mod:`~lrstudy.report.tuning_budget` (expected best validation score of n tuning runs),
+:mod:`~lrstudy.report.calibration` (the range test's regret and LR ratio per workload),
+:mod:`~lrstudy.report.workload_figures` (their ``plot_*``). This package re-exports what the
+notebook uses, so ``report.load_trials(...)`` works as is.
 """
 
+from lrstudy.report.aggregate_score import iqm_table, normalized_scores
+from lrstudy.report.calibration import calibration_table
 from lrstudy.report.figures import (
     plot_family_curves,
     plot_forest,
@@ -48,6 +59,8 @@ from lrstudy.report.frames import (
 )
 from lrstudy.report.leaderboard import leaderboard_markdown, leaderboard_table
 from lrstudy.report.links import study_links
+from lrstudy.report.pairwise import pairwise_calls, win_tie_loss
+from lrstudy.report.profiles import performance_profile, performance_ratios
 from lrstudy.report.publish import study_design
 from lrstudy.report.reproduction import format_reproduction, load_reproduction
 from lrstudy.report.stats import aggregate, mean_ci, t_interval
@@ -64,6 +77,13 @@ from lrstudy.report.tuning import (
     plateau_fired,
     tuning_table,
 )
+from lrstudy.report.tuning_budget import (
+    best_by_budget,
+    budget_scores,
+    expected_best,
+    tuning_curves,
+    tuning_points,
+)
 from lrstudy.report.verdict import (
     recommendation,
     verdict_details,
@@ -72,6 +92,14 @@ from lrstudy.report.verdict import (
     verdict_text,
     verdicts,
 )
+from lrstudy.report.workload_figures import (
+    plot_calibration,
+    plot_iqm,
+    plot_performance_profiles,
+    plot_tuning_budget,
+    plot_win_tie_loss,
+)
+from lrstudy.report.workloads import split_scenario, with_workloads
 
 __all__ = [
     "EPOCH_KEYS",
@@ -83,13 +111,18 @@ __all__ = [
     "aggregate",
     "averaged_iterate",
     "benchmark_table",
+    "best_by_budget",
     "best_val_loss",
     "budget",
+    "budget_scores",
+    "calibration_table",
     "choice_stability",
+    "expected_best",
     "finder_calibration",
     "finder_regret",
     "format_reproduction",
     "format_table",
+    "iqm_table",
     "leaderboard_markdown",
     "leaderboard_table",
     "load_histories",
@@ -97,18 +130,28 @@ __all__ = [
     "load_reproduction",
     "load_trials",
     "mean_ci",
+    "normalized_scores",
     "one_seed_per_scenario",
+    "pairwise_calls",
+    "performance_profile",
+    "performance_ratios",
     "phases",
     "plateau_fired",
+    "plot_calibration",
     "plot_family_curves",
     "plot_forest",
+    "plot_iqm",
     "plot_lr_curves",
     "plot_lr_sensitivity",
+    "plot_performance_profiles",
     "plot_range_tests",
     "plot_test_accuracy",
     "plot_tuning",
+    "plot_tuning_budget",
+    "plot_win_tie_loss",
     "recommendation",
     "sensitivity_trials",
+    "split_scenario",
     "study_design",
     "study_links",
     "store_uri",
@@ -116,10 +159,14 @@ __all__ = [
     "study_settings",
     "t_interval",
     "table_parts",
+    "tuning_curves",
+    "tuning_points",
     "tuning_table",
     "verdict_details",
     "verdict_headline",
     "verdict_paragraphs",
     "verdict_text",
     "verdicts",
+    "win_tie_loss",
+    "with_workloads",
 ]
