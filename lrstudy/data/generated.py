@@ -42,7 +42,7 @@ def friedman1() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.nda
 
     ``x ~ U[0, 1]^10`` and ``y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5 + e``,
     ``e ~ N(0, FRIEDMAN_NOISE^2)``; ``x6 .. x10`` do not enter ``y``. The targets are then
-    standardized with the pool's mean and standard deviation (about 14.4 and 4.9), the test
+    standardized with the pool's mean and standard deviation (about 14.5 and 5.0), the test
     set with the same two numbers: a network's output starts near 0 whatever the LR, so a
     small LR is not penalized for the distance to the targets' mean alone, and the RMSE
     reads in standard deviations of ``y``. Its floor, the RMSE of the true function, is
