@@ -13,6 +13,7 @@ which directory a kernel needs on its path to import it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 
@@ -98,7 +99,107 @@ def cnn(input_shape, num_classes):
     )
 
 
-MODELS = {f.__name__: f for f in (mlp128, mlp512_200, mlp_dropout, cnn)}
+def convnet_bn(input_shape, num_classes):
+    """Two blocks of Conv(3x3, same)-BatchNorm-ReLU-MaxPool 2 (8, then 16 filters), Flatten,
+    Dense(64, relu), Dense(classes) logits: a small convnet with batch normalization (the
+    convolutions have no bias: the normalization's shift takes its place).
+
+    The normalization's moving averages (what inference uses) take momentum 0.9, not Keras's
+    0.99: they follow the last ten or so batches, where 0.99 lags the weights by a hundred,
+    which a budget of a few hundred steps cannot afford (its validation scores would measure
+    the lag more than the weights)."""
+    import keras
+    from keras import layers
+
+    reshape = _image_input(input_shape, "convnet_bn")
+    blocks = []
+    for filters in CONVNET_BN_FILTERS:
+        blocks += [layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                   layers.BatchNormalization(momentum=CONVNET_BN_MOMENTUM), layers.ReLU(),
+                   layers.MaxPooling2D(2)]
+    return keras.Sequential(
+        [keras.Input(shape=input_shape)] + reshape + blocks
+        + [layers.Flatten(), layers.Dense(CONVNET_BN_DENSE, activation="relu"),
+           layers.Dense(num_classes)],
+        name="convnet_bn",
+    )
+
+
+CONVNET_BN_FILTERS = (8, 16)
+CONVNET_BN_DENSE = 64
+CONVNET_BN_MOMENTUM = 0.9
+
+
+def transformer_tiny(input_shape, num_classes):
+    """A small Transformer encoder classifier for one-hot token sequences ``(length, vocab)``:
+    a token embedding (Dense without bias on the one-hot tokens: a lookup) plus a learned
+    embedding per position, :data:`TRANSFORMER_BLOCKS` encoder block(s) (multi-head
+    self-attention, then an MLP, each added to its input and layer-normalized after: the
+    original Transformer's post-norm, under which warm-up matters most), the first position's
+    output as the sequence's (as BERT reads its first token), Dense(classes) logits.
+
+    One block: the ``sequence`` task needs one attention lookup (from the first position to
+    the one it names), and each block costs a stacked trial as much tracing as training."""
+    import keras
+    from keras import layers
+
+    if len(input_shape) != 2:
+        raise ValueError("model `transformer_tiny` needs one-hot token sequences of shape "
+                         f"(length, vocab). Received: input_shape={input_shape}")
+    d = TRANSFORMER_WIDTH
+    inputs = keras.Input(shape=input_shape)
+    h = layers.Dense(d, use_bias=False, name="token_embedding")(inputs)
+    h = _position_embedding()(name="position_embedding")(h)
+    for i in range(TRANSFORMER_BLOCKS):
+        attention = layers.MultiHeadAttention(TRANSFORMER_HEADS, d // TRANSFORMER_HEADS,
+                                              name=f"attention_{i}")(h, h)
+        h = layers.LayerNormalization(epsilon=1e-6, name=f"norm_a{i}")(h + attention)
+        mlp = layers.Dense(TRANSFORMER_MLP, activation="relu", name=f"mlp_in_{i}")(h)
+        mlp = layers.Dense(d, name=f"mlp_out_{i}")(mlp)
+        h = layers.LayerNormalization(epsilon=1e-6, name=f"norm_m{i}")(h + mlp)
+    outputs = layers.Dense(num_classes, name="head")(h[:, 0])
+    return keras.Model(inputs, outputs, name="transformer_tiny")
+
+
+TRANSFORMER_WIDTH = 32  # d_model
+TRANSFORMER_HEADS = 2
+TRANSFORMER_MLP = 64
+TRANSFORMER_BLOCKS = 1
+
+
+@functools.cache
+def _position_embedding():
+    """The class of a layer that adds a learned vector to each position of its input
+    ``(batch, length, width)``, its length fixed when it is built (made on first use: this
+    module imports Keras only when a model is built)."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="lrstudy")
+    class PositionEmbedding(keras.layers.Layer):
+        def build(self, input_shape):
+            self.positions = self.add_weight(
+                shape=tuple(input_shape[1:]), name="positions",
+                initializer=keras.initializers.RandomNormal(stddev=0.02))
+
+        def call(self, inputs):
+            return inputs + self.positions
+
+    return PositionEmbedding
+
+
+def _image_input(input_shape, model: str) -> list:
+    """The layers that make ``input_shape`` an image with channels: a Reshape for
+    ``(height, width)``, none for ``(height, width, channels)``."""
+    from keras import layers
+
+    if len(input_shape) not in (2, 3):
+        raise ValueError(f"model `{model}` needs image inputs. Received: "
+                         f"input_shape={input_shape}")
+    return [layers.Reshape((*input_shape, 1))] if len(input_shape) == 2 else []
+
+
+MODELS = {f.__name__: f for f in (mlp128, mlp512_200, mlp_dropout, cnn, convnet_bn,
+                                  transformer_tiny)}
 
 
 def _split(name) -> tuple[str, str]:

@@ -187,8 +187,7 @@ def test_module_entry_point(tmp_path):
     bad = subprocess.run(run + ["nope"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == [
-        "error: Argument `name` must be one of ('fashion_mnist', 'mnist', 'synthetic'). "
-        "Received: name='nope'"
+        f"error: Argument `name` must be one of {data.DATASETS}. Received: name='nope'"
     ]
 
 

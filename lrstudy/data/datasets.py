@@ -1,16 +1,27 @@
 """Datasets by name, and their train/validation/test splits.
 
-Three datasets, chosen by name (:data:`DATASETS`):
+Six datasets, chosen by name (:data:`DATASETS`):
 
 - ``fashion_mnist`` (the default): the four idx files, located, SHA-256 verified and cached as
   ``.npy`` arrays by :mod:`lrstudy.data.fashion_mnist`, so a load is a memory map plus a gather.
 - ``mnist``: through ``keras.datasets.mnist.load_data()`` (a filled Keras cache or the network).
 - ``synthetic``: the TensorFlow tutorial's random data, 20 features in [0, 1), binary labels.
+- ``digits``: scikit-learn's bundled 8x8 handwritten digits, 10 classes
+  (:mod:`lrstudy.data.sklearn_bundled`).
+- ``friedman1``: Friedman's regression problem #1, 10 features, a standardized float target
+  (task ``regression``; :mod:`lrstudy.data.generated`).
+- ``sequence``: one-hot token sequences (16 x 16), the label the token the first one points
+  to, 16 classes (:mod:`lrstudy.data.generated`).
 
-Images are float32 in [0, 1] (``x / 255``), labels int32. The validation set is carved from the
-training pool with a seed (a fixed one, or with a budget's ``split = "per-seed"`` the trial's:
-:func:`load_cached`), before the training subset, so it does not change with
-``train_size``; the test set is returned whole, the same whatever the split's seed::
+Images are float32 in [0, 1] (``x / 255``), labels int32 (float32 targets for a regression).
+The datasets drawn or shipped by a library (``digits``, ``friedman1``, ``sequence``) carry the
+SHA-256 of their arrays as :attr:`Dataset.digest` (logged as ``dataset.sha256``): their
+content comes from code, not from files verified where they are read.
+
+The validation set is carved from the training pool with a seed (a fixed one, or with a
+budget's ``split = "per-seed"`` the trial's: :func:`load_cached`), before the training subset,
+so it does not change with ``train_size``; the test set is returned whole, the same whatever
+the split's seed::
 
     perm = default_rng(split_seed).permutation(n_pool)
     val = perm[:val_size]                      # val_size = round(val_fraction * n_pool)
@@ -33,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import numbers
 import operator
 import random
@@ -41,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrstudy.data import fashion_mnist, sources
+from lrstudy.data import fashion_mnist, generated, sklearn_bundled, sources
 from lrstudy.errors import DataError, one_line
 
 __all__ = [
@@ -50,13 +62,16 @@ __all__ = [
     "Dataset",
     "check",
     "ensure",
+    "fingerprint",
     "load",
+    "pool_size",
+    "task_of",
     "sample_split",
     "split_indices",
     "unavailable",
 ]
 
-DATASETS = ("fashion_mnist", "mnist", "synthetic")
+DATASETS = ("fashion_mnist", "mnist", "synthetic", "digits", "friedman1", "sequence")
 #: How the validation and training sets are drawn from the pool (see :func:`split_indices`
 #: and :func:`sample_split`).
 SPLITS = ("seeded", "random.sample")
@@ -161,7 +176,50 @@ def _synthetic_arrays(seed: int) -> dict[str, np.ndarray]:
     }
 
 
-_NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "synthetic": 2}
+_NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "synthetic": 2, "digits": 10,
+                "friedman1": 1, "sequence": generated.SEQUENCE_VOCAB}
+#: The built-in datasets whose task is not a classification.
+_TASKS = {"friedman1": "regression"}
+#: The built-in datasets made by code in memory, each ``() -> ((x, y), (x_test, y_test))``
+#: (``synthetic`` aside: its draw predates the fingerprint, see :func:`fingerprint`).
+_GENERATED = {"digits": sklearn_bundled.digits, "friedman1": generated.friedman1,
+              "sequence": generated.sequence}
+#: The built-ins that scikit-learn makes.
+_SKLEARN = ("digits", "friedman1")
+#: The training pools (before the validation split) that are known without loading.
+_POOL_SIZES = {"mnist": MNIST_TRAIN, "synthetic": SYNTHETIC_TRAIN,
+               "digits": sklearn_bundled.DIGITS_IMAGES - sklearn_bundled.DIGITS_TEST, "friedman1": generated.POOL,
+               "sequence": generated.POOL}
+
+
+def _generated_arrays(name: str) -> dict[str, np.ndarray]:
+    (x_train, y_train), (x_test, y_test) = _GENERATED[name]()
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def task_of(name: str) -> str:
+    """The task of built-in dataset ``name``: ``classification`` or ``regression``."""
+    return _TASKS.get(_builtin(name), "classification")
+
+
+def pool_size(name: str) -> int:
+    """How many examples the training and validation sets of built-in ``name`` are carved
+    from (without building its arrays; Fashion-MNIST's is its cache's or its files')."""
+    if _builtin(name) == "fashion_mnist":
+        return fashion_mnist.pool_size()
+    return _POOL_SIZES[name]
+
+
+@functools.cache
+def fingerprint(name: str) -> str:
+    """The SHA-256 of a generated built-in's arrays (:func:`lrstudy.data.sources.fingerprint`
+    of the pool and the test set, in the order of their names), as a user source's is taken;
+    "" for the others (Fashion-MNIST's files are SHA-256 verified where they are read;
+    mnist's come from Keras; ``synthetic`` keeps the run params it always had)."""
+    if _builtin(name) not in _GENERATED:
+        return ""
+    arrays = _generated_arrays(name)
+    return sources.fingerprint(*(arrays[k] for k in sorted(arrays)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,12 +329,16 @@ def _check_split(split) -> str:
     return split
 
 
-def _check_name(name) -> str:
-    if sources.is_spec(name):
-        return name
+def _builtin(name) -> str:
     if name not in DATASETS:
         raise ValueError(f"Argument `name` must be one of {DATASETS}. Received: name={name!r}")
     return name
+
+
+def _check_name(name) -> str:
+    if sources.is_spec(name):
+        return name
+    return _builtin(name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,6 +371,8 @@ def load(
         arrays = fashion_mnist.arrays()
     elif name == "mnist":
         arrays = _mnist_arrays()
+    elif name in _GENERATED:
+        arrays = _generated_arrays(name)
     else:
         arrays = _synthetic_arrays(SYNTHETIC_SEED)
     if split == "random.sample":
@@ -327,6 +391,8 @@ def load(
         x_test=np.array(arrays["x_test"]),
         y_test=np.array(arrays["y_test"]),
         num_classes=_NUM_CLASSES[name],
+        task=task_of(name),
+        digest=fingerprint(name),
     )
 
 
@@ -388,7 +454,10 @@ def check(
             raise DataError(reason)
         n = MNIST_TRAIN
     else:
-        n = SYNTHETIC_TRAIN
+        if name in _SKLEARN and importlib.util.find_spec("sklearn") is None:
+            raise DataError(f"{name} needs scikit-learn, which is not installed: "
+                            "pip install scikit-learn")
+        n = _POOL_SIZES[name]
     _split_sizes(n, train_size=train_size, val_size=val_size, val_fraction=val_fraction)
 
 
@@ -406,8 +475,10 @@ def ensure(name: str = "fashion_mnist") -> Path:
 
     ``fashion_mnist``: builds the array cache if needed (locating, verifying and parsing the
     source files) and returns the cache directory. ``mnist``: has Keras fetch it if needed and
-    returns Keras's ``mnist.npz``. ``synthetic`` is generated in memory: returns
-    :func:`lrstudy.data.fashion_mnist.cache_root` (nothing is written).
+    returns Keras's ``mnist.npz``. ``synthetic`` and the datasets drawn or shipped by a
+    library (``digits``, ``friedman1``, ``sequence``) are made in memory: they are made once
+    (so a missing scikit-learn shows here) and :func:`lrstudy.data.fashion_mnist.cache_root`
+    is returned (nothing is written).
     """
     _check_name(name)
     if name == "fashion_mnist":
@@ -416,6 +487,11 @@ def ensure(name: str = "fashion_mnist") -> Path:
     if name == "mnist":
         _mnist_arrays()
         return _mnist_file()
+    if name in _GENERATED:
+        try:
+            _generated_arrays(name)
+        except ImportError as exc:
+            raise DataError(f"{name} needs scikit-learn: {one_line(exc)}") from None
     return fashion_mnist.cache_root()
 
 
