@@ -288,17 +288,20 @@ def cmd_check(args) -> int:
         roles = [comp.role(sc) for sc in selected]
         print(f"study {study.name}: a competition of {roles.count('tuned')} tuned strategies "
               f"({comp.grid_points} grid points x {comp.tune_seeds} tuning seed(s), then "
-              f"{study.seeds} final seeds), {roles.count('finder')} fed by the LR range test, "
+              f"{study.seeds} final seeds), "
+              + (f"{roles.count('untuned')} untuned, " if "untuned" in roles else "")
+              + f"{roles.count('finder')} fed by the LR range test, "
               f"{roles.count('demo')} demonstrations = {total} trials on "
               f"{len(budgets)} budget(s); reference {study.reference or '(none)'}")
     for label in sorted(budgets):
         print(f"  {label}")
     for dup, first in sorted(merged.items()):
         print(f"  {dup}: the same trials as {first}")
-    print(f"\n  {'scenario':32s} {'family':10s} trials")
+    width = max([32, *(len(p.scenario.name) + 1 for p in plans)])
+    print(f"\n  {'scenario':{width}s} {'family':10s} trials")
     for p in plans:
         phases = ", ".join(f"{phase} {n}" if phase else f"{n}" for phase, n in p.trials.items())
-        print(f"  {p.scenario.name:32s} {p.scenario.family:10s} {phases}")
+        print(f"  {p.scenario.name:{width}s} {p.scenario.family:10s} {phases}")
     if comp is not None:
         per_phase = {phase: sum(p.trials.get(phase, 0) for p in plans)
                      for phase in ("demo", "tune", "final")}

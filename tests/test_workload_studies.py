@@ -117,3 +117,41 @@ def test_a_study_on_a_users_data_is_loaded_every_time(tmp_path):
     path.write_text('scenarios = ["fixed-baseline"]\n[budget]\n'
                     'dataset = { csv = "data.csv", label = "label" }\n')
     assert scenarios.load_study(str(path)) is not scenarios.load_study(str(path))
+
+
+def test_lrstudy_check_lists_the_suites_workloads_budgets_and_trials():
+    from conftest import run_cli
+
+    out = run_cli("check", "--study", "suite", check=True).stdout
+    assert "= 1230 trials on 6 budget(s)" in out and "6 untuned" in out
+    for label in ("mlp128 on fashion_mnist (50000 train / 10000 val), batch 128, 8 epochs",
+                  "cnn on fashion_mnist (2048 train / 2000 val)",
+                  "convnet_bn on fashion_mnist (4096 train / 2000 val)",
+                  "transformer_tiny on sequence (4096 train / 2000 val)",
+                  "mlp128 on digits (1137 train / 300 val)",
+                  "mlp128 on friedman1 (8000 train / 2000 val)"):
+        assert label in out, label
+    assert "prodigy@friedman1" in out and "trials per phase: demo 0, tune 810, final 420" in out
+
+
+def test_the_built_in_datasets_sizes_and_tasks_are_the_loaders():
+    from lrstudy.data import datasets
+    from lrstudy.spec import budget
+
+    assert set(budget.DATASET_SIZES) == set(datasets.DATASETS)
+    for name in ("synthetic", "digits", "friedman1", "sequence"):  # generated or bundled
+        assert budget.DATASET_SIZES[name] == datasets.pool_size(name), name
+    assert set(budget.REGRESSION_DATASETS) == {
+        n for n in datasets.DATASETS if datasets.task_of(n) == "regression"}
+
+
+def test_a_built_in_regression_dataset_needs_its_task(tmp_path):
+    path = tmp_path / "reg.toml"
+    path.write_text('scenarios = ["fixed-baseline"]\n[budget]\ndataset = "friedman1"\n'
+                    'val_size = 2000\n')
+    with pytest.raises(scenarios.SpecError, match='friedman1 is a regression dataset: set '
+                                                  'task = "regression"'):
+        scenarios.load_study(str(path))
+    path.write_text(path.read_text() + 'task = "regression"\n')
+    (sc,) = scenarios.load_study(str(path)).scenarios.values()
+    assert sc.task == "regression"

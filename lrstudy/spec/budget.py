@@ -12,8 +12,16 @@ from lrstudy.spec import fields
 from lrstudy.spec.fields import SpecError
 
 SUBSTITUTED = "dataset_substituted"  # budget key (and tag) of data used in place of another
-DATASET_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 1000}
-TARGETS = {"fashion_mnist": 0.85, "mnist": 0.97, "synthetic": 0.6}
+#: The training pool of each built-in dataset (its test set apart), as
+#: :func:`lrstudy.data.datasets.pool_size` gives it (a test keeps them equal).
+DATASET_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 1000, "digits": 1437,
+                 "friedman1": 10000, "sequence": 10000}
+#: Default targets: a validation accuracy, or for a regression a validation RMSE.
+TARGETS = {"fashion_mnist": 0.85, "mnist": 0.97, "synthetic": 0.6, "digits": 0.95,
+           "friedman1": 0.3, "sequence": 0.9}
+#: The built-in datasets that are not classifications (a test keeps this equal to
+#: :func:`lrstudy.data.datasets.task_of`).
+REGRESSION_DATASETS = ("friedman1",)
 
 BUDGET_DEFAULTS = {
     "model": "mlp128",
@@ -141,9 +149,10 @@ def resolve_dataset(where: str, budget: dict, base: Path, resolved: dict) -> dic
                         f"got {fields.show(out['task'])}")
     dataset = out["dataset"]
     if isinstance(dataset, str) and (dataset in DATASET_SIZES or sources.is_spec(dataset)):
-        if dataset in DATASET_SIZES and out["task"] != "classification":
-            raise SpecError(f"{where}: {dataset} is a classification dataset, not for task "
-                            f"{out['task']!r}")
+        own = "regression" if dataset in REGRESSION_DATASETS else "classification"
+        if dataset in DATASET_SIZES and out["task"] != own:
+            raise SpecError(f"{where}: {dataset} is a {own} dataset: set task = \"{own}\", "
+                            f"not {out['task']!r}")
         if out["val_size"] is None:
             out["val_size"] = DEFAULT_VAL_SIZE
         return out

@@ -36,7 +36,8 @@ FLOPS_PER_WORKER = 75e9
 EXECUTION_S = 10.0
 
 #: (input shape, classes) of the built-in datasets.
-INPUTS = {"fashion_mnist": ((28, 28), 10), "mnist": ((28, 28), 10), "synthetic": ((20,), 2)}
+INPUTS = {"fashion_mnist": ((28, 28), 10), "mnist": ((28, 28), 10), "synthetic": ((20,), 2),
+          "digits": ((8, 8), 10), "friedman1": ((10,), 1), "sequence": ((16, 16), 16)}
 #: Hidden Dense widths of the built-in MLPs (lrstudy.models), before the output layer.
 MLP_HIDDEN = {"mlp128": (128,), "mlp512_200": (512, 200), "mlp_dropout": (128, 64)}
 #: lrstudy.models.cnn: 3x3 valid convolutions, each followed by a 2x2 pooling, then Dense.
