@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 from lrstudy import checks
 from lrstudy.errors import one_line
@@ -395,11 +396,21 @@ def cmd_report(args) -> int:
     from lrstudy.spec import study as scenarios
     from lrstudy.tracking import store as tracking
 
+    import papermill
+
     tracking.check_store(args.tracking_uri)
     name = scenarios.load_study(args.study).name if args.study.endswith(".toml") else args.study
-    path = report_run.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out,
-                                  reference=args.reference, margin=args.margin,
-                                  on_verdict=_print_verdict, mlflow_ui=args.mlflow_ui)
+    out = Path(args.out) if args.out else report_run.report_dir(name, args.tracking_uri)
+    try:
+        path = report_run.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out,
+                                      reference=args.reference, margin=args.margin,
+                                      on_verdict=_print_verdict, mlflow_ui=args.mlflow_ui)
+    except papermill.PapermillExecutionError as exc:  # a cell raised: where, what, the record
+        what = " ".join(str(exc.evalue).split())[:300]
+        print(f"lrstudy: error: the report notebook failed in cell {exc.exec_count}: "
+              f"{exc.ename}: {what}; the executed notebook, with the traceback: "
+              f"{out / report_run.NOTEBOOK}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"report: {path}")
     return 0
 

@@ -261,3 +261,27 @@ def test_check_imports_neither_tensorflow_nor_mlflow():
     assert proc.returncode == 0, proc.stderr
     status, imported = json.loads(proc.stdout.splitlines()[-1])
     assert status == 0 and imported == []
+
+
+def test_a_report_notebook_that_fails_is_one_line_naming_the_cell_and_the_record(
+        tmp_path, monkeypatch, capsys):
+    """Not a traceback: the cell, the error, where the executed notebook keeps the rest."""
+    import papermill
+
+    from lrstudy import cli
+    from lrstudy.execution import report_run
+
+    def fail(*args, **kwargs):
+        raise papermill.PapermillExecutionError(
+            cell_index=7, exec_count=9, source="report.plot_tuning(grid)", ename="ValueError",
+            evalue="Data cannot be log-scaled\nbecause all values are <= 0.", traceback=[])
+
+    monkeypatch.setattr(report_run, "make_report", fail)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = cli.main(["report", "--study", "smoke", "--tracking-uri", store, "--out",
+                     str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert err == ("lrstudy: error: the report notebook failed in cell 9: ValueError: Data "
+                   "cannot be log-scaled because all values are <= 0.; the executed notebook, "
+                   f"with the traceback: {tmp_path / 'out' / 'summary.ipynb'}")

@@ -129,3 +129,28 @@ def test_what_each_strategy_also_changes_is_read_from_the_experiment(store):
     table = frames.study_differs("s", store)
     assert table.to_dict("records") == [{"strategy": "one-cycle", "also changes":
                                          "cycles momentum"}]
+
+
+def test_the_tuning_table_scores_each_workload_on_its_own_metric():
+    """A suite mixes tasks: a classification workload's trials (no task param) are scored on
+    validation accuracy, a regression's on validation RMSE, in one table."""
+    import pandas as pd
+
+    from lrstudy.report import tuning
+
+    rows = []
+    for seed in (1000, 1001):
+        for lr, acc, rmse in ((1e-3, 0.90, 0.40), (1e-2, 0.80, 0.30)):
+            rows.append({"scenario": "a@cls", "peak_lr": lr, "seed": seed, "task": None,
+                         "final_val_accuracy": acc, "final_val_rmse": float("nan"),
+                         "diverged": False})
+            rows.append({"scenario": "a@reg", "peak_lr": lr, "seed": seed,
+                         "task": "regression", "final_val_accuracy": float("nan"),
+                         "final_val_rmse": rmse, "diverged": False})
+    tune = pd.DataFrame(rows)
+    final = pd.DataFrame([{"scenario": "a@cls", "peak_lr": 1e-3, "task": None},
+                          {"scenario": "a@reg", "peak_lr": 1e-2, "task": "regression"}])
+    grid = tuning.tuning_table(tune, final).set_index(["scenario", "peak_lr"])
+    assert grid.loc[("a@cls", 1e-3), "val_score"] == pytest.approx(0.90)
+    assert grid.loc[("a@reg", 1e-2), "val_score"] == pytest.approx(0.30)
+    assert grid.loc[("a@cls", 1e-3), "chosen"] and grid.loc[("a@reg", 1e-2), "chosen"]

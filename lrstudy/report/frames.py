@@ -31,6 +31,8 @@ EPOCH_KEYS = (
     "effective_lr_p10", "effective_lr_p50", "effective_lr_p90",
 )
 STEP_KEYS = (Metric.STEP_LEARNING_RATE, Metric.STEP_LOSS)
+#: A regression's per-epoch metrics (task = "regression"), series like EPOCH_KEYS.
+REGRESSION_EPOCH_KEYS = ("mae", "rmse", "val_mae", "val_rmse")
 FINAL_KEYS = ("test_loss", "test_accuracy", "train_time_s", "epochs_to_target", "time_to_target_s",
               "test_mae", "test_rmse")  # the last two: task = "regression"
 FINDER_KEYS = ("finder_lr", "finder_loss", "finder_loss_smoothed")
@@ -148,7 +150,8 @@ def _histories_client(run_ids: list[str], keys: list[str], uri: str,
 
 def _metric_column(key: str) -> str:
     """Series metrics keep their last value as ``final_<key>``; final metrics keep their name."""
-    return f"final_{key}" if key in EPOCH_KEYS or key in STEP_KEYS else key
+    series = key in EPOCH_KEYS or key in STEP_KEYS or key in REGRESSION_EPOCH_KEYS
+    return f"final_{key}" if series else key
 
 
 def _run_row(run_id: str, tags: dict, params: dict, metrics: dict) -> dict:

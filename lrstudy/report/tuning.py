@@ -77,6 +77,15 @@ def tuning_table(tune: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
     points were tried beyond the initial grid, ``stability`` (:func:`choice_stability`)."""
     if tune.empty:
         return pd.DataFrame(columns=TUNING_COLUMNS)
+    if "task" in tune and tune["task"].fillna("classification").nunique() > 1:
+        # workloads of different tasks: each scored on its own metric (a classification's
+        # trials carry no task param)
+        tune_task = tune["task"].fillna("classification")
+        final_task = (final["task"].fillna("classification") if "task" in final
+                      else pd.Series("classification", index=final.index))
+        return pd.concat([tuning_table(group, final[final_task == name])
+                          for name, group in tune.groupby(tune_task, sort=True)],
+                         ignore_index=True)
     task = task_of(tune)
     scored = _oriented(tune, task)
     metric = f"final_{task.val_metric}"
