@@ -396,8 +396,6 @@ def cmd_report(args) -> int:
     from lrstudy.spec import study as scenarios
     from lrstudy.tracking import store as tracking
 
-    import papermill
-
     tracking.check_store(args.tracking_uri)
     name = scenarios.load_study(args.study).name if args.study.endswith(".toml") else args.study
     out = Path(args.out) if args.out else report_run.report_dir(name, args.tracking_uri)
@@ -405,7 +403,11 @@ def cmd_report(args) -> int:
         path = report_run.make_report(name, tracking_uri=args.tracking_uri, out_dir=args.out,
                                       reference=args.reference, margin=args.margin,
                                       on_verdict=_print_verdict, mlflow_ui=args.mlflow_ui)
-    except papermill.PapermillExecutionError as exc:  # a cell raised: where, what, the record
+    except Exception as exc:
+        papermill = sys.modules.get("papermill")  # not imported: not one of its errors
+        if papermill is None or not isinstance(exc, papermill.PapermillExecutionError):
+            raise
+        # a cell raised: where, what, and the executed notebook that keeps the traceback
         what = " ".join(str(exc.evalue).split())[:300]
         print(f"lrstudy: error: the report notebook failed in cell {exc.exec_count}: "
               f"{exc.ename}: {what}; the executed notebook, with the traceback: "
