@@ -1,9 +1,11 @@
 """`make bench` (f): the default study's tuning of one strategy done with Keras Tuner or Optuna.
 
 Run by ``bench/bench.py`` as a child process, one per tool, so that each starts TensorFlow
-fresh with the threads ``lrstudy run``'s kernels get (:func:`lrstudy.execution.runner.kernel_environment`
-at the runner's default workers, then :func:`lrstudy.training.fitting.configure_threads`, as the scenario
-notebook does) and its wall time is a whole command's, as lrstudy's is:
+fresh with the threads ``lrstudy run``'s kernel gets for this one-scenario study
+(:func:`lrstudy.execution.runner.kernel_environment` at
+:func:`lrstudy.execution.runner.concurrent_workers`: one execution at a time, so every core,
+then :func:`lrstudy.training.fitting.configure_threads`, as the scenario notebook does) and its
+wall time is a whole command's, as lrstudy's is:
 
     python bench/peers.py keras-tuner|optuna --out result.json [--epochs 8] [--seeds 3]
 
@@ -41,7 +43,9 @@ def setup(epochs: int | None):
     the data as lrstudy loads them (the same split, the same float32 arrays)."""
     from lrstudy.execution import runner
 
-    threads = runner.kernel_environment([], RUN_WORKERS, 0)  # sets TF_NUM_*_THREADS
+    # the study's one scenario runs one execution at a time, its kernel on every core
+    workers = runner.concurrent_workers(RUN_WORKERS, [SCENARIO])
+    threads = runner.kernel_environment([], workers, 0)  # sets TF_NUM_*_THREADS
     from lrstudy.data import datasets as data
     from lrstudy.spec import competition
     from lrstudy.spec import study as scenarios

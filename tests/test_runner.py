@@ -40,6 +40,15 @@ def all_runs(uri, study, kind="trial"):
     return tracking.search(client, [exp.experiment_id], f"tags.`lrstudy.kind` = '{kind}'")
 
 
+def injected_parameters(notebook: Path) -> str:
+    """The source of the parameters cell papermill injected into an executed notebook."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    (cell,) = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    return cell.source
+
+
 def statuses_by_key(uri, study):
     out = collections.defaultdict(list)
     for run in all_runs(uri, study):
@@ -394,6 +403,11 @@ def test_paths_and_user_models_are_resolved_from_the_callers_directory(tmp_path,
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (run,) = finished_trials(store, "study")
     assert run.data.params["model"] == "my_models:tiny"
+    # one scenario, so one execution at a time: its kernel gets every core, not 1 of 2 workers'
+    from lrstudy.tracking import store as tracking
+
+    executed = tmp_path / "runs" / tracking.store_label(store) / "study" / "fixed-baseline.ipynb"
+    assert f"threads = {os.cpu_count()}\n" in injected_parameters(executed)
     assert (work / "cache").is_dir()  # the relative cache was made where the command ran
     assert not (ROOT / "notebooks" / "cache").exists()
     # a model that cannot be found is refused before any training, naming it
@@ -404,6 +418,27 @@ def test_paths_and_user_models_are_resolved_from_the_callers_directory(tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "my_modles" in proc.stderr, proc.stderr
     assert len(proc.stderr.splitlines()) == 1
+
+
+def test_kernels_share_the_cores_among_the_executions_that_can_run_at_once(monkeypatch):
+    """Threads per kernel: the cores over the executions at once, which are the workers but
+    never more than the scenarios (a scenario's phases run one after the other)."""
+    from lrstudy.execution import runner
+
+    assert runner.concurrent_workers(2, ["a"]) == 1
+    assert runner.concurrent_workers(2, ["a", "b", "c"]) == 2
+    assert runner.concurrent_workers(4, []) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    for var in (*runner.THREAD_VARS, *runner.PATH_VARS, "PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL",
+                "TF_FORCE_GPU_ALLOW_GROWTH"):  # what kernel_environment sets, restored after
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
+    assert runner.kernel_environment([], runner.concurrent_workers(2, ["a"]), 0) == 8
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "8"
+    assert runner.kernel_environment([], runner.concurrent_workers(2, ["a", "b"]), 0) == 4
+    assert runner.kernel_environment([], 2, 3) == 3  # --threads given: kept
 
 
 def test_a_job_may_run_any_scenario_its_study_makes_available():

@@ -340,6 +340,14 @@ class StoreWatch:
         return box["value"]
 
 
+def concurrent_workers(workers: int, selected: list) -> int:
+    """The notebook executions that can run at once: ``workers``, but never more than the
+    scenarios (a scenario's phases run one after the other: its finals start when its tuning
+    ends). Fewer executions give each kernel more threads (:func:`kernel_environment`): a
+    one-strategy study trains on every core, not on one while the others idle."""
+    return max(1, min(workers, len(selected)))
+
+
 def kernel_environment(selected: list, workers: int, threads: int) -> int:
     """Set what the kernels inherit: absolute paths, thread counts, the directories of user
     models (so a model importable from here is importable in ``notebooks/`` too)."""
@@ -459,6 +467,7 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
         seeds = max(seeds, design.looks[-1])
 
     first = plan(selected, seeds, comp, mlflow_client, exp_id)
+    workers = concurrent_workers(workers, selected)
     threads = kernel_environment(selected, workers, threads)
     study_arg = spec.name if spec.path.parent == scenarios.STUDIES_DIR else str(spec.path)
 
