@@ -125,9 +125,9 @@ def test_lrstudy_check_lists_the_suites_workloads_budgets_and_trials():
     out = run_cli("check", "--study", "suite", check=True).stdout
     assert "= 1230 trials on 6 budget(s)" in out and "6 untuned" in out
     for label in ("mlp128 on fashion_mnist (50000 train / 10000 val), batch 128, 8 epochs",
-                  "cnn on fashion_mnist (2048 train / 2000 val)",
-                  "convnet_bn on fashion_mnist (4096 train / 2000 val)",
-                  "transformer_tiny on sequence (4096 train / 2000 val)",
+                  "mlp512_200 on fashion_mnist (16000 train / 4000 val), batch 64, 5 epochs",
+                  "cnn on fashion_mnist (1024 train / 2000 val)",
+                  "convnet_bn on fashion_mnist (2048 train / 2000 val)",
                   "mlp128 on digits (1137 train / 300 val)",
                   "mlp128 on friedman1 (8000 train / 2000 val)"):
         assert label in out, label
