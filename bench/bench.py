@@ -29,11 +29,15 @@
     in the same process; and the parts of the epoch (the compiled loop, its per-step
     records, validation, the rest), each timed alone.
 (r) the wall time of refusing a bad study file (one line, exit 2, no TensorFlow import).
+(s) a study's wall time over the sum of its stacks' steady training time (epochs without
+    the first one's compile; ``study_time.py``): the default study on a few strategies run
+    by ``lrstudy run``, or a finished study read from ``--study-store``.
 
 Each pair runs alternately (A B A B ...) in this one process, so drift hits both sides alike:
 epoch by epoch for (a) and (b) (Keras's fits through ``initial_epoch``, ours through
 :func:`trial_epochs`).
-Usage: python bench/bench.py [--quick] [--only a,b,c,d,e,f,g,r] [--out bench/results.json]
+Usage: python bench/bench.py [--quick] [--only a,b,c,d,e,f,g,r,s] [--out bench/results.json]
+       [--study-store URI [--study-name NAME]]
 """
 
 from __future__ import annotations
@@ -554,6 +558,40 @@ def bench_orchestration(scenario_names: list[str], seeds: int, epochs: int | Non
                     "in turns ABBA"}
 
 
+#: (s): the default study shrunk to run inside the bench: two of its tuned strategies (the
+#: reference, and a per-step schedule) and one demonstration, on its budget and competition
+#: (the tuning grid, 3 tuning seeds; finals on fewer seeds), with ``lrstudy run``'s defaults.
+STUDY_SLICE = ["fixed-baseline", "warmup-cosine", "fixed-too-large"]
+
+
+def bench_study_time(store_uri: str | None, study_name: str, scenario_names: list[str],
+                     seeds: int, epochs: int | None, grid_points: int | None) -> dict:
+    """(s) a study's wall time over the steady training time of its stacks
+    (:mod:`study_time`, beside this file, defines both and what is comparable).
+
+    With ``store_uri``: the study ``study_name`` as a finished run left it in that store
+    (``make study`` fills one), its wall time the span of its runs. Without: the default
+    study on ``scenario_names`` with ``seeds`` final seeds (``epochs``, ``grid_points``:
+    None keeps the study's) run now by ``lrstudy run`` into a fresh store, its wall time the
+    whole command's."""
+    import study_time  # beside this file
+
+    if store_uri:
+        out = study_time.study_time(store_uri, study_name)
+        return {**out, "store": store_uri, "study": study_name}
+    tmp = Path(tempfile.mkdtemp(prefix="lrstudy-bench-"))
+    store = Path(tempfile.mkdtemp(dir=tmp))
+    extra = ["--scenarios", ",".join(scenario_names)]
+    extra += ["--grid-points", str(grid_points)] if grid_points else []
+    wall = timed_run(tmp, "seeds", seeds, epochs, *extra, store=store)
+    out = study_time.study_time(f"sqlite:///{store / 'mlflow.db'}", "seeds", wall_s=wall)
+    return {**out, "study": "seeds", "scenarios": scenario_names, "seeds": seeds,
+            "epochs": epochs, "grid_points": grid_points,
+            "note": "lrstudy run of the default study on these scenarios into a fresh sqlite "
+                    "store, with its defaults (2 workers, --stack auto); the wall is the "
+                    "whole command"}
+
+
 #: (f): the default study's tuning of one strategy (its grid: 5 points over 2 decades around
 #: the strategy's usual peak, 3 seeds each, no extension of the grid), done three ways.
 PEER_SCENARIO = "fixed-baseline"
@@ -935,6 +973,13 @@ SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
         f"{g['steady_epoch_s']:.2f} s, best matmul {g['best_matmul_flop_rate'] / 1e9:.1f} "
         f"GFLOP/s ({g['best_matmul_shape']}); against the step's own shapes "
         f"{g['efficiency_vs_same_shapes']:.3f})"),
+    "s_study": lambda s: (
+        f"(s) study wall over steady    {s['wall_over_steady']:.2f}  (wall {s['wall_s']:.0f} s "
+        f"[{s['wall_source']}] over {s['steady_s']:.0f} s of steady training in "
+        f"{s['stacks']} stacks of {s['trials']} trials; {s['executions_at_once']} executions "
+        f"at once: {s['wall_over_steady_per_worker']:.2f} per worker, 1 = the workers only "
+        f"trained; compiles {s['compile_s']:.0f} s"
+        + (f"; idle {s['idle_s']:.0f} s of the span" if s["idle_s"] >= 1 else "") + ")"),
     "d_summary": lambda d: (
         f"(d) summary over {d.get('n_trials', '?')} trials   {d['summary_s']:.1f} s   "
         "goal <= 30 s"),
@@ -958,7 +1003,10 @@ def cpu_model() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs/seeds (a smoke run)")
-    parser.add_argument("--only", default="a,b,c,d,e,f,g,r")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,r,s")
+    parser.add_argument("--study-store", metavar="URI",
+                        help="(s): read a finished study from this store instead of running one")
+    parser.add_argument("--study-name", default="seeds", help="(s): the study in --study-store")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
@@ -997,6 +1045,12 @@ def main(argv=None) -> int:
     if "d" in only:
         log("(d) summary over 500 synthetic trials")
         results["d_summary"] = bench_summary(50 if quick else 500)
+    if "s" in only:
+        log("(s) a study's wall time over its stacks' steady training time")
+        results["s_study"] = bench_study_time(
+            args.study_store, args.study_name,
+            STUDY_SLICE[::2] if quick else STUDY_SLICE, seeds=1 if quick else 3,
+            epochs=1 if quick else None, grid_points=3 if quick else None)
     if "r" in only:
         log("(r) refusing bad input")
         results["r_refusal"] = bench_refusals(repeats=1 if quick else 3)
