@@ -252,6 +252,7 @@ import json, os, sys
 print(json.dumps({
     "modules": {m: m in sys.modules
                 for m in ("tensorflow", "keras", "mlflow", "lrstudy.training.fitting")},
+    "missing": [m for m in {warm!r} if m not in sys.modules],
     "names": sorted(n for n in globals() if not n.startswith("_")),
     "cwd": os.getcwd(), "count": get_ipython().execution_count}))
 """
@@ -272,7 +273,8 @@ def test_a_warmed_kernel_has_tensorflow_imported_before_its_first_notebook(tmp_p
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell(KERNEL_STATE)]
+                nbformat.v4.new_code_cell(
+                    KERNEL_STATE.replace("{warm!r}", repr(kernels.WARM_MODULES)))]
     nbformat.write(nb, tmp_path / "state.ipynb")
 
     def state(out: Path) -> dict:
@@ -286,6 +288,7 @@ def test_a_warmed_kernel_has_tensorflow_imported_before_its_first_notebook(tmp_p
     own = state(tmp_path / "own" / "state.ipynb")
     assert warmed["modules"] == {"tensorflow": True, "keras": True, "mlflow": True,
                                  "lrstudy.training.fitting": False}, warmed
+    assert warmed["missing"] == [], warmed  # every module of the warm-up imported
     assert not any(own["modules"].values()), own
     assert warmed["names"] == own["names"]
     assert warmed["cwd"] == own["cwd"] == str(tmp_path)
