@@ -145,7 +145,7 @@ def test_the_local_executor_starts_jobs_by_priority_then_submission():
         busy.set()
         gate.wait(60)  # the first job holds the only worker until every job is queued
 
-    pool = LocalExecutor(fn, workers=1)
+    pool = LocalExecutor(fn, workers=1, warm=False)  # fn runs no notebook
     jobs = [Job("s", "s", f"{phase}-{i}", 1, {}, "", 1, "", phase=phase)
             for i, phase in enumerate(["demo", "tune", "final", "demo", "final", "tune"])]
     futures = [pool.submit(jobs[0], priority=jobs[0].priority)]
@@ -180,7 +180,7 @@ def test_a_final_starts_when_its_own_tuning_ends_not_after_every_tuning(tmp_path
     def job(name, phase):
         return runner.Job("s", "s", name, 1, {}, "", 1, "", phase=phase)
 
-    pool = LocalExecutor(fn, workers=2)
+    pool = LocalExecutor(fn, workers=2, warm=False)  # fn runs no notebook
     watch = runner.StoreWatch(f"sqlite:///{tmp_path / 'unused.db'}")  # not http: no calls
     results = runner.follow(pool, [job("a", "tune"), job("b", "tune")], watch, lambda: None,
                             then=lambda r: [job("a", "final")] if (r.scenario, r.phase) == ("a", "tune")
@@ -190,10 +190,26 @@ def test_a_final_starts_when_its_own_tuning_ends_not_after_every_tuning(tmp_path
         ("a", "final"), ("a", "tune"), ("b", "tune")]
 
 
+#: A kernel of its own, as papermill starts one (no warm-up, no wipe), executing
+#: ``notebooks/scenario.ipynb`` once per scenario named on the command line.
+OWN_KERNEL = """
+import json, sys
+from lrstudy.execution import kernels
+out, params = sys.argv[1], json.loads(sys.argv[2])
+for name in sys.argv[3:]:
+    kernels.execute(kernels.notebooks_dir() / "scenario.ipynb", f"{out}/{name}.ipynb",
+                    {**params, "scenario": name})
+"""
+
+
 def test_a_worker_keeps_its_kernel_and_each_execution_starts_afresh(tmp_path, store):
-    """With one worker, the three scenarios run one after another in one kernel; each
-    execution starts as on a kernel of its own (its cells count from 1, nothing left of the
-    previous notebook's names) and trains exactly what a kernel of its own trains."""
+    """With one worker, the three scenarios run one after another in one kernel, warmed
+    before the first; each execution starts as on a kernel of its own (its cells count from
+    1, nothing left of the previous notebook's names) and trains exactly what a kernel of its
+    own, neither warmed nor wiped, trains: the first (after the warm-up) and the third
+    (after two wipes)."""
+    import json
+
     import nbformat
 
     from lrstudy.tracking import store as tracking
@@ -212,15 +228,71 @@ def test_a_worker_keeps_its_kernel_and_each_execution_starts_afresh(tmp_path, st
         counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
         assert counts == list(range(1, len(counts) + 1)), (name, counts)
 
-    alone = f"sqlite:///{tmp_path / 'alone' / 'mlflow.db'}"  # the last one, in its own kernel
-    run_cli("run", "--study", study, "--tracking-uri", alone, "--quiet", "--seeds", "1",
-            "--scenarios", "warmup-piecewise", env={"LRSTUDY_RUNS_DIR": str(runs)}, check=True)
-    (solo,) = finished_trials(alone, "kept")
-    (kept,) = [r for r in trials if r.data.tags["lrstudy.scenario"] == "warmup-piecewise"]
-    assert solo.data.tags[Tag.PID] != kept.data.tags[Tag.PID]
-    assert solo.data.tags["lrstudy.run_key"] == kept.data.tags["lrstudy.run_key"]
-    for key in ("loss", "val_loss", "test_loss", "test_accuracy"):
-        assert solo.data.metrics[key] == kept.data.metrics[key], key
+    alone = f"sqlite:///{tmp_path / 'alone' / 'mlflow.db'}"  # each in a kernel of its own
+    params = {"study": str(study), "seeds": 1, "tracking_uri": alone, "threads": 1}
+    proc = subprocess.run([sys.executable, "-c", OWN_KERNEL, str(tmp_path / "alone"),
+                           json.dumps(params), "fixed-baseline", "warmup-piecewise"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    solos = {r.data.tags["lrstudy.scenario"]: r for r in finished_trials(alone, "kept")}
+    assert len({r.data.tags[Tag.PID] for r in solos.values()}) == 2
+    for name in ("fixed-baseline", "warmup-piecewise"):
+        solo = solos[name]
+        (kept,) = [r for r in trials if r.data.tags["lrstudy.scenario"] == name]
+        assert solo.data.tags[Tag.PID] != kept.data.tags[Tag.PID]
+        assert solo.data.tags["lrstudy.run_key"] == kept.data.tags["lrstudy.run_key"]
+        for key in ("loss", "val_loss", "test_loss", "test_accuracy"):
+            assert solo.data.metrics[key] == kept.data.metrics[key], (name, key)
+
+
+#: The first cell after the parameters of :func:`test_a_warmed_kernel_...`: what the kernel
+#: holds before the notebook has imported anything.
+KERNEL_STATE = """
+import json, os, sys
+print(json.dumps({
+    "modules": {m: m in sys.modules
+                for m in ("tensorflow", "keras", "mlflow", "lrstudy.training.fitting")},
+    "missing": [m for m in {warm!r} if m not in sys.modules],
+    "names": sorted(n for n in globals() if not n.startswith("_")),
+    "cwd": os.getcwd(), "count": get_ipython().execution_count}))
+"""
+
+
+def test_a_warmed_kernel_has_tensorflow_imported_before_its_first_notebook(tmp_path):
+    """A kept kernel warmed as its worker starts: its first notebook finds TensorFlow, Keras
+    and MLflow imported (not lrstudy.training.fitting, whose import is a trial's first
+    moment), and otherwise what a kernel of its own has: the same names, its own working
+    directory, its cells counted from 1. A kernel of its own has imported none of them."""
+    import json
+
+    import nbformat
+
+    from lrstudy.execution import kernels
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(
+                    KERNEL_STATE.replace("{warm!r}", repr(kernels.WARM_MODULES)))]
+    nbformat.write(nb, tmp_path / "state.ipynb")
+
+    def state(out: Path) -> dict:
+        kernels.execute(tmp_path / "state.ipynb", out, {"x": 1}, cwd=tmp_path)
+        cell = nbformat.read(out, 4).cells[-1]
+        (line,) = [o["text"] for o in cell.outputs if o.get("name") == "stdout"]
+        return json.loads(line)
+
+    with kernels.kept_kernel(warm=True):
+        warmed = state(tmp_path / "warmed" / "state.ipynb")
+    own = state(tmp_path / "own" / "state.ipynb")
+    assert warmed["modules"] == {"tensorflow": True, "keras": True, "mlflow": True,
+                                 "lrstudy.training.fitting": False}, warmed
+    assert warmed["missing"] == [], warmed  # every module of the warm-up imported
+    assert not any(own["modules"].values()), own
+    assert warmed["names"] == own["names"]
+    assert warmed["cwd"] == own["cwd"] == str(tmp_path)
+    assert warmed["count"] == own["count"]
 
 
 def _wait_for(predicate, timeout=300.0, every=0.5):

@@ -26,8 +26,11 @@ class LocalExecutor:
     kernels, so that a study that must stop never waits for a job stuck on a lost store).
 
     Each thread keeps its kernel from one execution to the next
-    (:func:`lrstudy.execution.kernels.kept_kernel`), wiped to a fresh start in between. Jobs
-    start in the order of their ``priority`` (lowest first), then of submission.
+    (:func:`lrstudy.execution.kernels.kept_kernel`), wiped to a fresh start in between. With
+    ``warm`` (the default) each thread starts its kernel as the pool is created, and the
+    kernel imports TensorFlow, Keras and MLflow while the runner still plans: the first job
+    finds it ready. Jobs start in the order of their ``priority`` (lowest first), then of
+    submission.
 
     nbclient notices a kernel that dies and raises DeadKernelError. To stop a study,
     :meth:`interrupt` sends SIGINT to this process's kernels, so their trials end KILLED;
@@ -35,8 +38,9 @@ class LocalExecutor:
     the kernels that are left.
     """
 
-    def __init__(self, fn, workers: int):
+    def __init__(self, fn, workers: int, warm: bool = True):
         self.fn = fn
+        self.warm = warm
         self.queue: queue.PriorityQueue = queue.PriorityQueue()
         self.order = itertools.count()  # submission order, among jobs of one priority
         self.threads = [threading.Thread(target=self._work, name=f"lrstudy-{i}", daemon=True)
@@ -47,7 +51,7 @@ class LocalExecutor:
     def _work(self) -> None:
         from lrstudy.execution import kernels
 
-        with kernels.kept_kernel():
+        with kernels.kept_kernel(warm=self.warm):
             while (item := self.queue.get()[2]) is not None:
                 future, job = item
                 if not future.set_running_or_notify_cancel():

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -90,11 +91,15 @@ _kept = threading.local()
 
 
 @contextlib.contextmanager
-def kept_kernel():
+def kept_kernel(warm: bool = False):
     """Within the block, the executions of this thread share one kernel (:class:`KeptKernel`),
-    started by the first and stopped at the end: a kernel's start and the imports of
-    TensorFlow, Keras and MLflow are paid once per thread, not once per execution."""
+    stopped at the end: a kernel's start and the imports of TensorFlow, Keras and MLflow are
+    paid once per thread, not once per execution. ``warm``: the kernel starts now and
+    imports what the notebooks import first (:meth:`KeptKernel.warm`), while the thread waits
+    for its first execution; else the first execution starts it."""
     _kept.kernel = KeptKernel()
+    if warm:
+        _kept.kernel.warm()
     try:
         yield
     finally:
@@ -105,6 +110,10 @@ def kept_kernel():
 FRESH_START = """\
 import os, sys
 _log = os.open({log!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+if {carry!r}:
+    with open({carry!r}, "rb") as _f:
+        os.write(_log, _f.read())
+os.chdir({cwd!r})
 for _stream, _fd in ((sys.stdout, 1), (sys.stderr, 2)):
     _stream.flush()
     os.dup2(_log, getattr(_stream, "_original_stdstream_copy", None) or _fd)
@@ -116,40 +125,127 @@ if "matplotlib.pyplot" in sys.modules:
 get_ipython().reset(new_session=True)
 __import__("gc").collect()
 """
-"""What a kept kernel runs before each execution but its first: its process output (file
-descriptors 1 and 2, or the copies of them ipykernel echoes to when it captures them) to the
-new execution's log; Keras's global state, figures and the user's namespace cleared, the
-execution count back at 1. Imported modules stay: that is the point. Each trial seeds
-Python, NumPy, TensorFlow and Keras itself (:func:`lrstudy.data.datasets.seed_everything`),
-as the trials of a stack already do one after another in one process."""
+"""What a kept kernel runs before each execution but the first of a kernel papermill
+started (a warmed kernel runs it before its first too): its process output (file descriptors
+1 and 2, or the copies of them ipykernel echoes to when it captures them) to the new
+execution's log, headed by what the kernel printed while it warmed (``carry``, that log's
+path, once); the execution's working directory; Keras's global state, figures and the user's
+namespace cleared, the execution count back at 1. Imported modules stay: that is the point.
+Each trial seeds Python, NumPy, TensorFlow and Keras itself
+(:func:`lrstudy.data.datasets.seed_everything`), as the trials of a stack already do one
+after another in one process."""
+
+#: What a warmed kernel imports before its first execution: what the notebooks import first
+#: (TensorFlow through :func:`lrstudy.tfquiet.import_tensorflow`, as lrstudy imports it).
+#: Not :mod:`lrstudy.training.fitting` nor what imports it: importing it is the first moment
+#: of a trial's life (``interrupts.raise_at("import")``), which stays inside the execution;
+#: it costs little once these are imported.
+WARM_MODULES = (
+    "numpy", "pandas", "keras", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
+    "matplotlib.pyplot", "lrstudy.execution.notebook_params", "lrstudy.spec.study",
+    "lrstudy.spec.competition", "lrstudy.spec.resolve", "lrstudy.data.datasets",
+    "lrstudy.data.order", "lrstudy.models", "lrstudy.lr.optimizers", "lrstudy.tracking.store",
+    "lrstudy.tracking.metric_sink", "lrstudy.tracking.sqlstore",
+)
+
+WARM_UP = f"""\
+def _warm_up():
+    import importlib
+    from lrstudy import tfquiet
+    tfquiet.import_tensorflow()
+    for name in {WARM_MODULES!r}:
+        importlib.import_module(name)
+_warm_up()
+del _warm_up
+"""
+"""The warm-up's code: imports only (no op runs, so TensorFlow's threads are still the
+execution's to set). A module that fails to import here fails again, with its traceback,
+in the notebook that needs it."""
+
+#: How long the first execution waits for a warmed kernel's imports before it gives up on
+#: that kernel and starts one of its own.
+WARM_UP_TIMEOUT_S = 600.0
 
 
 class KeptKernel:
     """One kernel for a thread's executions (:func:`kept_kernel`). Each execution but the first
-    begins with :data:`FRESH_START`. A kernel that failed an execution (a cell raised, it was
-    interrupted or died) is stopped, and the next execution starts a new one."""
+    of a kernel papermill started begins with :data:`FRESH_START`. A kernel that failed an
+    execution (a cell raised, it was interrupted or died) is stopped, and the next execution
+    starts a new one."""
 
     def __init__(self):
         self.km: LoggedKernelManager | None = None
         self.sockets: str | None = None
+        self.carry: Path | None = None  # the warm-up's log, to head the first execution's
+        self.warming = None  # (client, message id) of the warm-up's imports, until they end
+
+    def _manager(self, log: Path | None) -> LoggedKernelManager:
+        """A manager of a kernel on private sockets, its output to ``log`` (None: to
+        :attr:`carry`, a log beside its sockets)."""
+        self.sockets = tempfile.mkdtemp(prefix="lrstudy-kernel-")
+        if log is None:
+            log = self.carry = Path(self.sockets) / "warm-up.log"
+        return LoggedKernelManager(kernel_name="python3", transport="ipc",
+                                   ip=os.path.join(self.sockets, "k"), log_file=str(log))
+
+    def warm(self) -> None:
+        """Start the kernel now, in the notebooks' directory, its output to :attr:`carry`,
+        and send it :data:`WARM_UP` without waiting: the first execution finds the imports
+        done, or waits for them. A kernel that cannot start here is left to the first
+        execution to start."""
+        from jupyter_client import BlockingKernelClient
+        from jupyter_core.utils import run_sync
+
+        try:
+            self.km = self._manager(None)
+            run_sync(self.km.start_kernel)(cwd=str(notebooks_dir()))
+            kc = BlockingKernelClient()
+            kc.load_connection_info(self.km.get_connection_info())
+            # the client stays open until the reply: a socket closed at once would drop the
+            # request, which waits in it until the kernel is up
+            kc.start_channels(hb=False)
+            self.warming = (kc, kc.execute(WARM_UP, silent=True, store_history=False))
+        except Exception:
+            self.stop()
+
+    def _warmed(self, timeout: float = WARM_UP_TIMEOUT_S) -> None:
+        """Wait for the warm-up's imports to end (however they ended: a module that failed
+        fails again in the notebook); stop a kernel that died or did not answer in time."""
+        import queue
+
+        kc, msg_id = self.warming
+        self.warming = None
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    msg = kc.get_shell_msg(timeout=1.0)
+                except queue.Empty:
+                    if not self._alive() or time.monotonic() > deadline:
+                        self.stop()
+                        return
+                    continue
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return
+        finally:
+            kc.stop_channels()
 
     def execute(self, notebook, output: Path, parameters: dict, cwd, log: Path):
         import papermill
 
+        cwd = str(cwd or notebooks_dir())
+        if self.warming is not None:
+            self._warmed()
         if self.km is not None and not self._alive():
             self.stop()
         try:
             if self.km is None:  # papermill's client starts it, with the execution's cwd
-                self.sockets = tempfile.mkdtemp(prefix="lrstudy-kernel-")
-                self.km = LoggedKernelManager(kernel_name="python3", transport="ipc",
-                                              ip=os.path.join(self.sockets, "k"),
-                                              log_file=str(log))
+                self.km = self._manager(log)
             else:
-                self._fresh_start(log)
+                self._fresh_start(log, cwd)
             return papermill.execute_notebook(
                 str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                progress_bar=False, cwd=str(cwd or notebooks_dir()), engine_name=KEPT_ENGINE,
-                km=self.km)
+                progress_bar=False, cwd=cwd, engine_name=KEPT_ENGINE, km=self.km)
         except BaseException:
             self.stop()
             raise
@@ -159,16 +255,17 @@ class KeptKernel:
 
         return self.km.has_kernel and run_sync(self.km.is_alive)()
 
-    def _fresh_start(self, log: Path) -> None:
+    def _fresh_start(self, log: Path, cwd: str) -> None:
         from jupyter_client import BlockingKernelClient
 
+        carry, self.carry = self.carry, None
+        code = FRESH_START.format(log=str(log), cwd=cwd, carry=str(carry) if carry else "")
         kc = BlockingKernelClient()
         kc.load_connection_info(self.km.get_connection_info())
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=60)
-            reply = kc.execute_interactive(FRESH_START.format(log=str(log)), silent=True,
-                                           store_history=False, timeout=120)
+            reply = kc.execute_interactive(code, silent=True, store_history=False, timeout=120)
         finally:
             kc.stop_channels()
         if reply["content"]["status"] != "ok":
@@ -180,6 +277,9 @@ class KeptKernel:
         """Stop the kernel now (as a kernel of its own is stopped: ``immediate``)."""
         from jupyter_core.utils import run_sync
 
+        if self.warming is not None:
+            self.warming[0].stop_channels()
+            self.warming = None
         km, self.km = self.km, None
         if km is not None and km.has_kernel:
             run_sync(km.shutdown_kernel)(now=True)
@@ -187,6 +287,7 @@ class KeptKernel:
         if self.sockets is not None:
             shutil.rmtree(self.sockets, ignore_errors=True)
             self.sockets = None
+        self.carry = None
 
 
 class KeptKernelEngine(NBClientEngine):

@@ -4,10 +4,11 @@ Why one execution per scenario, with its seeds inside: a kernel start plus the T
 import costs several seconds, more than a small trial; paying it once per scenario keeps the
 orchestration overhead low, while each seed stays resumable on its own (run keys).
 
-:func:`run_study` is its steps, in order: load and check the study, connect to the store,
-plan (dead RUNNING runs marked KILLED, FINISHED trials skipped, trials a live process runs
-elsewhere left to it), prepare the kernels' environment, execute the pending scenarios on an
-executor while following progress from the store, and sum up.
+:func:`run_study` is its steps, in order: load and check the study, prepare the kernels'
+environment and start the executor (a local one's kernels import TensorFlow meanwhile),
+connect to the store, plan (dead RUNNING runs marked KILLED, FINISHED trials skipped, trials
+a live process runs elsewhere left to it), execute the pending scenarios on the executor
+while following progress from the store, and sum up.
 """
 
 from __future__ import annotations
@@ -429,6 +430,18 @@ def _reap_if_possible(mlflow_client, exp_id: str) -> None:
                   "the next run of the study will", file=sys.stderr)
 
 
+def _tag_experiment(spec, mlflow_client, exp_id: str, seeds: int, until_decided: bool,
+                    max_seeds: int | None):
+    """Tag the study's experiment with what the report reads (reference, margin, claims,
+    what each strategy changes) and return its sequential design."""
+    differs = json.dumps(dict(spec.competition.differs) if spec.competition else {})
+    for key, value in (("reference", spec.reference), ("margin", spec.margin),
+                       ("claims", spec.claims or ""), ("differs", differs)):
+        mlflow_client.set_experiment_tag(exp_id, TAG + key, str(value))
+    return until_decided_.sequential_design(mlflow_client, exp_id, seeds, until_decided,
+                                            max_seeds)
+
+
 def run_study(study: str, *, scenario_names: list[str] | None = None,
               families: list[str] | None = None, seeds: int | None = None,
               overrides: dict | None = None, workers: int = 2, executor: str = "local",
@@ -455,20 +468,23 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
     comp = competition.with_grid_points(spec.competition, grid_points)
 
     uri = tracking.check_store(tracking_uri)
-    mlflow_client = tracking.client(uri)
-    exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
-    differs = json.dumps(dict(spec.competition.differs) if spec.competition else {})
-    for key, value in (("reference", spec.reference), ("margin", spec.margin),
-                       ("claims", spec.claims or ""), ("differs", differs)):
-        mlflow_client.set_experiment_tag(exp_id, TAG + key, str(value))  # for the report
-    design = until_decided_.sequential_design(mlflow_client, exp_id, seeds, until_decided,
-                                             max_seeds)
-    if design.sequential and design.looks:  # resuming: from the last look on
-        seeds = max(seeds, design.looks[-1])
-
-    first = plan(selected, seeds, comp, mlflow_client, exp_id)
     workers = concurrent_workers(workers, selected)
     threads = kernel_environment(selected, workers, threads)
+    # The executor before the store is opened and the study planned: a local one's workers
+    # start their kernels at once, and those import TensorFlow while this process plans.
+    pool = make_executor(executor, workers, ray_address)
+    try:
+        with interrupts.stop_on_signals():
+            mlflow_client = tracking.client(uri)
+            exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
+            design = _tag_experiment(spec, mlflow_client, exp_id, seeds, until_decided,
+                                     max_seeds)
+            if design.sequential and design.looks:  # resuming: from the last look on
+                seeds = max(seeds, design.looks[-1])
+            first = plan(selected, seeds, comp, mlflow_client, exp_id)
+    except BaseException:
+        pool.shutdown(cancel=True, grace=5.0)
+        raise
     study_arg = spec.name if spec.path.parent == scenarios.STUDIES_DIR else str(spec.path)
 
     def jobs_of(todo: Plan) -> list[Job]:
@@ -514,7 +530,6 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
         results.extend(ran)
         return all(r.ok for r in ran) and not more.waiting
 
-    pool = make_executor(executor, workers, ray_address)
     results, looked = [], {}
     try:
         with interrupts.stop_on_signals():
