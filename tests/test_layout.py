@@ -67,9 +67,10 @@ def test_no_import_cycle_inside_the_package():
 #: The layers, bottom up: a module may import its own package (or, at the bottom, any base
 #: module) and the layers below its own, never a layer above or a sibling of its layer.
 LAYERS = (
-    # the base: argument checks, errors, TensorFlow's quiet import, signals, tasks, user code
+    # the base: argument checks, errors, TensorFlow's quiet import, signals, tasks, user code,
+    # the cache directory
     {"lrstudy", "lrstudy.checks", "lrstudy.errors", "lrstudy.tfquiet", "lrstudy.interrupts",
-     "lrstudy.tasks", "lrstudy.user_code"},
+     "lrstudy.tasks", "lrstudy.user_code", "lrstudy.cache"},
     {"lrstudy.lr", "lrstudy.data", "lrstudy.models", "lrstudy.tracking"},  # the ingredients
     {"lrstudy.spec"},       # studies as data
     {"lrstudy.training"},   # the fit, its callbacks, the stacks

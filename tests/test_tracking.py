@@ -168,6 +168,34 @@ print(len(client.search_experiments()))
 """
 
 
+def test_a_new_sqlite_store_is_a_copy_of_an_empty_store_mlflow_made_once(tmp_path,
+                                                                         monkeypatch):
+    """The first new store makes the template (MLflow's own migrations); later ones copy it
+    without migrating, and MLflow still gives each its Default experiment, where it would."""
+    import mlflow.store.db.utils as db_utils
+
+    monkeypatch.setenv("LRSTUDY_CACHE_DIR", str(tmp_path / "cache"))
+    first = f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}"
+    tracking.client(first).search_experiments()
+    (template,) = (tmp_path / "cache").glob("mlflow-*.db")
+
+    def no_migrations(engine):
+        raise AssertionError("a store made from the template ran MLflow's migrations")
+
+    monkeypatch.setattr(db_utils, "_initialize_tables", no_migrations)
+    monkeypatch.chdir(tmp_path)
+    second = f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"
+    client = tracking.client(second)
+    (default,) = client.search_experiments()
+    assert (default.experiment_id, default.name) == ("0", "Default")
+    assert default.artifact_location == str(tmp_path / "mlruns" / "0")  # MLflow's own choice
+    exp_id = tracking.experiment_id("t", second, client)
+    run = client.create_run(exp_id)
+    client.log_metric(run.info.run_id, "m", 1.0)
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+    assert template.stat().st_size > 0 and not list((tmp_path / "b").glob(".*.new"))
+
+
 def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
     """MLflow creates a missing sqlite store on first use; without the lock in
     ``tracking.client`` two processes doing so at once fail (``_alembic_tmp_... exists``)."""

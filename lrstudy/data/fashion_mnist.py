@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrstudy import cache
 from lrstudy.errors import DataError, one_line
 
 __all__ = [
@@ -62,7 +63,7 @@ __all__ = [
 
 DATA_DIR_ENV = "LRSTUDY_DATA_DIR"
 CANDIDATES_ONLY_ENV = "LRSTUDY_DATA_CANDIDATES_ONLY"
-CACHE_DIR_ENV = "LRSTUDY_CACHE_DIR"
+CACHE_DIR_ENV = cache.ENV
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 #: SHA-256 of the four Fashion-MNIST files (the same bytes in Debian's package and Keras's cache).
@@ -275,9 +276,8 @@ def _keras_download_fashion_mnist() -> str | None:
 
 
 def cache_root() -> Path:
-    """``$LRSTUDY_CACHE_DIR``, else ``~/.cache/lrstudy``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "lrstudy"
+    """``$LRSTUDY_CACHE_DIR``, else ``~/.cache/lrstudy`` (:func:`lrstudy.cache.root`)."""
+    return cache.root()
 
 
 def cache_dir() -> Path:

@@ -126,7 +126,8 @@ def client(uri: str | None = None):
     MLflow creates a missing sqlite database (and migrates an old one) when the first client
     opens it; two processes doing that at once fail with ``table _alembic_tmp_... already
     exists``. A lock on the store's directory, held while the client opens the store, makes the
-    first creator finish before anyone else looks.
+    first creator finish before anyone else looks. A missing sqlite store is a copy of an
+    empty one (:mod:`lrstudy.tracking.store_template`), not a migration.
     """
     from mlflow import MlflowClient
 
@@ -135,6 +136,10 @@ def client(uri: str | None = None):
     if db is None:
         return MlflowClient(tracking_uri=uri)
     with store_creation_lock(db):
+        if not db.exists():
+            from lrstudy.tracking import store_template
+
+            store_template.new_sqlite_store(db)
         return MlflowClient(tracking_uri=uri)
 
 
