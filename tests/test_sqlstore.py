@@ -90,3 +90,37 @@ def test_store_at_another_schema_revision_is_refused_in_one_line(mlflow_store):
         assert uri in message and "0123456789ab" in message
         assert sqlstore.TESTED_REVISIONS[0] in message
     assert _rows(uri, SqlMetric.__table__, run_id) == []
+
+
+def test_finished_trials_counts_as_the_runners_search_of_the_store(store):
+    """The runner's progress (:func:`lrstudy.execution.runner.count_trials`) read in two
+    queries gives what MLflow's search gives: FINISHED trials by key, diverged ones, not
+    RUNNING, KILLED or deleted runs, not other kinds or experiments."""
+    from lrstudy.execution import runner
+    from lrstudy.tracking.schema import Tag
+
+    client = tracking.client(store)
+    exp_id = tracking.experiment_id("study", store, client)
+    other = tracking.experiment_id("other", store, client)
+    made = [  # (experiment, kind, key, status, diverged, deleted)
+        (exp_id, "trial", "a", "FINISHED", False, False),
+        (exp_id, "trial", "a", "KILLED", False, False),
+        (exp_id, "trial", "b", "FINISHED", True, False),
+        (exp_id, "trial", "c", "RUNNING", False, False),
+        (exp_id, "trial", "d", "FINISHED", False, True),
+        (exp_id, "scenario", "e", "FINISHED", False, False),
+        (other, "trial", "f", "FINISHED", False, False),
+        (exp_id, "trial", "g", "FINISHED", False, False),
+    ]
+    for exp, kind, key, status, diverged, deleted in made:
+        tags = {Tag.KIND: kind, Tag.RUN_KEY: key, **({Tag.DIVERGED: "true"} if diverged else {})}
+        run = client.create_run(exp, tags=tags)
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+        if deleted:
+            client.delete_run(run.info.run_id)
+    assert sqlstore.finished_trials(store, exp_id) == {"a": False, "b": True, "g": False}
+    keys = {"a", "b", "c", "d", "e", "f"}
+    assert runner.count_trials(client, exp_id, keys, store) == (2, 1)
+    assert runner.count_trials(client, exp_id, keys, store) == runner.count_trials(
+        client, exp_id, keys)  # MLflow's search, as against a server

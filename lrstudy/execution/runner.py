@@ -27,6 +27,7 @@ from lrstudy.errors import one_line
 from lrstudy.execution import until_decided as until_decided_
 from lrstudy.spec import competition
 from lrstudy.spec import study as scenarios
+from lrstudy.tracking import sqlstore
 from lrstudy.tracking import store as tracking
 from lrstudy.tracking.schema import Tag
 from lrstudy.tracking.store import TAG
@@ -256,8 +257,14 @@ class StudyOutcome:
         return any(DISK_FULL_MARK in r.error for r in self.failed)
 
 
-def count_trials(mlflow_client, exp_id: str, keys: set[str]) -> tuple[int, int]:
-    """(FINISHED, of which diverged) among the trials with these keys."""
+def count_trials(mlflow_client, exp_id: str, keys: set[str], uri: str = "") -> tuple[int, int]:
+    """(FINISHED, of which diverged) among the trials with these keys; from a SQL store in
+    two queries on the tags (:func:`lrstudy.tracking.sqlstore.finished_trials`), from a server
+    through MLflow's search."""
+    if uri and sqlstore.is_sql(uri):
+        finished = sqlstore.finished_trials(uri, exp_id)
+        mine = [finished[k] for k in keys if k in finished]
+        return len(mine), sum(mine)
     done = diverged = 0
     for key, runs in tracking.trials_by_key(mlflow_client, exp_id, keys).items():
         fin = [r for r in runs if r.info.status == "FINISHED"]
@@ -501,7 +508,7 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
     watch = StoreWatch(uri)
 
     def update() -> None:
-        done, _ = count_trials(mlflow_client, exp_id, keys)
+        done, _ = count_trials(mlflow_client, exp_id, keys, uri)
         bar.update(done - bar.n)
 
     waiting = {sc.name: sc for sc in first.waiting}  # finals whose tuning is to come
@@ -553,7 +560,7 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
         bar.close()
         raise
     _reap_if_possible(mlflow_client, exp_id)  # trials of kernels that died
-    done, diverged = watch.call(count_trials, mlflow_client, exp_id, keys)
+    done, diverged = watch.call(count_trials, mlflow_client, exp_id, keys, uri)
     bar.update(done - bar.n)
     bar.close()
     return StudyOutcome(study=spec.name, total=first.total, skipped=first.skipped,
