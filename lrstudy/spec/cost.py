@@ -25,6 +25,7 @@ import dataclasses
 import math
 import os
 
+from lrstudy import models
 from lrstudy.data import sources
 from lrstudy.spec import competition, resolve
 
@@ -56,10 +57,16 @@ def _dense(n_in: int, widths) -> tuple[int, int]:
 
 def model_cost(model: str, input_shape, classes: int) -> tuple[int, int] | None:
     """(parameters, forward FLOPs per example) of built-in ``model`` (multiply and add count
-    two; activations, pooling and dropout left out); None for a user's model, whose size is
-    not known without building it."""
+    two; element-wise work left out: activations, pooling, dropout, normalization, softmax,
+    residual sums); None for a user's model, whose size is not known without building it.
+    Parameters as Keras counts them, a batch normalization's moving mean and variance
+    included."""
     if model in MLP_HIDDEN:
         return _dense(math.prod(input_shape), [*MLP_HIDDEN[model], classes])
+    if model == "convnet_bn":
+        return _convnet_bn(input_shape, classes)
+    if model == "transformer_tiny":
+        return _transformer(input_shape, classes)
     if model != "cnn":
         return None
     h, w, c = (*input_shape, 1) if len(input_shape) == 2 else input_shape
@@ -71,6 +78,42 @@ def model_cost(model: str, input_shape, classes: int) -> tuple[int, int] | None:
         h, w, c = h // 2, w // 2, filters
     dense_params, dense_flops = _dense(h * w * c, [CNN_DENSE, classes])
     return params + dense_params, flops + dense_flops
+
+
+def _convnet_bn(input_shape, classes: int) -> tuple[int, int]:
+    """lrstudy.models.convnet_bn: per block a 3x3 "same" convolution without bias (9 c f
+    weights, 2 x 9 c f FLOPs per output pixel), a batch normalization of 4 numbers per
+    filter (scale, shift, moving mean and variance), a 2x2 pooling; then Dense layers."""
+    h, w, c = (*input_shape, 1) if len(input_shape) == 2 else input_shape
+    params = flops = 0
+    for filters in models.CONVNET_BN_FILTERS:
+        params += 9 * c * filters + 4 * filters
+        flops += 2 * h * w * 9 * c * filters
+        h, w, c = h // 2, w // 2, filters
+    dense_params, dense_flops = _dense(h * w * c, [models.CONVNET_BN_DENSE, classes])
+    return params + dense_params, flops + dense_flops
+
+
+def _transformer(input_shape, classes: int) -> tuple[int, int]:
+    """lrstudy.models.transformer_tiny on ``(length, vocab)``: the token embedding (a Dense
+    without bias at every position), a learned vector per position, then per block the
+    attention's query, key, value and output projections at every position, its two
+    products per head (scores ``Q K^T`` and their weighted sum of ``V``: 2 x L x L x
+    key_dim FLOPs each), the MLP at every position, two layer normalizations (scale and
+    shift); the head reads the first position only."""
+    length, vocab = input_shape
+    d, heads = models.TRANSFORMER_WIDTH, models.TRANSFORMER_HEADS
+    key_dim = d // heads
+    params = vocab * d + length * d
+    flops = length * 2 * vocab * d
+    for _ in range(models.TRANSFORMER_BLOCKS):
+        projections = 3 * (d * heads * key_dim + heads * key_dim) + heads * key_dim * d + d
+        mlp_params, mlp_flops = _dense(d, [models.TRANSFORMER_MLP, d])
+        params += projections + mlp_params + 2 * 2 * d
+        flops += length * (2 * 4 * d * heads * key_dim + mlp_flops)
+        flops += heads * 2 * (2 * length * length * key_dim)
+    head_params, head_flops = _dense(d, [classes])
+    return params + head_params, flops + head_flops
 
 
 def data_shape(dataset: str) -> tuple[tuple, int]:
