@@ -211,3 +211,29 @@ def test_the_tuning_figure_has_a_panel_per_strategy():
 
     bars = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
     assert [len(c.get_segments()) for c in bars] == [2]
+
+
+def test_the_sensitivity_figure_scores_each_workload_on_its_own_metric():
+    """A suite mixes tasks: a classification workload (its trials carry no task param) and a
+    regression. Each gets its own panel, on its own validation metric (accuracy, RMSE): one
+    frame scored on one metric would draw the classification's RMSE, which does not exist."""
+    from across_trials import tuning
+
+    grids = {"cls": {"fixed-baseline": {1e-3: [0.90, 0.92], 1e-2: [0.80, 0.82]}},
+             "reg": {"fixed-baseline": {1e-3: [0.40, 0.42], 1e-2: [0.30, 0.32]}}}
+    trials = tuning(grids, tasks={"reg": "regression"})
+    trials = trials.assign(learning_rate=trials["peak_lr"], optimizer="adam", study="suite",
+                           task=trials["task"].where(trials["task"] == "regression"),
+                           model="mlp128",
+                           dataset=trials["scenario"].map(lambda s: s.split("@")[1]))
+    panels = report.figures.sensitivity_panels(trials)
+    assert [label for label, _ in panels] == ["cls", "reg"]
+    fig = report.plot_lr_sensitivity(trials)
+    axes = {ax.get_title(): ax for ax in fig.get_axes()}
+    assert set(axes) == {"cls", "reg"}
+    assert axes["cls"].get_ylabel() == "val_accuracy at the last epoch"
+    assert axes["reg"].get_ylabel() == "val_rmse at the last epoch"
+    for name, means in (("cls", [0.91, 0.81]), ("reg", [0.41, 0.31])):
+        (line,) = [line for line in axes[name].get_lines() if len(line.get_xdata())]
+        assert line.get_xdata().tolist() == [1e-3, 1e-2]
+        assert line.get_ydata().tolist() == pytest.approx(means)

@@ -15,6 +15,7 @@ from matplotlib.lines import Line2D
 from lrstudy.report.frames import BUDGET_COLUMNS, SUGGESTION_KEYS, task_of
 from lrstudy.report.stats import aggregate
 from lrstudy.report.verdict import chance
+from lrstudy.report.workloads import comparable
 from lrstudy.spec.study import FAMILIES, budget_label
 from lrstudy.tracking.schema import Metric
 
@@ -163,11 +164,13 @@ PHASE_LABELS = {"": "", "tune": "tuning", "final": "finals", "demo": "demonstrat
 
 
 def sensitivity_lines(trials: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
-    """The lines of :func:`plot_lr_sensitivity`: per optimizer and phase (``""`` without
-    phases), the mean validation score at the last epoch over the seeds that did not diverge
-    at each learning rate, with its 95% t-interval (``learning_rate, mean, lo, hi, n``).
-    A line never joins trials of two phases: a demonstration at a tutorial's constant, a
-    tuning grid and the finals at the chosen LR measure different things."""
+    """The lines of one panel of :func:`plot_lr_sensitivity` (the trials of one workload and
+    budget, :func:`sensitivity_panels`): per optimizer and phase (``""`` without phases), the
+    mean validation score at the last epoch (the task's: accuracy, or RMSE) over the seeds
+    that did not diverge at each learning rate, with its 95% t-interval (``learning_rate,
+    mean, lo, hi, n``). A line never joins trials of two phases: a demonstration at a
+    tutorial's constant, a tuning grid and the finals at the chosen LR measure different
+    things."""
     value = f"final_{task_of(trials).val_metric}"
     if value not in trials or "learning_rate" not in trials:
         return []
@@ -178,19 +181,47 @@ def sensitivity_lines(trials: pd.DataFrame) -> list[tuple[tuple[str, str], pd.Da
             for key, rows in ok.groupby(["optimizer", "phase"], sort=True)]
 
 
+def sensitivity_panels(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The panels of :func:`plot_lr_sensitivity`: the trials with a learning rate split by
+    workload and budget (:func:`lrstudy.report.workloads.comparable`), each scored on its own
+    task's metric: an LR's score on one model and data says nothing of another's, and an
+    accuracy and an RMSE share no axis."""
+    data = trials[trials["learning_rate"].notna()] if "learning_rate" in trials else trials[:0]
+    if data.empty:
+        return []
+    return comparable(data)
+
+
 def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
     """Validation score at the last epoch (accuracy, or RMSE) against the initial learning
-    rate (log x): one line per optimizer (colour) and phase (marker; :func:`sensitivity_lines`)
-    with its 95% t-interval as a band; red crosses along the bottom: diverged trials."""
-    data = trials[trials["learning_rate"].notna()] if "learning_rate" in trials else trials[:0]
-    bad = data[data["diverged"].astype(bool)]
-    fig = Figure(figsize=(7.5, 4.5))
-    ax = fig.add_subplot()
-    if data.empty:
-        _empty(ax, "no fixed-LR trials")
+    rate (log x), one panel per workload and budget (:func:`sensitivity_panels`): one line
+    per optimizer (colour) and phase (marker; :func:`sensitivity_lines`) with its 95%
+    t-interval as a band; red crosses along the bottom: diverged trials."""
+    panels = sensitivity_panels(trials)
+    if not panels:
+        fig = Figure(figsize=(7.5, 4.5))
+        _empty(fig.add_subplot(), "no fixed-LR trials")
         return fig
-    lines = sensitivity_lines(data)
-    colors = _palette(sorted({optimizer for (optimizer, _), _ in lines}))
+    if len(panels) == 1:
+        fig = Figure(figsize=(7.5, 4.5))
+        axes = [fig.add_subplot()]
+    else:
+        fig, axes = _grid(len(panels), 2, 6.5, 3.8)
+    lines = [sensitivity_lines(data) for _, data in panels]
+    colors = _palette(sorted({optimizer for found in lines for (optimizer, _), _ in found}))
+    studies = ", ".join(sorted(set(trials["study"].dropna()))) if "study" in trials else ""
+    for ax, (label, data), found in zip(axes, panels, lines):
+        _sensitivity_panel(ax, data, found, colors)
+        title = f"LR sensitivity ({studies})" if len(panels) == 1 else label
+        ax.set(title=title, xlabel="initial learning rate",
+               ylabel=f"{task_of(data).val_metric} at the last epoch")
+    return fig
+
+
+def _sensitivity_panel(ax, data: pd.DataFrame, lines, colors: dict) -> None:
+    """One panel of :func:`plot_lr_sensitivity`: ``lines`` of ``data``, its diverged trials
+    as crosses."""
+    bad = data[data["diverged"].astype(bool)]
     for (optimizer, phase), line in lines:
         marker, style = PHASE_MARKERS.get(phase, ("o", "-"))
         label = " ".join(filter(None, [optimizer, PHASE_LABELS.get(phase, phase)]))
@@ -206,10 +237,6 @@ def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
     ax.set_xscale("log")
     low, high = data["learning_rate"].min(), data["learning_rate"].max()
     ax.set_xlim(low / 1.5, high * 1.5)  # the crosses are not in data coordinates
-    studies = ", ".join(sorted(set(data["study"].dropna()))) if "study" in data else ""
-    ax.set(title=f"LR sensitivity ({studies})", xlabel="initial learning rate",
-           ylabel=f"{task_of(data).val_metric} at the last epoch")
-    return fig
 
 
 def plot_tuning(grid: pd.DataFrame) -> Figure:
