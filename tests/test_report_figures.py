@@ -237,3 +237,44 @@ def test_the_sensitivity_figure_scores_each_workload_on_its_own_metric():
         (line,) = [line for line in axes[name].get_lines() if len(line.get_xdata())]
         assert line.get_xdata().tolist() == [1e-3, 1e-2]
         assert line.get_ydata().tolist() == pytest.approx(means)
+
+
+def test_the_benchmark_figures_of_a_suite_show_each_task_in_its_own_metric():
+    """The accuracy figure and the forest plot of a table that mixes a classification
+    workload and a regression: each task on its own axis, the regression's RMSE and its
+    change (not an accuracy, not points)."""
+    from across_trials import finals
+
+    scores = {"cls": {"fixed-baseline": [0.88, 0.89, 0.87], "warmup-cosine": [0.89, 0.90, 0.88]},
+              "reg": {"fixed-baseline": [0.30, 0.31, 0.32], "warmup-cosine": [0.28, 0.29, 0.30]}}
+    trials = finals(scores, tasks={"reg": "regression"})
+    trials = trials.assign(task=trials["task"].where(trials["task"] == "regression"),
+                           family="fixed", model="mlp128", train_time_s=1.0,
+                           final_val_loss=0.3, test_loss=0.3, best_val_loss=0.3,
+                           best_val_loss_epoch=2, epochs_to_target=np.nan,
+                           time_to_target_s=np.nan,
+                           dataset=trials["scenario"].str.split("@").str[1])
+    table = report.benchmark_table(trials, "fixed-baseline", 0.003)
+    by = table.set_index("scenario")
+    assert by.loc["warmup-cosine@reg", "test_rmse_mean"] == pytest.approx(0.29)
+    assert math.isnan(by.loc["warmup-cosine@reg", "test_accuracy_mean"])
+    assert by.loc["warmup-cosine@cls", "test_accuracy_mean"] == pytest.approx(0.89)
+    shown = report.format_table(table).set_index("scenario")
+    assert shown.loc["warmup-cosine@reg", "test accuracy / RMSE"].startswith("0.2900 ± ")
+    assert shown.loc["warmup-cosine@reg", "vs reference, points / RMSE [simultaneous 95% CI]"
+                     ] == "-0.02 [-0.02, -0.02]"
+    assert shown.loc["warmup-cosine@cls", "vs reference, points / RMSE [simultaneous 95% CI]"
+                     ] == "+1.00 [+1.00, +1.00]"
+    axes = report.plot_test_accuracy(trials, table).get_axes()
+    assert [ax.get_xlabel().split(" (")[0] for ax in axes] == [
+        "test accuracy", "test RMSE, lower is better"]
+    means = [sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() == "o")
+             for ax in axes]
+    assert means == [pytest.approx([0.88, 0.89]), pytest.approx([0.29, 0.31])]
+    forest = {ax.get_title(): ax for ax in report.plot_forest(table, 0.003).get_axes()}
+    (reg,) = [ax for title, ax in forest.items() if "fixed-baseline@reg" in title]
+    (cls,) = [ax for title, ax in forest.items() if "fixed-baseline@cls" in title]
+    assert reg.get_xlabel().startswith("difference in test RMSE, RMSE")
+    assert cls.get_xlabel().startswith("difference in test accuracy, points")
+    (diamond,) = [line for line in reg.get_lines() if line.get_marker() == "D"]
+    assert diamond.get_xdata()[0] == pytest.approx(-0.02)

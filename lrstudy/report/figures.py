@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 
 from lrstudy.report.frames import BUDGET_COLUMNS, SUGGESTION_KEYS, task_of
 from lrstudy.report.stats import aggregate
+from lrstudy.report.tables import task_rows
 from lrstudy.report.verdict import chance
 from lrstudy.report.workloads import comparable
 from lrstudy.spec.study import FAMILIES, budget_label
@@ -330,12 +331,23 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
     """Mean test accuracy per scenario (rows in rank order, as :func:`benchmark_table` ranks:
     a diverged seed at chance) with its 95% t-interval, coloured by family; each seed a dot,
     a diverged one a red cross at chance; diverged counts in the labels. For a regression
-    (a table of ``test_rmse_*``), the test RMSE, a diverged seed at the worst RMSE."""
-    regression = _regression(table)
+    (a table of ``test_rmse_*``), the test RMSE, a diverged seed at the worst RMSE. Where a
+    suite mixes tasks, one panel per task, each on its own metric's axis."""
+    parts = task_rows(table)
+    sizes = [len(rows) for _, rows in parts]
+    fig = Figure(figsize=(8.0, 1.5 * len(parts) + 0.3 * sum(sizes)))
+    axes = fig.subplots(len(parts), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [max(1, n) for n in sizes],
+                                     "hspace": 0.4})[:, 0]
+    for ax, (task, rows) in zip(axes, parts):
+        _test_scores(ax, trials, rows.reset_index(drop=True), not task.higher_is_better)
+    return fig
+
+
+def _test_scores(ax, trials: pd.DataFrame, table: pd.DataFrame, regression: bool) -> None:
+    """One panel of :func:`plot_test_accuracy`: the rows of ``table`` of one task."""
     m = "test_rmse" if regression else "test_accuracy"
     order = table["scenario"].tolist()
-    fig = Figure(figsize=(8.0, 1.5 + 0.3 * len(order)))
-    ax = fig.add_subplot()
     families = _families(table)
     colors = _palette(families)
     y = np.arange(len(order))
@@ -374,11 +386,13 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
                     ax.axhline(i - 0.5, color="grey", lw=0.8)
                 ax.annotate(label, (0.01, i - 0.45), xycoords=("axes fraction", "data"),
                             fontsize="x-small", color="grey", va="top")
-    return fig
 
 
 def _regression(table: pd.DataFrame) -> bool:
-    """Whether a :func:`~lrstudy.report.tables.benchmark_table` is a regression's (RMSE)."""
+    """Whether a :func:`~lrstudy.report.tables.benchmark_table` (or one budget's rows of it)
+    is a regression's (RMSE)."""
+    if "task" in table and len(table):
+        return bool((table["task"] == "regression").all())
     return "test_accuracy_mean" not in table and "test_rmse_mean" in table
 
 
@@ -393,12 +407,16 @@ def plot_forest(table: pd.DataFrame, margin: float) -> Figure:
     upwards), red worse, blue equivalent (inside the margin), grey undecided (neither); the
     shaded band is the practical-equivalence margin. One panel per budget."""
     compared = table[table["call"].isin(list(CALL_COLORS))]
-    # accuracy points; a regression's oriented difference -(x - y) back to an RMSE change
-    scale, unit = (-1, "RMSE") if _regression(table) else (100, "points")
     groups = list(compared.groupby("budget", sort=False)) or [("", compared)]
     rows = max(len(g) for _, g in groups) if len(compared) else 1
     fig = Figure(figsize=(8.0, 1.4 + 0.32 * rows * len(groups)))
+    units = set()
     for k, (budget, group) in enumerate(groups):
+        # accuracy points; a regression's oriented difference -(x - y) back to an RMSE
+        # change (each budget in its own: a suite mixes them)
+        scale, unit = (-1, "RMSE") if _regression(group if len(group) else table) \
+            else (100, "points")
+        units.add(unit)
         ax = fig.add_subplot(len(groups), 1, k + 1)
         ax.axvspan(-abs(scale) * margin, abs(scale) * margin, color="tab:blue", alpha=0.12, lw=0)
         ax.axvline(0, color="black", lw=0.8)
@@ -417,8 +435,9 @@ def plot_forest(table: pd.DataFrame, margin: float) -> Figure:
     fig.legend(handles=[Line2D([], [], color=c, marker="D", lw=2, label=n)
                         for n, c in CALL_COLORS.items()] +
                [Line2D([], [], color="tab:blue", alpha=0.3, lw=8,
-                       label=f"within ±{100 * margin:.1f} points" if scale > 0
-                       else f"within ±{margin:.3g} RMSE")],
+                       label=" or ".join(f"within ±{100 * margin:.1f} points" if u == "points"
+                                         else f"within ±{margin:.3g} RMSE"
+                                         for u in sorted(units)))],
                loc="upper left", bbox_to_anchor=(1.0, 0.95))
     fig.tight_layout()
     return fig
