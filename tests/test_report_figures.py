@@ -55,6 +55,27 @@ def test_a_family_at_two_budgets_is_drawn_in_two_panels():
     assert [len(ax.get_lines()) for ax in fig.get_axes()] == [2, 1]
 
 
+def test_a_regression_workloads_curves_are_its_rmse():
+    """A suite's family on a classification workload and on a regression: each row's second
+    panel is its own task's validation metric (val_accuracy, val_rmse), with its curve."""
+    import pandas as pd
+
+    rows, hist = [], []
+    for name, dataset, task, key in (("fixed-baseline@cls", "digits", None, "val_accuracy"),
+                                     ("fixed-baseline@reg", "friedman1", "regression",
+                                      "val_rmse")):
+        run = f"{name}-0"
+        rows.append({"run_id": run, "scenario": name, "family": "fixed", "seed": 0,
+                     "diverged": False, "model": "mlp128", "dataset": dataset,
+                     "train_size": 100, "batch_size": 10, "epochs": 2, "task": task})
+        hist += [{"run_id": run, "key": k, "step": e, "value": 0.5 + 0.1 * e, "timestamp": 0}
+                 for k in ("val_loss", key) for e in range(2)]
+    fig = report.plot_family_curves(pd.DataFrame(rows), pd.DataFrame(hist))
+    titles = [ax.get_title().split(": ")[-1] for ax in fig.get_axes()]
+    assert titles == ["val_loss", "val_accuracy", "val_loss", "val_rmse"]
+    assert [len(ax.get_lines()) for ax in fig.get_axes()] == [1, 1, 1, 1]
+
+
 def test_plot_lr_curves(store):
     trials = store["trials"]
     steps = report.load_histories(report.one_seed_per_scenario(trials), report.STEP_KEYS,

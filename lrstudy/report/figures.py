@@ -73,30 +73,35 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def plot_family_curves(trials: pd.DataFrame, histories: pd.DataFrame,
-                       keys=("val_loss", "val_accuracy")) -> Figure:
+def plot_family_curves(trials: pd.DataFrame, histories: pd.DataFrame, keys=None) -> Figure:
     """Per family (rows; one per budget where a family ran at several) and metric (columns):
-    each scenario's curve over the 1-based epoch.
+    each scenario's curve over the 1-based epoch. ``keys``: the metrics, by default the
+    validation loss and each row's own task's validation metric (``val_accuracy``, or a
+    regression's ``val_rmse``: a suite mixes them).
 
     Solid line: the mean across non-diverged seeds, with the 95% t-interval as a band
     (:func:`aggregate`). Dotted lines with crosses: diverged trials, one line each, up to their
     last finite value.
     """
-    keys = list(keys)
     trials = _by_budget(trials)
+    families = _families(trials)
+    row_keys = {family: list(keys) if keys is not None else
+                ["val_loss", task_of(trials[trials["family"] == family]).val_metric]
+                for family in families}
+    shown = {key for found in row_keys.values() for key in found}
     info = trials[["run_id", "scenario", "family", "diverged"]]
-    data = histories[histories["key"].isin(keys)].merge(info, on="run_id")
+    data = histories[histories["key"].isin(shown)].merge(info, on="run_id")
     data = data.assign(epoch=data["step"] + 1)
     bands = aggregate(data[~data["diverged"]], ["family", "key", "scenario", "epoch"])
     counts = _scenario_counts(trials)
-    families = _families(trials)
-    fig = Figure(figsize=(5.5 * len(keys), 3.3 * len(families)))
-    axes = fig.subplots(len(families), len(keys), squeeze=False,
+    columns = max([len(found) for found in row_keys.values()], default=1)
+    fig = Figure(figsize=(5.5 * columns, 3.3 * len(families)))
+    axes = fig.subplots(max(1, len(families)), columns, squeeze=False,
                         gridspec_kw={"hspace": 0.5, "wspace": 0.25})
     for row, family in enumerate(families):
         scenarios = sorted(trials.loc[trials["family"] == family, "scenario"].unique())
         palette = _palette(scenarios)
-        for col, key in enumerate(keys):
+        for col, key in enumerate(row_keys[family]):
             ax = axes[row, col]
             band = bands[(bands["family"] == family) & (bands["key"] == key)]
             bad = data[(data["family"] == family) & (data["key"] == key) & data["diverged"]]
