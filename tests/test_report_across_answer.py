@@ -76,3 +76,19 @@ def test_one_workload_has_no_answer_across_and_a_missing_reference_says_so():
 def test_the_reference_may_be_named_on_a_workload():
     across = answer.across_workloads(planted(), reference=f"{REF}@w1")
     assert across.reference == REF and across.aggregate.iloc[0].strategy == "good"
+
+
+def test_with_nothing_to_tell_apart_the_answer_says_so():
+    """Identical strategies on every workload: the reference is (one of) the highest, and no
+    strategy has more pairwise wins than losses."""
+    rng = np.random.default_rng(2)
+    scores = {w: paired_scores(rng, {REF: 0.88, "twin": 0.88}, 6, noise_sd=0.004)
+              for w in ("w1", "w2")}
+    across = report.across_workloads(finals(scores))
+    text = report.across_headline(across)
+    assert "No strategy is ahead of the reference across workloads" in text
+    assert "Behind it" not in text
+    if across.aggregate.iloc[0].strategy == REF:
+        assert text.startswith("**Across 2 workloads: fixed-baseline (the reference)**")
+    assert "No strategy has more pairwise wins than losses over the workloads (0 of 2 pairs " \
+           "called a win or a loss" in text

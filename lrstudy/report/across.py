@@ -159,7 +159,8 @@ def across_headline(across: Across) -> str:
     else:
         top = table.iloc[0]
         seeds = int(table["seeds"].min())
-        words = [f"**Across {n} workloads: {top.strategy}** has the highest aggregate score, "
+        name = f"{top.strategy} (the reference)" if top.strategy == ref else top.strategy
+        words = [f"**Across {n} workloads: {name}** has the highest aggregate score, "
                  f"{_interval(top)} (each final seed's test score normalized per workload, 0 "
                  f"at the reference {ref}'s mean, 1 at the workload's best strategy's; "
                  f"interquartile mean over {seeds} seeds x {int(top.workloads)} workloads, "
@@ -178,7 +179,13 @@ def across_headline(across: Across) -> str:
         words.append(f"Best on the most workloads: {_names(best)} ({count} of {n}; "
                      "performance profile at tau = 1).")
     wins = net_wins(across)
-    if not wins.empty:
+    if not wins.empty and wins["net"].iloc[0] <= 0:
+        pairs = across.calls[across.calls["strategy"] < across.calls["other"]]
+        decided = int(pairs["outcome"].isin(["win", "loss"]).sum())
+        words.append(f"No strategy has more pairwise wins than losses over the workloads "
+                     f"({decided} of {len(pairs)} pairs called a win or a loss, each per "
+                     "workload with simultaneous 95% intervals and the margin).")
+    elif not wins.empty:
         lead = wins.iloc[0]
         tied = wins.loc[wins["net"] == lead.net, "strategy"].tolist()
         counts = (f"{int(lead.net):+d}: {int(lead.win)} wins, {int(lead.loss)} losses, "

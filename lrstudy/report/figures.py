@@ -213,6 +213,7 @@ def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
         axes = [fig.add_subplot()]
     else:
         fig, axes = _grid(len(panels), 2, 6.5, 3.8)
+        fig.subplots_adjust(wspace=0.75)  # room for each panel's legend, right of it
     lines = [sensitivity_lines(data) for _, data in panels]
     colors = _palette(sorted({optimizer for found in lines for (optimizer, _), _ in found}))
     studies = ", ".join(sorted(set(trials["study"].dropna()))) if "study" in trials else ""
