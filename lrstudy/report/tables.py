@@ -15,6 +15,7 @@ from lrstudy import tasks
 from lrstudy.report.sequential import Design
 from lrstudy.report.stats import aggregate
 from lrstudy.report.verdict import MARGIN, verdicts
+from lrstudy.report.workloads import SEPARATOR, split_scenario
 
 _TABLE_METRICS = {
     "val_accuracy": "final_val_accuracy",
@@ -272,19 +273,25 @@ RULES = ("valley", "steepest", "minimum", "slide")
 def finder_calibration(range_tests: pd.DataFrame) -> pd.DataFrame:
     """How each LR range test rule lands, per set-up (model, optimizer, momentum, data): its
     median suggestion over the range tests' seeds and their spread in decades. What taking a
-    suggestion costs is :func:`lrstudy.report.tuning.finder_regret`."""
+    suggestion costs is :func:`lrstudy.report.tuning.finder_regret`. In a study with
+    workloads (range tests of scenarios ``S@W``) each set-up's ``workload`` comes first: the
+    same optimizer lands elsewhere on another model and data."""
     columns = ["optimizer", "rule", "seeds", "median_lr", "spread_decades"]
+    named = "scenario" in range_tests and range_tests["scenario"].astype(str).str.contains(
+        SEPARATOR, regex=False).any()
+    columns = ["workload", *columns] if named else columns
     if range_tests.empty:
         return pd.DataFrame(columns=columns)
     rows = []
     for (_, optimizer), tests in range_tests.groupby(["finder_key", "optimizer"], dropna=False):
+        where = {"workload": split_scenario(str(tests["scenario"].iloc[0]))[1]} if named else {}
         for rule in RULES:
             values = tests[f"suggestion_{rule}"].dropna()
             values = values[values > 0]
             if values.empty:
                 continue
             logs = np.log10(values.to_numpy(float))
-            rows.append({"optimizer": optimizer, "rule": rule, "seeds": len(values),
+            rows.append({**where, "optimizer": optimizer, "rule": rule, "seeds": len(values),
                          "median_lr": 10 ** float(np.median(logs)),
                          "spread_decades": float(logs.max() - logs.min())})
     return pd.DataFrame(rows, columns=columns)
