@@ -62,9 +62,49 @@ def test_the_suites_models_by_hand():
         10096, 312_320)
 
 
+def test_the_elements_each_model_writes_by_hand():
+    """Each layer's output per example, once: what a budget without XLA pays for."""
+    assert cost.model_elements("mlp128", (10,), 1) == 128 + 1
+    assert cost.model_elements("mlp_dropout", (28, 28), 10) == 128 + 128 + 64 + 64 + 10
+    # conv 26x26x32, its pooling and dropout 13x13x32 each, conv 11x11x64, 5x5x64 twice
+    assert cost.model_elements("cnn", (28, 28), 10) == (
+        26 * 26 * 32 + 2 * 13 * 13 * 32 + 11 * 11 * 64 + 2 * 5 * 5 * 64 + 256 + 10)
+    # per block: conv, normalization, ReLU at full size, then the pooling
+    assert cost.model_elements("convnet_bn", (28, 28), 10) == (
+        3 * 28 * 28 * 8 + 14 * 14 * 8 + 3 * 14 * 14 * 16 + 7 * 7 * 16 + 64 + 10)
+    # 16 tokens x (embedding, position, Q, K, V, context, projection, 2 sums, 2 norms,
+    # MLP 64 + 32), 2 heads' 16 x 16 scores and their softmax, the head's 16 logits
+    assert cost.model_elements("transformer_tiny", (16, 16), 16) == (
+        16 * (11 * 32 + 64 + 32) + 2 * 2 * 16 * 16 + 16)
+    assert cost.model_elements("my_models:build", (10,), 2) is None
+
+
+def test_only_budgets_without_xla_pay_per_step():
+    study = scenarios.load_study("suite")
+    by = {name.split("@")[1]: sc for name, sc in study.scenarios.items()
+          if name.startswith("fixed-baseline@")}
+    assert cost.no_xla_step_s(by["mlp128-fmnist"].budget, 138) == 0.0  # XLA
+    friedman = by["friedman1"].budget
+    assert cost.no_xla_step_s(friedman, 129) == pytest.approx(
+        cost.NO_XLA_STEP_S + cost.NO_XLA_ELEMENT_S * 129 * 64)
+    plans = cost.plan(study.competition, [by["friedman1"]], study.seeds)
+    est = cost.estimate(plans, 1, cpus=1)
+    steps = plans[0].total * friedman["epochs"] * by["friedman1"].steps_per_epoch
+    assert est.no_xla_steps == steps == 20 * 8 * 125
+    assert est.no_xla_seconds == pytest.approx(steps * cost.no_xla_step_s(friedman, 129))
+    flops = est.flops / cost.FLOPS_PER_WORKER
+    assert est.seconds == pytest.approx(flops + est.no_xla_seconds + 2 * cost.EXECUTION_S)
+
+
 def test_the_suite_gets_an_estimate():
     study = scenarios.load_study("suite")
     plans = cost.plan(study.competition, list(study.scenarios.values()), study.seeds)
     est = cost.estimate(plans, 2, cpus=2)
     assert est.unknown_models == () and est.seconds is not None and est.seconds > 0
     assert est.trials == 1230
+    assert est.no_xla_steps > 0 and est.no_xla_seconds > 0
+    # the default study trains with XLA throughout: its estimate is as it was
+    seeds = scenarios.load_study("seeds")
+    plain = cost.estimate(cost.plan(seeds.competition, list(seeds.scenarios.values()),
+                                    seeds.seeds), 2, cpus=2)
+    assert plain.no_xla_steps == 0 and plain.no_xla_seconds == 0.0

@@ -132,6 +132,10 @@ def test_lrstudy_check_lists_the_suites_workloads_budgets_and_trials():
                   "mlp128 on friedman1 (8000 train / 2000 val)"):
         assert label in out, label
     assert "prodigy@friedman1" in out and "trials per phase: demo 0, tune 810, final 420" in out
+    # every model of known size: an estimate, with what the Keras stacks add without XLA
+    text = " ".join(out.split())
+    assert "estimated time: about " in text and "estimated time: none" not in text
+    assert "trial-steps of budgets trained without XLA (jit_compile = false) add" in text
 
 
 def test_the_built_in_datasets_sizes_and_tasks_are_the_loaders():
