@@ -333,8 +333,14 @@ def _print_estimate(est) -> None:
              f"validation set) comes to {_flop(est.flops)} at a conservative "
              f"{cost.FLOPS_PER_WORKER / 1e9:.0f} GFLOP/s per worker, plus "
              f"{cost.EXECUTION_S:.0f} s for each of the {est.executions} notebook executions "
-             "(data, compiling, the runs' records). A slower or busier machine takes "
-             "longer.")
+             "(data, compiling, the runs' records)")
+    if est.no_xla_steps:
+        basis += (f"; the {est.no_xla_steps:,} trial-steps of budgets trained without XLA "
+                  f"(jit_compile = false) add {cost.NO_XLA_STEP_S * 1e3:.1f} ms each and "
+                  f"{cost.NO_XLA_ELEMENT_S * 1e9:.0f} ns per element their layers write per "
+                  f"example of the batch, {_duration(est.no_xla_seconds).removeprefix('about ')}"
+                  " in all (measured on the suite's Keras stacks)")
+    basis += ". A slower or busier machine takes longer."
     print(textwrap.fill(basis, width=92, initial_indent="  ", subsequent_indent="  "))
 
 

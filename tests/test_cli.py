@@ -225,11 +225,14 @@ def test_a_user_model_gets_no_time_but_says_why(tmp_path, monkeypatch):
 
 
 SHAPES = [((28, 28), 10), ((20,), 2), ((32, 32, 3), 5)]
+MLP = ("mlp128", "mlp512_200", "mlp_dropout")
 
 
 @pytest.mark.parametrize("model, shape, classes", [
-    (model, shape, classes) for model in ("mlp128", "mlp512_200", "mlp_dropout", "cnn")
-    for shape, classes in SHAPES if model != "cnn" or len(shape) > 1])  # cnn: images only
+    *[(model, shape, classes) for model in ("mlp128", "mlp512_200", "mlp_dropout", "cnn",
+                                            "convnet_bn")
+      for shape, classes in SHAPES if model in MLP or len(shape) > 1],  # convnets: images
+    ("transformer_tiny", (16, 16), 16), ("transformer_tiny", (8, 20), 3)])
 def test_the_parameter_count_is_keras_own(model, shape, classes):
     """The cost's layer arithmetic against the model Keras builds."""
     from lrstudy import models

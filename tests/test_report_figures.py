@@ -55,6 +55,27 @@ def test_a_family_at_two_budgets_is_drawn_in_two_panels():
     assert [len(ax.get_lines()) for ax in fig.get_axes()] == [2, 1]
 
 
+def test_a_regression_workloads_curves_are_its_rmse():
+    """A suite's family on a classification workload and on a regression: each row's second
+    panel is its own task's validation metric (val_accuracy, val_rmse), with its curve."""
+    import pandas as pd
+
+    rows, hist = [], []
+    for name, dataset, task, key in (("fixed-baseline@cls", "digits", None, "val_accuracy"),
+                                     ("fixed-baseline@reg", "friedman1", "regression",
+                                      "val_rmse")):
+        run = f"{name}-0"
+        rows.append({"run_id": run, "scenario": name, "family": "fixed", "seed": 0,
+                     "diverged": False, "model": "mlp128", "dataset": dataset,
+                     "train_size": 100, "batch_size": 10, "epochs": 2, "task": task})
+        hist += [{"run_id": run, "key": k, "step": e, "value": 0.5 + 0.1 * e, "timestamp": 0}
+                 for k in ("val_loss", key) for e in range(2)]
+    fig = report.plot_family_curves(pd.DataFrame(rows), pd.DataFrame(hist))
+    titles = [ax.get_title().split(": ")[-1] for ax in fig.get_axes()]
+    assert titles == ["val_loss", "val_accuracy", "val_loss", "val_rmse"]
+    assert [len(ax.get_lines()) for ax in fig.get_axes()] == [1, 1, 1, 1]
+
+
 def test_plot_lr_curves(store):
     trials = store["trials"]
     steps = report.load_histories(report.one_seed_per_scenario(trials), report.STEP_KEYS,
@@ -211,3 +232,70 @@ def test_the_tuning_figure_has_a_panel_per_strategy():
 
     bars = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
     assert [len(c.get_segments()) for c in bars] == [2]
+
+
+def test_the_sensitivity_figure_scores_each_workload_on_its_own_metric():
+    """A suite mixes tasks: a classification workload (its trials carry no task param) and a
+    regression. Each gets its own panel, on its own validation metric (accuracy, RMSE): one
+    frame scored on one metric would draw the classification's RMSE, which does not exist."""
+    from across_trials import tuning
+
+    grids = {"cls": {"fixed-baseline": {1e-3: [0.90, 0.92], 1e-2: [0.80, 0.82]}},
+             "reg": {"fixed-baseline": {1e-3: [0.40, 0.42], 1e-2: [0.30, 0.32]}}}
+    trials = tuning(grids, tasks={"reg": "regression"})
+    trials = trials.assign(learning_rate=trials["peak_lr"], optimizer="adam", study="suite",
+                           task=trials["task"].where(trials["task"] == "regression"),
+                           model="mlp128",
+                           dataset=trials["scenario"].map(lambda s: s.split("@")[1]))
+    panels = report.figures.sensitivity_panels(trials)
+    assert [label for label, _ in panels] == ["cls", "reg"]
+    fig = report.plot_lr_sensitivity(trials)
+    axes = {ax.get_title(): ax for ax in fig.get_axes()}
+    assert set(axes) == {"cls", "reg"}
+    assert axes["cls"].get_ylabel() == "val_accuracy at the last epoch"
+    assert axes["reg"].get_ylabel() == "val_rmse at the last epoch"
+    for name, means in (("cls", [0.91, 0.81]), ("reg", [0.41, 0.31])):
+        (line,) = [line for line in axes[name].get_lines() if len(line.get_xdata())]
+        assert line.get_xdata().tolist() == [1e-3, 1e-2]
+        assert line.get_ydata().tolist() == pytest.approx(means)
+
+
+def test_the_benchmark_figures_of_a_suite_show_each_task_in_its_own_metric():
+    """The accuracy figure and the forest plot of a table that mixes a classification
+    workload and a regression: each task on its own axis, the regression's RMSE and its
+    change (not an accuracy, not points)."""
+    from across_trials import finals
+
+    scores = {"cls": {"fixed-baseline": [0.88, 0.89, 0.87], "warmup-cosine": [0.89, 0.90, 0.88]},
+              "reg": {"fixed-baseline": [0.30, 0.31, 0.32], "warmup-cosine": [0.28, 0.29, 0.30]}}
+    trials = finals(scores, tasks={"reg": "regression"})
+    trials = trials.assign(task=trials["task"].where(trials["task"] == "regression"),
+                           family="fixed", model="mlp128", train_time_s=1.0,
+                           final_val_loss=0.3, test_loss=0.3, best_val_loss=0.3,
+                           best_val_loss_epoch=2, epochs_to_target=np.nan,
+                           time_to_target_s=np.nan,
+                           dataset=trials["scenario"].str.split("@").str[1])
+    table = report.benchmark_table(trials, "fixed-baseline", 0.003)
+    by = table.set_index("scenario")
+    assert by.loc["warmup-cosine@reg", "test_rmse_mean"] == pytest.approx(0.29)
+    assert math.isnan(by.loc["warmup-cosine@reg", "test_accuracy_mean"])
+    assert by.loc["warmup-cosine@cls", "test_accuracy_mean"] == pytest.approx(0.89)
+    shown = report.format_table(table).set_index("scenario")
+    assert shown.loc["warmup-cosine@reg", "test accuracy / RMSE"].startswith("0.2900 ± ")
+    assert shown.loc["warmup-cosine@reg", "vs reference, points / RMSE [simultaneous 95% CI]"
+                     ] == "-0.02 [-0.02, -0.02]"
+    assert shown.loc["warmup-cosine@cls", "vs reference, points / RMSE [simultaneous 95% CI]"
+                     ] == "+1.00 [+1.00, +1.00]"
+    axes = report.plot_test_accuracy(trials, table).get_axes()
+    assert [ax.get_xlabel().split(" (")[0] for ax in axes] == [
+        "test accuracy", "test RMSE, lower is better"]
+    means = [sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() == "o")
+             for ax in axes]
+    assert means == [pytest.approx([0.88, 0.89]), pytest.approx([0.29, 0.31])]
+    forest = {ax.get_title(): ax for ax in report.plot_forest(table, 0.003).get_axes()}
+    (reg,) = [ax for title, ax in forest.items() if "fixed-baseline@reg" in title]
+    (cls,) = [ax for title, ax in forest.items() if "fixed-baseline@cls" in title]
+    assert reg.get_xlabel().startswith("difference in test RMSE, RMSE")
+    assert cls.get_xlabel().startswith("difference in test accuracy, points")
+    (diamond,) = [line for line in reg.get_lines() if line.get_marker() == "D"]
+    assert diamond.get_xdata()[0] == pytest.approx(-0.02)

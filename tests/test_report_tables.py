@@ -137,6 +137,13 @@ def test_finder_calibration_gives_each_rules_median_and_spread():
     assert table.loc["valley", "median_lr"] == pytest.approx(1e-2)
     assert table.loc["valley", "spread_decades"] == pytest.approx(2.0)
     assert table.loc["steepest", "spread_decades"] == 0 and table["seeds"].tolist() == [3, 3]
+    # a suite's range tests, one set-up per workload: each row says which
+    suite = pd.concat([tests.assign(scenario=f"fixed-from-finder-valley@{w}", finder_key=w)
+                       for w in ("cnn", "digits")], ignore_index=True)
+    both = tables.finder_calibration(suite)
+    assert both.columns[0] == "workload"
+    assert both.groupby("workload")["rule"].apply(list).to_dict() == {
+        "cnn": ["valley", "steepest"], "digits": ["valley", "steepest"]}
 
 def test_the_readable_table_splits_into_parts_that_keep_every_column(store):
     from lrstudy.report import tables

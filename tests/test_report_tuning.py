@@ -154,3 +154,36 @@ def test_the_tuning_table_scores_each_workload_on_its_own_metric():
     assert grid.loc[("a@cls", 1e-3), "val_score"] == pytest.approx(0.90)
     assert grid.loc[("a@reg", 1e-2), "val_score"] == pytest.approx(0.30)
     assert grid.loc[("a@cls", 1e-3), "chosen"] and grid.loc[("a@reg", 1e-2), "chosen"]
+
+
+def test_finder_regret_scores_each_workload_on_its_own_metric():
+    """A suite mixes tasks: on the classification workload the valley rule costs 2 accuracy
+    points, on the regression 0.05 RMSE. Each regret is read on its own workload's metric,
+    and its interval holds together with its own workload's comparisons only (one fed
+    strategy each: the plain t-interval)."""
+    from across_trials import finals
+
+    rng = np.random.default_rng(5)
+    base = {"cls": rng.normal(0.88, 0.004, 8), "reg": rng.normal(0.30, 0.01, 8)}
+    fed = {"cls": base["cls"] - 0.02 + rng.normal(0, 0.002, 8),
+           "reg": base["reg"] + 0.05 + rng.normal(0, 0.002, 8)}
+    params = {(w, s): ({"peak_lr": 1e-3} if s == "fixed-baseline" else
+                       {"peak_lr": 3e-4, "finder.rule": "valley",
+                        "finder.twin": f"fixed-baseline@{w}"})
+              for w in base for s in ("fixed-baseline", "fixed-from-finder-valley")}
+    trials = finals({w: {"fixed-baseline": base[w], "fixed-from-finder-valley": fed[w]}
+                     for w in base}, tasks={"reg": "regression"}, params=params)
+    trials["task"] = trials["task"].where(trials["task"] == "regression")  # as logged
+    trials = trials.assign(model="mlp128", dataset=trials["scenario"].str.split("@").str[1])
+    table = tuning.finder_regret(trials).set_index("twin")
+    cls, reg = table.loc["fixed-baseline@cls"], table.loc["fixed-baseline@reg"]
+    assert cls["unit"] == "accuracy points" and reg["unit"] == "RMSE"
+    diff = {"cls": 100 * (fed["cls"] - base["cls"]), "reg": -(fed["reg"] - base["reg"])}
+    for row, name in ((cls, "cls"), (reg, "reg")):
+        d = diff[name]
+        half = stats.t.ppf(0.975, 7) * d.std(ddof=1) / np.sqrt(8)
+        assert row["regret"] == pytest.approx(d.mean())
+        assert (row["regret_low"], row["regret_high"]) == pytest.approx(
+            (d.mean() - half, d.mean() + half))
+    assert cls["regret"] == pytest.approx(-2.0, abs=0.2)
+    assert reg["regret"] == pytest.approx(-0.05, abs=0.005)

@@ -68,3 +68,37 @@ def test_a_shrunken_suite_runs_and_reports_across_workloads(tmp_path, store):
     # one verdict per workload, each against its own reference
     assert "mlp128 on synthetic" in html and "mlp512_200 on synthetic" in html
     assert "fixed-baseline@small" in html and "fixed-baseline@wide" in html
+
+    # MLflow answers too: the summary run opens with the answer across workloads and keeps
+    # its tables and figures; the experiment's description opens with it as well
+    from lrstudy.report import publish
+    from lrstudy.tracking import store as tracking
+    from lrstudy.tracking.schema import Tag
+
+    client = tracking.client(store)
+    exp = client.get_experiment_by_name("shrunken")
+    (summary,) = tracking.search(client, [exp.experiment_id], "tags.`lrstudy.kind` = 'summary'")
+    note = summary.data.tags[Tag.NOTE]
+    headline = note.split("\n\n", 1)[0]
+    assert headline.startswith("**Across 2 workloads: ")
+    assert "has the highest aggregate score" in headline or "no aggregate score" in headline
+    assert headline.split("**")[1] in html  # "Across 2 workloads: <its best strategy>"
+    assert exp.tags[Tag.NOTE] == note and "fixed-baseline@small" in note
+    folder = publish.ACROSS_FOLDER
+    logged = {f.path for f in client.list_artifacts(summary.info.run_id, folder)}
+    for name in ("aggregate_score.csv", "aggregate_score.json", "performance_profile.csv",
+                 "win_tie_loss.csv", "tuning_curves.csv", "calibration.csv", "answer.json",
+                 "aggregate_score.png", "performance_profiles.png", "win_tie_loss.png",
+                 "tuning_budget.png", "calibration.png"):
+        assert f"{folder}/{name}" in logged, name
+    # each workload's scenario runs carry their verdict against their own reference and
+    # their share of the answer across
+    scenario_runs = tracking.search(client, [exp.experiment_id],
+                                    "tags.`lrstudy.kind` = 'scenario' and "
+                                    "tags.`lrstudy.phase` = 'final'")
+    by_name = {r.data.tags["lrstudy.scenario"]: r.data for r in scenario_runs}
+    for w in ("small", "wide"):
+        ours = by_name[f"warmup-cosine@{w}"]
+        assert ours.tags[Tag.NOTE].split(": ")[0].endswith(f"against the reference fixed-baseline@{w}")
+        assert {"performance_ratio", "normalized_score", "pairwise_wins"} <= set(ours.metrics)
+        assert by_name[f"fixed-baseline@{w}"].tags[Tag.CALL] == "reference"

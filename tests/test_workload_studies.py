@@ -132,6 +132,10 @@ def test_lrstudy_check_lists_the_suites_workloads_budgets_and_trials():
                   "mlp128 on friedman1 (8000 train / 2000 val)"):
         assert label in out, label
     assert "prodigy@friedman1" in out and "trials per phase: demo 0, tune 810, final 420" in out
+    # every model of known size: an estimate, with what the Keras stacks add without XLA
+    text = " ".join(out.split())
+    assert "estimated time: about " in text and "estimated time: none" not in text
+    assert "trial-steps of budgets trained without XLA (jit_compile = false) add" in text
 
 
 def test_the_built_in_datasets_sizes_and_tasks_are_the_loaders():
@@ -155,3 +159,36 @@ def test_a_built_in_regression_dataset_needs_its_task(tmp_path):
     path.write_text(path.read_text() + 'task = "regression"\n')
     (sc,) = scenarios.load_study(str(path)).scenarios.values()
     assert sc.task == "regression"
+
+
+def test_suite_full_is_the_suite_at_fuller_budgets():
+    """The same strategies on the same workloads (models, data, batch sizes, tasks), each
+    workload on at least the suite's training set and for more epochs, more final seeds and
+    a wider tuning grid; it loads, passes the deep checks and is listed by `lrstudy check`
+    with an estimate (every model of known size)."""
+    from conftest import run_cli
+
+    from lrstudy.spec import cost
+
+    suite, full = scenarios.load_study("suite"), scenarios.load_study("suite-full")
+    # the suite's scenarios, and the Transformer's that do not fit the suite's hour
+    assert set(suite.scenarios) < set(full.scenarios)
+    assert {n.split("@")[1] for n in set(full.scenarios) - set(suite.scenarios)} == {
+        "transformer-sequence"}
+    assert full.reference == suite.reference and full.margin == suite.margin
+    assert full.seeds > suite.seeds
+    comp, small = full.competition, suite.competition
+    assert set(small.untuned) < set(comp.untuned) and comp.tune_seeds == small.tune_seeds
+    assert comp.grid_points > small.grid_points and comp.grid_decades > small.grid_decades
+    for name, mine in suite.scenarios.items():
+        sc = full.scenarios[name]
+        for key in ("model", "dataset", "batch_size", "task", "jit_compile"):
+            assert sc.budget[key] == mine.budget[key], (name, key)
+        assert sc.train_size >= mine.train_size and sc.budget["epochs"] > mine.budget["epochs"]
+        assert sc.twin == mine.twin
+    scenarios.validate(full)
+    plans = cost.plan(full.competition, list(full.scenarios.values()), full.seeds)
+    assert cost.estimate(plans, 2, cpus=2).seconds is not None
+    out = run_cli("check", "--study", "suite-full", check=True).stdout
+    assert "= 2303 trials on 7 budget(s)" in out and "estimated time: about " in out
+    assert "cnn on fashion_mnist (50000 train / 10000 val), batch 64, 12 epochs" in out

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lrstudy.report.across import across_headline, across_workloads, has_workloads
 from lrstudy.report.frames import (
     experiment,
     finished_filter,
+    load_range_tests,
     load_trials,
     missing_sqlite,
     no_trials,
@@ -18,7 +20,15 @@ from lrstudy.report.frames import (
 )
 from lrstudy.report.leaderboard import leaderboard_table
 from lrstudy.report.links import DEFAULT_UI, Links
-from lrstudy.report.publish import describe_experiment, study_design, verdict_markdown, write_back
+from lrstudy.report.publish import (
+    across_markdown,
+    describe_experiment,
+    log_across,
+    study_design,
+    verdict_markdown,
+    write_across,
+    write_back,
+)
 from lrstudy.report.reproduction import load_reproduction, records
 from lrstudy.report.tables import benchmark_table, format_table
 from lrstudy.report.verdict import verdict_paragraphs, verdicts
@@ -87,11 +97,13 @@ def _export_html(notebook: Path, output: Path) -> Path:
 
 
 def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "",
-                 table=None, reproduced=None) -> str:
+                 table=None, reproduced=None, across=None, headline: str = "") -> str:
     """A summary run holding ``paths`` as artifacts, the verdict as its description (the
-    ``mlflow.note.content`` tag), the benchmark table (``log_table``) and the reproduction
+    ``mlflow.note.content`` tag), the benchmark table (``log_table``), the reproduction
     table of the study's claims (``reproduction.json``, a list of rows, see
-    :func:`lrstudy.report.reproduction.records`); it ends FINISHED, or FAILED / KILLED when
+    :func:`lrstudy.report.reproduction.records`) and, in a study with workloads, the answer
+    across them (``across``, its ``headline``: tables and figures,
+    :func:`lrstudy.report.publish.log_across`); it ends FINISHED, or FAILED / KILLED when
     logging them fails or is interrupted."""
     tags = tracking.run_tags("summary", study, name=f"summary-{study}")
     if verdict:
@@ -103,6 +115,8 @@ def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "
             mlflow_client.log_table(run.id, data=table, artifact_file="benchmark_table.json")
         if reproduced is not None:  # the study checks published claims
             mlflow_client.log_dict(run.id, records(reproduced), "reproduction.json")
+        if across is not None:  # a study with workloads
+            log_across(mlflow_client, run.id, across, headline)
     for key in LIVENESS_TAGS:  # ended: nobody needs to tell whether it is alive
         mlflow_client.delete_tag(run.id, key)
     return run.id
@@ -117,11 +131,17 @@ def publish_verdict(study: str, tracking_uri: str | None = None, reference: str 
     margin, the verdict as Markdown with the leaderboard)``; a ``reference`` asked for but not
     among the ranked scenarios is a ValueError."""
     uri = tracking.tracking_uri(tracking_uri)
-    return _publish(study, uri, *_require_trials(study, uri), reference, margin)
+    return _publish(study, uri, *_require_trials(study, uri), reference, margin)[:5]
 
 
 def _publish(study: str, uri: str, mlflow_client, exp_id: str, reference, margin):
-    ranked = phases(load_trials(study, uri))["ranked"]
+    """:func:`publish_verdict`'s five values, then the answer across workloads
+    (:func:`lrstudy.report.across.across_workloads`; None for a study without
+    workloads) and its headline. In a study with workloads the verdict's text and Markdown
+    open with that headline, and each scenario run also gets its share of the answer
+    (:func:`lrstudy.report.publish.write_across`)."""
+    trials = load_trials(study, uri)
+    ranked = phases(trials)["ranked"]
     if reference and reference not in set(ranked["scenario"]):  # asked for, not there
         raise ValueError(f"reference {reference!r} is not a ranked scenario of study {study!r}; "
                          f"its scenarios: {', '.join(sorted(set(ranked['scenario'])))}")
@@ -131,9 +151,16 @@ def _publish(study: str, uri: str, mlflow_client, exp_id: str, reference, margin
     write_back(mlflow_client, exp_id, ranked, found)
     # inside the MLflow UI its links stay relative to it, wherever it is served
     markdown = verdict_markdown(found, leaderboard_table(compared, ranked, Links("", exp_id)))
+    text = verdict_paragraphs(found)
+    across, headline = None, ""
+    if has_workloads(ranked):
+        across = across_workloads(trials, load_range_tests(study, uri), reference, margin)
+        headline = across_headline(across)
+        write_across(mlflow_client, exp_id, across)
+        markdown, text = across_markdown(headline, markdown), f"{headline}\n\n{text}"
     describe_experiment(mlflow_client, exp_id, markdown)
-    return (verdict_paragraphs(found), format_table(compared).reset_index(), reference, margin,
-            markdown)
+    return (text, format_table(compared).reset_index(), reference, margin, markdown, across,
+            headline)
 
 
 def report_dir(study: str, uri: str | None = None) -> Path:
@@ -154,14 +181,16 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
     ``notebooks/summary.ipynb`` with papermill into ``out_dir`` (default :func:`report_dir`),
     its links to runs pointing at the MLflow UI ``mlflow_ui``; export ``summary.html`` with
     embedded figures and no code (:func:`_export_html`), and log both files, the verdict with
-    the leaderboard and the benchmark table on a new run tagged ``lrstudy.kind = "summary"``.
+    the leaderboard and the benchmark table on a new run tagged ``lrstudy.kind = "summary"``;
+    in a study with workloads, the answer across them opens the verdict and the descriptions,
+    and its tables and figures are logged on that run too.
     ``on_verdict(text)``, when given, receives the verdict as soon as it is known (the command
     line prints it).
     """
     uri = tracking.tracking_uri(tracking_uri)
     mlflow_client, exp_id = _require_trials(study, uri)
-    text, table, reference, margin, markdown = _publish(study, uri, mlflow_client, exp_id,
-                                                        reference, margin)
+    text, table, reference, margin, markdown, across, headline = _publish(
+        study, uri, mlflow_client, exp_id, reference, margin)
     if on_verdict is not None:
         on_verdict(text)
     out = Path(out_dir) if out_dir is not None else report_dir(study, uri)
@@ -169,5 +198,5 @@ def make_report(study: str, tracking_uri: str | None = None, out_dir=None,
     executed = _execute(study, uri, out / "summary.ipynb", reference, margin, mlflow_ui)
     html = _export_html(executed, out / "summary.html")
     _log_summary(study, exp_id, mlflow_client, [executed, html], markdown, table,
-                 load_reproduction(study, uri))
+                 load_reproduction(study, uri), across, headline)
     return html

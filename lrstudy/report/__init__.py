@@ -23,10 +23,12 @@ Across workloads (a study whose scenarios are ``<strategy>@<workload>``):
 win / tie / loss counts),
 :mod:`~lrstudy.report.tuning_budget` (expected best validation score of n tuning runs),
 :mod:`~lrstudy.report.calibration` (the range test's regret and LR ratio per workload),
-:mod:`~lrstudy.report.workload_figures` (their ``plot_*``). This package re-exports what the
-notebook uses, so ``report.load_trials(...)`` works as is.
+:mod:`~lrstudy.report.workload_figures` (their ``plot_*``),
+:mod:`~lrstudy.report.across` (all of them computed once, and the answer in words).
+This package re-exports what the notebook uses, so ``report.load_trials(...)`` works as is.
 """
 
+from lrstudy.report.across import across_headline, across_workloads, has_workloads
 from lrstudy.report.aggregate_score import iqm_table, normalized_scores
 from lrstudy.report.calibration import calibration_table
 from lrstudy.report.figures import (
@@ -42,6 +44,7 @@ from lrstudy.report.frames import (
     EPOCH_KEYS,
     FINAL_KEYS,
     FINDER_KEYS,
+    REGRESSION_EPOCH_KEYS,
     STEP_KEYS,
     SUGGESTION_KEYS,
     NoTrialsError,
@@ -102,9 +105,12 @@ from lrstudy.report.workload_figures import (
 from lrstudy.report.workloads import split_scenario, with_workloads
 
 __all__ = [
+    "across_headline",
+    "across_workloads",
     "EPOCH_KEYS",
     "FINAL_KEYS",
     "FINDER_KEYS",
+    "REGRESSION_EPOCH_KEYS",
     "STEP_KEYS",
     "SUGGESTION_KEYS",
     "NoTrialsError",
@@ -122,6 +128,7 @@ __all__ = [
     "finder_regret",
     "format_reproduction",
     "format_table",
+    "has_workloads",
     "iqm_table",
     "leaderboard_markdown",
     "leaderboard_table",

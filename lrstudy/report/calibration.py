@@ -26,7 +26,7 @@ import pandas as pd
 from lrstudy.report.frames import phases
 from lrstudy.report.stats import ALPHA
 from lrstudy.report.tuning import finder_regret
-from lrstudy.report.workloads import SEPARATOR, by_workload, split_scenario, workload_tasks
+from lrstudy.report.workloads import SEPARATOR, by_workload, split_scenario
 
 COLUMNS = ["workload", "strategy", "scenario", "rule", "twin", "suggested_lr", "tuned_lr",
            "ratio", "ratio_low", "ratio_high", "range_tests", "seeds", "regret", "regret_low",
@@ -77,7 +77,6 @@ def calibration_table(trials: pd.DataFrame, range_tests: pd.DataFrame | None = N
     ``workload``, ``strategy`` and the ratio's spread over the range-test seeds,
     ``ratio_low, ratio_high, range_tests`` (from ``range_tests``; NaN and 0 without them)."""
     tables = []
-    tasks = workload_tasks(trials)
     for workload, group in by_workload(trials):
         split = phases(_twins_named(group, workload))
         finals = pd.concat([split["ranked"], split["finder"]], ignore_index=True)
@@ -86,12 +85,10 @@ def calibration_table(trials: pd.DataFrame, range_tests: pd.DataFrame | None = N
             continue
         spread = [_spread(finals, range_tests, row.scenario, row.rule, row.tuned_lr)
                   for row in table.itertuples(index=False)]
-        task = tasks[workload]
         tables.append(table.assign(
             workload=workload, strategy=[split_scenario(s)[0] for s in table["scenario"]],
             ratio_low=[s[0] for s in spread], ratio_high=[s[1] for s in spread],
-            range_tests=[s[2] for s in spread],
-            unit="accuracy points" if task.higher_is_better else task.primary.upper()))
+            range_tests=[s[2] for s in spread]))
     if not tables:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.concat(tables, ignore_index=True)[COLUMNS]

@@ -14,7 +14,9 @@ from matplotlib.lines import Line2D
 
 from lrstudy.report.frames import BUDGET_COLUMNS, SUGGESTION_KEYS, task_of
 from lrstudy.report.stats import aggregate
+from lrstudy.report.tables import task_rows
 from lrstudy.report.verdict import chance
+from lrstudy.report.workloads import comparable
 from lrstudy.spec.study import FAMILIES, budget_label
 from lrstudy.tracking.schema import Metric
 
@@ -71,30 +73,35 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def plot_family_curves(trials: pd.DataFrame, histories: pd.DataFrame,
-                       keys=("val_loss", "val_accuracy")) -> Figure:
+def plot_family_curves(trials: pd.DataFrame, histories: pd.DataFrame, keys=None) -> Figure:
     """Per family (rows; one per budget where a family ran at several) and metric (columns):
-    each scenario's curve over the 1-based epoch.
+    each scenario's curve over the 1-based epoch. ``keys``: the metrics, by default the
+    validation loss and each row's own task's validation metric (``val_accuracy``, or a
+    regression's ``val_rmse``: a suite mixes them).
 
     Solid line: the mean across non-diverged seeds, with the 95% t-interval as a band
     (:func:`aggregate`). Dotted lines with crosses: diverged trials, one line each, up to their
     last finite value.
     """
-    keys = list(keys)
     trials = _by_budget(trials)
+    families = _families(trials)
+    row_keys = {family: list(keys) if keys is not None else
+                ["val_loss", task_of(trials[trials["family"] == family]).val_metric]
+                for family in families}
+    shown = {key for found in row_keys.values() for key in found}
     info = trials[["run_id", "scenario", "family", "diverged"]]
-    data = histories[histories["key"].isin(keys)].merge(info, on="run_id")
+    data = histories[histories["key"].isin(shown)].merge(info, on="run_id")
     data = data.assign(epoch=data["step"] + 1)
     bands = aggregate(data[~data["diverged"]], ["family", "key", "scenario", "epoch"])
     counts = _scenario_counts(trials)
-    families = _families(trials)
-    fig = Figure(figsize=(5.5 * len(keys), 3.3 * len(families)))
-    axes = fig.subplots(len(families), len(keys), squeeze=False,
+    columns = max([len(found) for found in row_keys.values()], default=1)
+    fig = Figure(figsize=(5.5 * columns, 3.3 * len(families)))
+    axes = fig.subplots(max(1, len(families)), columns, squeeze=False,
                         gridspec_kw={"hspace": 0.5, "wspace": 0.25})
     for row, family in enumerate(families):
         scenarios = sorted(trials.loc[trials["family"] == family, "scenario"].unique())
         palette = _palette(scenarios)
-        for col, key in enumerate(keys):
+        for col, key in enumerate(row_keys[family]):
             ax = axes[row, col]
             band = bands[(bands["family"] == family) & (bands["key"] == key)]
             bad = data[(data["family"] == family) & (data["key"] == key) & data["diverged"]]
@@ -163,11 +170,13 @@ PHASE_LABELS = {"": "", "tune": "tuning", "final": "finals", "demo": "demonstrat
 
 
 def sensitivity_lines(trials: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
-    """The lines of :func:`plot_lr_sensitivity`: per optimizer and phase (``""`` without
-    phases), the mean validation score at the last epoch over the seeds that did not diverge
-    at each learning rate, with its 95% t-interval (``learning_rate, mean, lo, hi, n``).
-    A line never joins trials of two phases: a demonstration at a tutorial's constant, a
-    tuning grid and the finals at the chosen LR measure different things."""
+    """The lines of one panel of :func:`plot_lr_sensitivity` (the trials of one workload and
+    budget, :func:`sensitivity_panels`): per optimizer and phase (``""`` without phases), the
+    mean validation score at the last epoch (the task's: accuracy, or RMSE) over the seeds
+    that did not diverge at each learning rate, with its 95% t-interval (``learning_rate,
+    mean, lo, hi, n``). A line never joins trials of two phases: a demonstration at a
+    tutorial's constant, a tuning grid and the finals at the chosen LR measure different
+    things."""
     value = f"final_{task_of(trials).val_metric}"
     if value not in trials or "learning_rate" not in trials:
         return []
@@ -178,19 +187,48 @@ def sensitivity_lines(trials: pd.DataFrame) -> list[tuple[tuple[str, str], pd.Da
             for key, rows in ok.groupby(["optimizer", "phase"], sort=True)]
 
 
+def sensitivity_panels(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The panels of :func:`plot_lr_sensitivity`: the trials with a learning rate split by
+    workload and budget (:func:`lrstudy.report.workloads.comparable`), each scored on its own
+    task's metric: an LR's score on one model and data says nothing of another's, and an
+    accuracy and an RMSE share no axis."""
+    data = trials[trials["learning_rate"].notna()] if "learning_rate" in trials else trials[:0]
+    if data.empty:
+        return []
+    return comparable(data)
+
+
 def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
     """Validation score at the last epoch (accuracy, or RMSE) against the initial learning
-    rate (log x): one line per optimizer (colour) and phase (marker; :func:`sensitivity_lines`)
-    with its 95% t-interval as a band; red crosses along the bottom: diverged trials."""
-    data = trials[trials["learning_rate"].notna()] if "learning_rate" in trials else trials[:0]
-    bad = data[data["diverged"].astype(bool)]
-    fig = Figure(figsize=(7.5, 4.5))
-    ax = fig.add_subplot()
-    if data.empty:
-        _empty(ax, "no fixed-LR trials")
+    rate (log x), one panel per workload and budget (:func:`sensitivity_panels`): one line
+    per optimizer (colour) and phase (marker; :func:`sensitivity_lines`) with its 95%
+    t-interval as a band; red crosses along the bottom: diverged trials."""
+    panels = sensitivity_panels(trials)
+    if not panels:
+        fig = Figure(figsize=(7.5, 4.5))
+        _empty(fig.add_subplot(), "no fixed-LR trials")
         return fig
-    lines = sensitivity_lines(data)
-    colors = _palette(sorted({optimizer for (optimizer, _), _ in lines}))
+    if len(panels) == 1:
+        fig = Figure(figsize=(7.5, 4.5))
+        axes = [fig.add_subplot()]
+    else:
+        fig, axes = _grid(len(panels), 2, 6.5, 3.8)
+        fig.subplots_adjust(wspace=0.75)  # room for each panel's legend, right of it
+    lines = [sensitivity_lines(data) for _, data in panels]
+    colors = _palette(sorted({optimizer for found in lines for (optimizer, _), _ in found}))
+    studies = ", ".join(sorted(set(trials["study"].dropna()))) if "study" in trials else ""
+    for ax, (label, data), found in zip(axes, panels, lines):
+        _sensitivity_panel(ax, data, found, colors)
+        title = f"LR sensitivity ({studies})" if len(panels) == 1 else label
+        ax.set(title=title, xlabel="initial learning rate",
+               ylabel=f"{task_of(data).val_metric} at the last epoch")
+    return fig
+
+
+def _sensitivity_panel(ax, data: pd.DataFrame, lines, colors: dict) -> None:
+    """One panel of :func:`plot_lr_sensitivity`: ``lines`` of ``data``, its diverged trials
+    as crosses."""
+    bad = data[data["diverged"].astype(bool)]
     for (optimizer, phase), line in lines:
         marker, style = PHASE_MARKERS.get(phase, ("o", "-"))
         label = " ".join(filter(None, [optimizer, PHASE_LABELS.get(phase, phase)]))
@@ -206,10 +244,6 @@ def plot_lr_sensitivity(trials: pd.DataFrame) -> Figure:
     ax.set_xscale("log")
     low, high = data["learning_rate"].min(), data["learning_rate"].max()
     ax.set_xlim(low / 1.5, high * 1.5)  # the crosses are not in data coordinates
-    studies = ", ".join(sorted(set(data["study"].dropna()))) if "study" in data else ""
-    ax.set(title=f"LR sensitivity ({studies})", xlabel="initial learning rate",
-           ylabel=f"{task_of(data).val_metric} at the last epoch")
-    return fig
 
 
 def plot_tuning(grid: pd.DataFrame) -> Figure:
@@ -303,12 +337,23 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
     """Mean test accuracy per scenario (rows in rank order, as :func:`benchmark_table` ranks:
     a diverged seed at chance) with its 95% t-interval, coloured by family; each seed a dot,
     a diverged one a red cross at chance; diverged counts in the labels. For a regression
-    (a table of ``test_rmse_*``), the test RMSE, a diverged seed at the worst RMSE."""
-    regression = _regression(table)
+    (a table of ``test_rmse_*``), the test RMSE, a diverged seed at the worst RMSE. Where a
+    suite mixes tasks, one panel per task, each on its own metric's axis."""
+    parts = task_rows(table)
+    sizes = [len(rows) for _, rows in parts]
+    fig = Figure(figsize=(8.0, 1.5 * len(parts) + 0.3 * sum(sizes)))
+    axes = fig.subplots(len(parts), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [max(1, n) for n in sizes],
+                                     "hspace": 0.4})[:, 0]
+    for ax, (task, rows) in zip(axes, parts):
+        _test_scores(ax, trials, rows.reset_index(drop=True), not task.higher_is_better)
+    return fig
+
+
+def _test_scores(ax, trials: pd.DataFrame, table: pd.DataFrame, regression: bool) -> None:
+    """One panel of :func:`plot_test_accuracy`: the rows of ``table`` of one task."""
     m = "test_rmse" if regression else "test_accuracy"
     order = table["scenario"].tolist()
-    fig = Figure(figsize=(8.0, 1.5 + 0.3 * len(order)))
-    ax = fig.add_subplot()
     families = _families(table)
     colors = _palette(families)
     y = np.arange(len(order))
@@ -347,11 +392,13 @@ def plot_test_accuracy(trials: pd.DataFrame, table: pd.DataFrame) -> Figure:
                     ax.axhline(i - 0.5, color="grey", lw=0.8)
                 ax.annotate(label, (0.01, i - 0.45), xycoords=("axes fraction", "data"),
                             fontsize="x-small", color="grey", va="top")
-    return fig
 
 
 def _regression(table: pd.DataFrame) -> bool:
-    """Whether a :func:`~lrstudy.report.tables.benchmark_table` is a regression's (RMSE)."""
+    """Whether a :func:`~lrstudy.report.tables.benchmark_table` (or one budget's rows of it)
+    is a regression's (RMSE)."""
+    if "task" in table and len(table):
+        return bool((table["task"] == "regression").all())
     return "test_accuracy_mean" not in table and "test_rmse_mean" in table
 
 
@@ -366,12 +413,16 @@ def plot_forest(table: pd.DataFrame, margin: float) -> Figure:
     upwards), red worse, blue equivalent (inside the margin), grey undecided (neither); the
     shaded band is the practical-equivalence margin. One panel per budget."""
     compared = table[table["call"].isin(list(CALL_COLORS))]
-    # accuracy points; a regression's oriented difference -(x - y) back to an RMSE change
-    scale, unit = (-1, "RMSE") if _regression(table) else (100, "points")
     groups = list(compared.groupby("budget", sort=False)) or [("", compared)]
     rows = max(len(g) for _, g in groups) if len(compared) else 1
     fig = Figure(figsize=(8.0, 1.4 + 0.32 * rows * len(groups)))
+    units = set()
     for k, (budget, group) in enumerate(groups):
+        # accuracy points; a regression's oriented difference -(x - y) back to an RMSE
+        # change (each budget in its own: a suite mixes them)
+        scale, unit = (-1, "RMSE") if _regression(group if len(group) else table) \
+            else (100, "points")
+        units.add(unit)
         ax = fig.add_subplot(len(groups), 1, k + 1)
         ax.axvspan(-abs(scale) * margin, abs(scale) * margin, color="tab:blue", alpha=0.12, lw=0)
         ax.axvline(0, color="black", lw=0.8)
@@ -390,8 +441,9 @@ def plot_forest(table: pd.DataFrame, margin: float) -> Figure:
     fig.legend(handles=[Line2D([], [], color=c, marker="D", lw=2, label=n)
                         for n, c in CALL_COLORS.items()] +
                [Line2D([], [], color="tab:blue", alpha=0.3, lw=8,
-                       label=f"within ±{100 * margin:.1f} points" if scale > 0
-                       else f"within ±{margin:.3g} RMSE")],
+                       label=" or ".join(f"within ±{100 * margin:.1f} points" if u == "points"
+                                         else f"within ±{margin:.3g} RMSE"
+                                         for u in sorted(units)))],
                loc="upper left", bbox_to_anchor=(1.0, 0.95))
     fig.tight_layout()
     return fig

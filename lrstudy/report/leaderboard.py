@@ -26,7 +26,8 @@ def leaderboard_table(table: pd.DataFrame, trials: pd.DataFrame,
     """One row per ranked strategy, as :func:`~lrstudy.report.tables.benchmark_table` ranks
     them (``table``, from the ``trials`` it was computed on): ``rank``, ``budget`` (when
     there are several), ``strategy``, ``seeds``, the test score (``test accuracy`` or
-    ``test RMSE``, mean ± 95% t half-width), ``vs reference`` (the difference with its
+    ``test RMSE``, or ``test accuracy / RMSE`` where a suite mixes tasks, each row in its
+    own; mean ± 95% t half-width), ``vs reference`` (the difference with its
     simultaneous 95% interval: points, or the RMSE's change), ``call``, ``tuned LR`` (the peak
     LR its finals ran at; the LR of an untuned study) and ``train time s`` (mean per seed);
     with ``links``, ``run_url`` (the strategy's scenario run) and ``trials_url`` (its trials,
@@ -46,11 +47,14 @@ def leaderboard_table(table: pd.DataFrame, trials: pd.DataFrame,
     runs = _scenario_runs(trials)
     phases = (trials.groupby("scenario")["phase"].first() if "phase" in trials
               else pd.Series(dtype=object))
-    order = f"metrics.`{test.replace(' ', '_')}`"  # test_accuracy, test_rmse
-    ascending = test == "test RMSE"
+    # each strategy's trials best first, on its own task's metric (a suite mixes them)
+    regression = (table["task"] == "regression").to_numpy() if "task" in table else \
+        [test == "test RMSE"] * len(board)
     board["run_url"] = [links.run(runs[s]) if s in runs else "" for s in board["strategy"]]
-    board["trials_url"] = [links.runs(trials_filter(s, phases.get(s, "") or ""), order,
-                                      ascending) for s in board["strategy"]]
+    board["trials_url"] = [
+        links.runs(trials_filter(s, phases.get(s, "") or ""),
+                   "metrics.`test_rmse`" if lower else "metrics.`test_accuracy`", bool(lower))
+        for s, lower in zip(board["strategy"], regression)]
     return board
 
 

@@ -19,8 +19,17 @@ of its finals):
   (params are written once): ``optimizer``, ``schedule``, the tuned ``peak_lr`` and the
   tuning's ``tune.seeds`` (from its finals), or ``learning_rate`` in a study without tuning.
 
+In a study with workloads (scenarios ``S@W``) each workload is one budget, so each scenario
+run gets the above against its own workload's reference (``fixed-baseline@W``), in its
+workload's metric; and from the statistics across workloads
+(:mod:`lrstudy.report.across`, :func:`write_across`) ``performance_ratio``,
+``normalized_score``, ``pairwise_wins``, ``pairwise_ties`` and ``pairwise_losses`` on its
+workload.
+
 The verdict with the leaderboard, as Markdown (:func:`verdict_markdown`), becomes the
-experiment's description (:func:`describe_experiment`) and the summary run's.
+experiment's description (:func:`describe_experiment`) and the summary run's; in a study with
+workloads the answer across them comes first (:func:`across_markdown`), and the summary run
+holds its tables and figures (:func:`log_across`).
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ SCENARIO_METRICS = {"test_accuracy_mean": "mean", "test_accuracy_ci_low": "ci_lo
 #: What a scenario run shows of its strategy's trials (the finals' values), in this order of
 #: preference for the LR: the tuned peak LR, else the LR of a study without tuning.
 SCENARIO_PARAMS = (Param.OPTIMIZER, Param.SCHEDULE, Param.PEAK_LR, Param.TUNE_SEEDS)
+#: Where the summary run keeps the answer across workloads (:func:`log_across`).
+ACROSS_FOLDER = "across_workloads"
 
 
 def shown_difference(row: pd.Series, task: tasks.Task) -> dict:
@@ -146,6 +157,78 @@ def verdict_markdown(found: list[dict], board: pd.DataFrame) -> str:
     parts = [verdict_headline(found), leaderboard_markdown(board, link_names=False),
              verdict_details(found)]
     return "\n\n".join(filter(None, parts)) + "\n"
+
+
+def across_markdown(headline: str, markdown: str) -> str:
+    """The description of a study with workloads: the answer across them
+    (:func:`lrstudy.report.across.across_headline`) first, as the line the MLflow UI
+    shows folded, then each workload's verdict with the leaderboard (:func:`verdict_markdown`)."""
+    return f"{headline}\n\n{markdown}"
+
+
+def write_across(mlflow_client, exp_id: str, across) -> int:
+    """Put on each ranked strategy's scenario run of each workload its share of the answer
+    across workloads (``across``: :func:`lrstudy.report.across.across_workloads`):
+    ``performance_ratio``, ``normalized_score`` (its mean over the seeds the aggregate used),
+    ``pairwise_wins``, ``pairwise_ties``, ``pairwise_losses`` on that workload. Returns the
+    number of scenario runs written."""
+    from mlflow.entities import Metric
+
+    values: dict[str, dict[str, float]] = {}
+    for row in across.ratios.itertuples(index=False):
+        if np.isfinite(row.ratio):
+            values.setdefault(f"{row.strategy}@{row.workload}", {})[
+                M.PERFORMANCE_RATIO] = float(row.ratio)
+    normalized = across.normalized.groupby(["workload", "strategy"])["normalized"].mean()
+    for (workload, strategy), value in normalized.items():
+        values.setdefault(f"{strategy}@{workload}", {})[M.NORMALIZED_SCORE] = float(value)
+    if not across.calls.empty:
+        outcomes = across.calls.groupby(["workload", "strategy"])["outcome"].value_counts()
+        for (workload, strategy), rows in outcomes.groupby(level=[0, 1]):
+            counts = rows.droplevel([0, 1])
+            values.setdefault(f"{strategy}@{workload}", {}).update({
+                M.PAIRWISE_WINS: float(counts.get("win", 0)),
+                M.PAIRWISE_TIES: float(counts.get("tie", 0)),
+                M.PAIRWISE_LOSSES: float(counts.get("loss", 0))})
+    now = int(pd.Timestamp.now().timestamp() * 1000)
+    written = 0
+    for run in tracking.search(mlflow_client, [exp_id], f"tags.`{TAG}kind` = 'scenario'"):
+        name = run.data.tags.get(Tag.SCENARIO)
+        if name not in values or run.data.tags.get(Tag.PHASE, "") not in ("", "final"):
+            continue
+        mlflow_client.log_batch(run.info.run_id, metrics=[
+            Metric(key, value, now, 0) for key, value in values[name].items()])
+        written += 1
+    return written
+
+
+def log_across(mlflow_client, run_id: str, across, headline: str,
+               folder: str = ACROSS_FOLDER) -> list[str]:
+    """Log the answer across workloads on the summary run ``run_id``, under ``folder``: each
+    table of ``across`` as CSV (``<name>.csv``; the aggregate score also as MLflow's table,
+    ``aggregate_score.json``), each figure as PNG (``<name>.png``) and ``answer.json`` (the
+    ``headline``, the workloads, the reference, the aggregate score's rows). Returns the
+    artifact paths logged."""
+    import json
+
+    logged = []
+    for name, table in across.tables().items():
+        path = f"{folder}/{name}.csv"
+        mlflow_client.log_text(run_id, table.to_csv(index=False), path)
+        logged.append(path)
+    mlflow_client.log_table(run_id, data=across.aggregate,
+                            artifact_file=f"{folder}/aggregate_score.json")
+    logged.append(f"{folder}/aggregate_score.json")
+    for name, figure in across.figures().items():
+        path = f"{folder}/{name}.png"
+        mlflow_client.log_figure(run_id, figure, path)
+        logged.append(path)
+    answer = {"headline": headline, "workloads": list(across.workloads),
+              "reference": across.reference,
+              "aggregate_score": json.loads(across.aggregate.to_json(orient="records"))}
+    mlflow_client.log_dict(run_id, answer, f"{folder}/answer.json")
+    logged.append(f"{folder}/answer.json")
+    return logged
 
 
 def describe_experiment(mlflow_client, exp_id: str, markdown: str) -> None:

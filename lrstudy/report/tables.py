@@ -15,6 +15,7 @@ from lrstudy import tasks
 from lrstudy.report.sequential import Design
 from lrstudy.report.stats import aggregate
 from lrstudy.report.verdict import MARGIN, verdicts
+from lrstudy.report.workloads import SEPARATOR, split_scenario
 
 _TABLE_METRICS = {
     "val_accuracy": "final_val_accuracy",
@@ -108,9 +109,20 @@ def benchmark_table(trials: pd.DataFrame, reference: str | None = None,
     ``found`` (the :func:`~lrstudy.report.verdict.verdicts` of the same trials, reference,
     margin and ``design``) saves computing the comparisons a second time.
     """
-    ok = trials[~trials["diverged"]]
     if found is None:
         found = verdicts(trials, reference, margin, design)
+    by_task: dict[str, list[dict]] = {}
+    for v in found:
+        by_task.setdefault(v.get("task", tasks.CLASSIFICATION).name, []).append(v)
+    if len(by_task) > 1:  # workloads of different tasks: each part in its own metric
+        parts = []
+        for part in by_task.values():
+            names = set().union(*(set(v["table"]["scenario"]) for v in part))
+            parts.append(benchmark_table(trials[trials["scenario"].isin(names)], reference,
+                                         margin, part, design))
+        return (pd.concat(parts, ignore_index=True)
+                .sort_values(["budget", "rank"], ignore_index=True))
+    ok = trials[~trials["diverged"]]
     task = _task(found)
     table = _seed_statistics(_per_scenario(trials), ok, task)
     table = table.rename_axis("scenario").reset_index()
@@ -118,12 +130,28 @@ def benchmark_table(trials: pd.DataFrame, reference: str | None = None,
     table["family_rank"] = (table.groupby(["budget", "family"])[f"{task.test_metric}_mean"]
                             .rank(ascending=not task.higher_is_better, method="min")
                             .astype("Int64"))
+    table["task"] = task.name
     return table.sort_values(["budget", "rank"], ignore_index=True)
 
 
 def _task(found: list[dict]) -> tasks.Task:
-    """The task of the verdicts (one study has one: the first budget's)."""
+    """The task of the verdicts of one task (:func:`benchmark_table` splits the others)."""
     return found[0].get("task", tasks.CLASSIFICATION) if found else tasks.CLASSIFICATION
+
+
+def task_rows(table: pd.DataFrame) -> list[tuple[tasks.Task, pd.DataFrame]]:
+    """A :func:`benchmark_table` (or part of one) by task, each part with only its own
+    metric's columns (``test_accuracy_*``, or ``test_rmse_*``): one part for a study of one
+    task; a suite's classifications and regression apart."""
+    if "task" not in table:
+        regression = "test_accuracy_mean" not in table and "test_rmse_mean" in table
+        return [(tasks.REGRESSION if regression else tasks.CLASSIFICATION, table)]
+    out = []
+    for name, rows in table.groupby("task", sort=False):
+        other = "rmse" if name == tasks.CLASSIFICATION.name else "accuracy"
+        out.append((tasks.get(name), rows.drop(columns=[
+            c for c in rows if c.startswith((f"test_{other}_", f"val_{other}_"))])))
+    return out
 
 
 def _pm(mean: float, half: float, digits: int = 4) -> str:
@@ -154,11 +182,37 @@ def _points(diff, low, high, task: tasks.Task = tasks.CLASSIFICATION) -> str:
     return shown + ("" if pd.isna(low) else f" [{100 * low:+.2f}, {100 * high:+.2f}]")
 
 
+#: The columns of :func:`format_table` that name their metric, as one column where a suite
+#: mixes tasks (each row in its own metric).
+MIXED_NAMES = {"test accuracy": "test accuracy / RMSE", "test RMSE": "test accuracy / RMSE",
+               "vs reference, points [simultaneous 95% CI]":
+               "vs reference, points / RMSE [simultaneous 95% CI]",
+               "vs reference, RMSE [simultaneous 95% CI]":
+               "vs reference, points / RMSE [simultaneous 95% CI]",
+               "val accuracy": "val accuracy / RMSE", "val RMSE": "val accuracy / RMSE"}
+
+
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`benchmark_table` for reading: one row per scenario, strings."""
+    """:func:`benchmark_table` for reading: one row per scenario, strings. Where the table
+    mixes tasks (a suite's classifications and regression), each row is shown in its own
+    metric (accuracy, or RMSE), under the columns of :data:`MIXED_NAMES`."""
+    parts = task_rows(table)
+    if len(parts) == 1:
+        out = _format(parts[0][1], parts[0][0])
+    else:
+        out = pd.concat([_format(rows, task).set_axis(rows.index).rename(columns=MIXED_NAMES)
+                         for task, rows in parts]).loc[table.index]
+    if out["budget"].nunique() <= 1:
+        out = out.drop(columns="budget")
+    if table["p_adjusted"].isna().all():  # a group-sequential study: no such p-value
+        out = out.drop(columns="adjusted p")
+    return out.set_index("rank")
+
+
+def _format(table: pd.DataFrame, task: tasks.Task) -> pd.DataFrame:
+    """:func:`format_table` of the rows of one task."""
     reference = table["call"] == "reference"
-    regression = "test_accuracy_mean" not in table and "test_rmse_mean" in table
-    task = tasks.REGRESSION if regression else tasks.CLASSIFICATION
+    regression = not task.higher_is_better
     m, shown = task.primary, "accuracy" if not regression else "RMSE"
     out = pd.DataFrame({
         "budget": table["budget"],
@@ -193,11 +247,7 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
                 table["seeds"], table["diverged"])],
         "train time s": table["train_time_s_mean"].map(lambda v: _num(v, "{:.1f}")),
     })
-    if out["budget"].nunique() <= 1:
-        out = out.drop(columns="budget")
-    if table["p_adjusted"].isna().all():  # a group-sequential study: no such p-value
-        out = out.drop(columns="adjusted p")
-    return out.set_index("rank")
+    return out
 
 
 #: :func:`format_table`'s columns in two parts, each narrow enough for a page (by the start
@@ -223,19 +273,25 @@ RULES = ("valley", "steepest", "minimum", "slide")
 def finder_calibration(range_tests: pd.DataFrame) -> pd.DataFrame:
     """How each LR range test rule lands, per set-up (model, optimizer, momentum, data): its
     median suggestion over the range tests' seeds and their spread in decades. What taking a
-    suggestion costs is :func:`lrstudy.report.tuning.finder_regret`."""
+    suggestion costs is :func:`lrstudy.report.tuning.finder_regret`. In a study with
+    workloads (range tests of scenarios ``S@W``) each set-up's ``workload`` comes first: the
+    same optimizer lands elsewhere on another model and data."""
     columns = ["optimizer", "rule", "seeds", "median_lr", "spread_decades"]
+    named = "scenario" in range_tests and range_tests["scenario"].astype(str).str.contains(
+        SEPARATOR, regex=False).any()
+    columns = ["workload", *columns] if named else columns
     if range_tests.empty:
         return pd.DataFrame(columns=columns)
     rows = []
     for (_, optimizer), tests in range_tests.groupby(["finder_key", "optimizer"], dropna=False):
+        where = {"workload": split_scenario(str(tests["scenario"].iloc[0]))[1]} if named else {}
         for rule in RULES:
             values = tests[f"suggestion_{rule}"].dropna()
             values = values[values > 0]
             if values.empty:
                 continue
             logs = np.log10(values.to_numpy(float))
-            rows.append({"optimizer": optimizer, "rule": rule, "seeds": len(values),
+            rows.append({**where, "optimizer": optimizer, "rule": rule, "seeds": len(values),
                          "median_lr": 10 ** float(np.median(logs)),
                          "spread_decades": float(logs.max() - logs.min())})
     return pd.DataFrame(rows, columns=columns)

@@ -21,6 +21,7 @@ from scipy import stats
 from lrstudy import tasks
 from lrstudy.report.frames import task_of
 from lrstudy.report.stats import ALPHA
+from lrstudy.report.workloads import comparable
 
 RESAMPLES = 2000
 RNG_SEED = 0  # seeded: the same store gives the same report
@@ -111,17 +112,37 @@ def tuning_table(tune: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
     return grid[TUNING_COLUMNS]
 
 
+REGRET_COLUMNS = ["scenario", "rule", "twin", "suggested_lr", "tuned_lr", "ratio", "seeds",
+                  "regret", "regret_low", "regret_high", "unit"]
+
+
 def finder_regret(finals: pd.DataFrame, confidence: float = 1 - ALPHA) -> pd.DataFrame:
     """Per range-test-fed strategy (finals with params ``finder.rule`` and ``finder.twin``):
     its rule, its twin, the suggested peak LR (median over its finals) and the twin's tuned
     one, their ratio, and the regret: the mean paired difference of the test score (points of
-    accuracy, or the RMSE's difference, oriented so that negative is a loss) against the twin
-    over the seeds both have, with Bonferroni t-intervals over the strategies compared (Dunn
-    1961), so that the intervals hold together."""
-    columns = ["scenario", "rule", "twin", "suggested_lr", "tuned_lr", "ratio", "seeds",
-               "regret", "regret_low", "regret_high"]
+    accuracy, or the RMSE's difference, oriented so that negative is a loss: ``unit``)
+    against the twin over the seeds both have, with Bonferroni t-intervals over the
+    strategies compared (Dunn 1961), so that the intervals hold together.
+
+    Workload by workload (and budget by budget:
+    :func:`lrstudy.report.workloads.comparable`): a fed strategy and its twin share one, each
+    is scored on its own task's metric (a suite mixes accuracies and RMSEs) and the
+    intervals hold together within it, as a workload's verdict does."""
     if finals.empty or "finder.twin" not in finals:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=REGRET_COLUMNS)
+    groups = comparable(finals)
+    if len(groups) > 1:
+        found = [_regret(rows, confidence) for _, rows in groups]
+        found = [table for table in found if not table.empty]
+        if not found:
+            return pd.DataFrame(columns=REGRET_COLUMNS)
+        return pd.concat(found, ignore_index=True)
+    return _regret(finals, confidence)
+
+
+def _regret(finals: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """:func:`finder_regret` of the finals of one workload and budget (one task)."""
+    columns = REGRET_COLUMNS
     fed = finals[finals["finder.twin"].fillna("").astype(str) != ""]
     task = task_of(finals)
     test = f"test_{task.primary}"
@@ -150,7 +171,9 @@ def finder_regret(finals: pd.DataFrame, confidence: float = 1 - ALPHA) -> pd.Dat
         out.append({"scenario": name, "rule": rows["finder.rule"].iloc[0], "twin": twin,
                     "suggested_lr": suggested, "tuned_lr": tuned,
                     "ratio": suggested / tuned if tuned > 0 else np.nan, "seeds": len(diff),
-                    "regret": mean, "regret_low": low, "regret_high": high})
+                    "regret": mean, "regret_low": low, "regret_high": high,
+                    "unit": "accuracy points" if task.higher_is_better
+                    else task.primary.upper()})
     return pd.DataFrame(out, columns=columns)
 
 

@@ -200,7 +200,7 @@ def tuning_curves(trials: pd.DataFrame, grid: str = "initial",
                          f"grid={grid!r}")
     points = tuning_points(trials, catalogue)
     if grid == "initial":
-        points = points[points["initial"]]
+        points = points[points["initial"].astype(bool)]  # (an empty mask, not column names)
     sizes = points.groupby(["workload", "strategy"]).size()
     top = int(max_n or max([*sizes.tolist(), *BUDGETS]))
     ns = np.arange(1, top + 1)

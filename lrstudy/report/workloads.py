@@ -23,7 +23,8 @@ import pandas as pd
 
 from lrstudy import tasks
 from lrstudy.report.frames import phases, task_of
-from lrstudy.report.verdict import MARGIN, seed_scores
+from lrstudy.report.verdict import MARGIN, budgets, seed_scores
+from lrstudy.spec.study import budget_label
 
 SEPARATOR = "@"
 REFERENCE = "fixed-baseline"  # the suite's reference strategy, as the default study's
@@ -61,6 +62,22 @@ def by_workload(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The trials split by workload, in the workloads' alphabetical order."""
     trials = with_workloads(trials)
     return [(str(w), group) for w, group in trials.groupby("workload", sort=True)]
+
+
+def comparable(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The trials split into groups that may be put side by side: by workload, then within a
+    workload by budget (:func:`lrstudy.report.verdict.budgets`), so that every group has one
+    task and one metric (a suite mixes classifications and a regression). Each group is
+    labelled by its workload, by its budget too where one workload (or a study without
+    workloads) has several, and ``""`` when there is only one group; in the workloads'
+    alphabetical order, the largest budget first within one."""
+    groups = [(workload, budget, rows) for workload, group in by_workload(trials)
+              for budget, rows in budgets(group.drop(columns=["strategy", "workload"]))]
+    several = {w for w, _, _ in groups if sum(g[0] == w for g in groups) > 1}
+    if len(groups) == 1:
+        return [("", groups[0][2])]
+    return [(", ".join(filter(None, [w, budget_label(b) if w in several or not w else ""])),
+             rows) for w, b, rows in groups]
 
 
 def workload_tasks(trials: pd.DataFrame) -> dict[str, tasks.Task]:

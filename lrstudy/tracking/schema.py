@@ -59,6 +59,15 @@ class Metric:
     DIFF_VS_REFERENCE = "diff_vs_reference"
     DIFF_CI_LOW = "diff_ci_low"
     DIFF_CI_HIGH = "diff_ci_high"
+    # across workloads, on a strategy's scenario run on one workload: its mean test error
+    # over the workload's best strategy's (the performance profile's ratio), its mean
+    # normalized score (0 the reference, 1 the workload's best), and the other strategies
+    # it beats, ties and loses to there (the win / tie / loss calls)
+    PERFORMANCE_RATIO = "performance_ratio"
+    NORMALIZED_SCORE = "normalized_score"
+    PAIRWISE_WINS = "pairwise_wins"
+    PAIRWISE_TIES = "pairwise_ties"
+    PAIRWISE_LOSSES = "pairwise_losses"
 
 
 class Param:
