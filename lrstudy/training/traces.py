@@ -16,22 +16,34 @@ or so traced; this line comes at the first trace too many, whatever the calls ar
 Nothing configures the logger: a WARNING reaches ``sys.stderr`` (Python's last-resort
 handler), which in a kernel is the executed notebook's output.
 
-Each traced function is made of its own Python function (a closure), so that TensorFlow's
-detector counts the traces of one signature's function, not those of every signature's.
+Each traced function runs code of its own (a closure whose code object is renamed), so that
+TensorFlow's detector, which counts per code object, counts the traces of one signature's
+function, not those of every signature's (each traced once would add up to its warning).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import types
 
 from lrstudy import tfquiet
 
 tf = tfquiet.import_tensorflow()
+import keras  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 _TRACES: collections.Counter = collections.Counter()  # (name, signature) -> traces
+_CODES: dict = {}  # (name, signature) -> the code object its functions run (see function)
+
+
+def optimizer_config(optimizer) -> dict:
+    """The optimizer's configuration that a traced step depends on: all of it but the LR,
+    the name and what a cycled momentum computes (tensors and variables)."""
+    return {k: v for k, v in optimizer.get_config().items()
+            if k not in ("name", "learning_rate") and not tf.is_tensor(v)
+            and not isinstance(v, keras.Variable)}
 
 
 def count(name: str, signature) -> int:
@@ -59,7 +71,15 @@ def function(python_function, name: str, signature, **kwargs):
         count(name, signature)
         return python_function(*args)
 
-    traced.__name__ = traced.__qualname__ = name  # TensorFlow's messages name it
+    # a code object of the signature's own, kept: TensorFlow's detector keys its counts on the
+    # code a function runs (weakly), which every closure made here shares
+    code = _CODES.get((name, signature))
+    if code is None:
+        code = _CODES[(name, signature)] = traced.__code__.replace(
+            co_name=f"{name}#{len(_CODES)}")
+    traced = types.FunctionType(code, traced.__globals__, name, traced.__defaults__,
+                                traced.__closure__)
+    traced.__qualname__ = name  # TensorFlow's messages name it
     return tf.function(traced, **kwargs)
 
 
