@@ -175,7 +175,7 @@ def test_a_stacked_study_in_one_kept_kernel_logs_no_retracing(tmp_path, store, m
     of 2): six stacks of two shapes in one process, where stacks that each traced their own
     functions made TensorFlow warn of ``VectorStack._probe_step`` and ``_eval_batch``
     retracing in the second notebook's outputs. No line of a kernel log and no output of an
-    executed notebook says ``retracing`` now."""
+    executed notebook says ``retracing`` now, and the second execution compiles nothing."""
     from lrstudy.execution import runner
     from lrstudy.tracking.schema import Tag
 
@@ -192,6 +192,12 @@ def test_a_stacked_study_in_one_kept_kernel_logs_no_retracing(tmp_path, store, m
     logs = sorted(p.name for p in runs.rglob("*.ipynb.log"))
     assert logs == ["fixed-baseline.ipynb.log", "warmup-cosine.ipynb.log"]
     assert retracing_lines(runs) == []
+    # the second execution traced and compiled nothing: its first epochs cost no more than
+    # the others (compile_time_s), where the first stack of each shape paid its compile
+    compile_s = {(r.data.tags["lrstudy.scenario"], int(r.data.tags["lrstudy.seed"])):
+                 r.data.metrics["compile_time_s"] for r in trials}
+    first = min(compile_s[("fixed-baseline", 0)], compile_s[("fixed-baseline", 4)])
+    assert max(s for (sc, _), s in compile_s.items() if sc == "warmup-cosine") < first / 2
 
 
 RETRACE = """\
