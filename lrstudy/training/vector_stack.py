@@ -77,11 +77,9 @@ def _dense_ok(layer) -> bool:
 
 
 def _config(optimizer) -> dict:
-    """The optimizer's configuration that must be equal across copies (not the LR, not the
-    name, not what a cycled momentum computes)."""
-    return {k: v for k, v in optimizer.get_config().items()
-            if k not in ("name", "learning_rate") and not tf.is_tensor(v)
-            and not isinstance(v, keras.Variable)}
+    """The optimizer's configuration that must be equal across copies
+    (:func:`lrstudy.training.traces.optimizer_config`)."""
+    return traces.optimizer_config(optimizer)
 
 
 def unsupported(models) -> str | None:
