@@ -211,7 +211,7 @@ def plain(x):
     return x + 1
 
 for _ in range(6):  # TensorFlow's own: a tf.function made again in a loop
-    tf.function(plain)(tf.constant(1.0))
+    tf.function(plain, autograph=False)(tf.constant(1.0))
 """
 
 

@@ -46,6 +46,7 @@ def optimizer_config(optimizer) -> dict:
             and not isinstance(v, keras.Variable)}
 
 
+@tf.autograph.experimental.do_not_convert  # bookkeeping: AutoGraph would descend into logging
 def count(name: str, signature) -> int:
     """Count a trace of ``name`` for ``signature`` (call it while tracing); log the WARNING
     from the second on. Returns the count."""
