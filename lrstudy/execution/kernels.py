@@ -7,7 +7,10 @@ loopback TCP ports that any local user could reach. The kernel process's own std
 libraries write: TensorFlow's start-up notices, XLA's, a crash's last words) go to a log file
 beside the executed notebook instead of the terminal, whatever the CPU makes TensorFlow say,
 so they never break into a progress bar. What the notebook's cells print is in the executed
-notebook as usual.
+notebook as usual, and so are the warnings of Python's logging, in every execution of a kept
+kernel: TensorFlow's logger ``tensorflow`` (to ``sys.stdout`` in a kernel; its retracing
+warning among them: ``TF_CPP_MIN_LOG_LEVEL`` silences C++ logging only) and lrstudy's
+(:mod:`lrstudy.training.traces`, to ``sys.stderr``).
 """
 
 from __future__ import annotations

@@ -35,7 +35,13 @@ class StackedModel(keras.Model):
     weights ``batch / count`` on the real examples and 0 on the padding: Keras's losses divide
     the weighted sum by the batch size, so the loss, its gradients and the metrics are those
     of the ``count`` real examples, and the compiled step keeps one shape (no second XLA
-    compile of the whole stack for the last batch of an epoch)."""
+    compile of the whole stack for the last batch of an epoch).
+
+    Its train and test functions are Keras's, made per stack on the copies' own models and
+    optimizers (whose variables they capture): each stack traces them anew, as Keras's ``fit``
+    does each model, unlike a :class:`~lrstudy.training.vector_stack.VectorStack`'s, which are
+    traced once per signature (:mod:`lrstudy.training.traces`). Only its step-size probes
+    are shared across stacks."""
 
     def __init__(self, copies, train_arrays=None, **kwargs):
         super().__init__(**kwargs)
@@ -49,8 +55,9 @@ class StackedModel(keras.Model):
         self.built = True
 
     def probe_copies(self, copies: list[int], loggers: list) -> list:
-        """The step-size probes of ``copies``, each its EpochLogger's own, run as one
-        function."""
+        """The step-size probes of ``copies``, each its EpochLogger's own, run on the probe
+        engine of their signature (:class:`~lrstudy.training.effective_step.ProbeGroup`:
+        traced once per process, not per stack)."""
         return self._probes([loggers[i].step_size_probe() for i in copies])
 
     def freeze(self, i: int) -> None:

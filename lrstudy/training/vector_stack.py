@@ -14,6 +14,15 @@ the models the default study trains (dense layers on flattened images, see
 - each copy's loss (the copies' own Keras loss, per example) and accuracy are vectors;
 - a call of ``steps_per_execution`` steps is one XLA-compiled loop, compiled once.
 
+What is traced depends only on the stack's :func:`signature` (the number of copies, the
+layers, the optimizer's class and configuration, steps per execution, XLA): every stack of
+one signature in a process shares one :class:`_Engine` (its variables and traced functions,
+:data:`ENGINES`), so a signature's loop, validation and probe are traced once per process,
+however many stacks or trials pass through it (:mod:`lrstudy.training.traces` warns of a
+second trace). A stack assigns its own state to the engine's variables, and before each call
+the LR (and cycled momentum) of each copy at each of the call's steps, computed in Python
+from each copy's own schedule or LR variable (:meth:`VectorStack._tables`).
+
 Each time the loop returns to Python, the live copies' optimizers are given the stack's
 iteration count and their StepRecorders the steps' LR and loss
 (:meth:`lrstudy.training.step_recorder.StepRecorder.load`); then their own callbacks run through
@@ -31,6 +40,8 @@ Exact to float32 round-off against the trials one by one (the tests compare them
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from lrstudy import tfquiet
@@ -40,12 +51,18 @@ import keras  # noqa: E402
 
 from lrstudy import interrupts  # noqa: E402
 from lrstudy.lr import schedule_free  # noqa: E402
-from lrstudy.training import effective_step  # noqa: E402
+from lrstudy.training import effective_step, traces  # noqa: E402
 
 #: Optimizer settings that act across a whole variable (or change the update's structure):
 #: over a stacked variable they would mix the copies, so a stack with them is not vectorized.
 MIXING = ("clipnorm", "global_clipnorm", "use_ema", "gradient_accumulation_steps",
           "loss_scale_factor")
+
+
+#: How many engines (:class:`_Engine`, one per signature) a process keeps: each holds its
+#: stacked weights, optimizer slots and compiled programs while it is kept.
+MAX_ENGINES = 4
+ENGINES = traces.Engines(MAX_ENGINES)
 
 
 def _layers(model) -> list:
@@ -60,11 +77,9 @@ def _dense_ok(layer) -> bool:
 
 
 def _config(optimizer) -> dict:
-    """The optimizer's configuration that must be equal across copies (not the LR, not the
-    name, not what a cycled momentum computes)."""
-    return {k: v for k, v in optimizer.get_config().items()
-            if k not in ("name", "learning_rate") and not tf.is_tensor(v)
-            and not isinstance(v, keras.Variable)}
+    """The optimizer's configuration that must be equal across copies
+    (:func:`lrstudy.training.traces.optimizer_config`)."""
+    return traces.optimizer_config(optimizer)
 
 
 def unsupported(models) -> str | None:
@@ -112,71 +127,115 @@ def unsupported(models) -> str | None:
     return None
 
 
-class VectorStack:
-    """The copies (compiled, built Keras models; see :func:`unsupported`) as stacked weights,
-    trained on ``train_arrays`` (the stack's one copy of the training set) by
-    :meth:`epochs`. It has :class:`~lrstudy.training.keras_stack.StackedModel`'s interface to the
-    :class:`~lrstudy.training.dispatch.Dispatcher` (``copies``, ``freeze``, ``refresh``,
-    ``stop_training``) and :meth:`evaluate_copies`."""
+def signature(models, steps_per_execution: int, jit_compile: bool) -> tuple:
+    """What the traced functions of a stack of ``models`` (:func:`unsupported` has no
+    objection) depend on: the number of copies, the input and layers (kernel shapes, bias,
+    activation), the loss's class and configuration, the optimizer's class and configuration
+    (the LR aside), whether its momentum is cycled, steps per execution and XLA. Stacks of
+    one signature share an engine (:data:`ENGINES`)."""
+    first = models[0]
+    layers = tuple(
+        ("dense", tuple(layer.kernel.shape), bool(layer.use_bias), layer.activation)
+        if isinstance(layer, keras.layers.Dense) else (type(layer).__name__,)
+        for layer in _layers(first))
+    loss = {k: v for k, v in first.loss.get_config().items() if k != "name"}
+    opt = first.optimizer
+    return (len(models), tuple(first.inputs[0].shape[1:]), first.inputs[0].dtype, layers,
+            type(first.loss), repr(sorted(loss.items())), type(opt),
+            repr(sorted(_config(opt).items())), getattr(opt, "momentum_fn", None) is not None,
+            int(steps_per_execution), bool(jit_compile))
 
-    def __init__(self, copies, train_arrays, steps_per_execution: int, jit_compile: bool):
-        self.copies = list(copies)
-        self.n = len(self.copies)
-        self.live = list(range(self.n))
-        self.scored = list(self.live)
-        self.stop_training = False
-        self.spe = int(steps_per_execution)
-        self.x_train, self.y_train = train_arrays
-        first = self.copies[0]
-        self.loss = first.loss
-        # per layer: ("flatten",) or ("dense", layer, kernel index, bias index or None)
+
+def _spec(t) -> tuple:
+    """A tensor's or variable's shape and dtype, as a function's key."""
+    return tuple(t.shape), tf.as_dtype(t.dtype).name
+
+
+def _per_step(value, iterations: np.ndarray, kind: str) -> np.ndarray:
+    """``value`` (a copy's LR: a ``LearningRateSchedule``, a callable or a variable; or with
+    ``kind`` "momentum", its cycled momentum function of the iteration) at each of
+    ``iterations``, in float32. A schedule is evaluated on the vector of iterations at once
+    (the registry's schedules are element-wise), else step by step."""
+    steps = tf.constant(iterations, tf.int64)
+    schedule = kind == "momentum" or isinstance(
+        value, keras.optimizers.schedules.LearningRateSchedule)
+
+    def f32(v):
+        return tf.cast(tf.convert_to_tensor(v), tf.float32).numpy()
+
+    if not schedule:
+        out = f32(value() if callable(value) else value)
+        return np.full(len(iterations), out.reshape(()), np.float32)
+    try:
+        out = f32(value(steps))
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError):
+        out = None
+    if out is not None and out.size == 1:
+        return np.full(len(iterations), out.reshape(()), np.float32)
+    if out is not None and out.shape == (len(iterations),):
+        return out
+    return np.array([f32(value(steps[i])).reshape(()) for i in range(len(iterations))],
+                    np.float32)
+
+
+class _Engine:
+    """The traced part of every :class:`VectorStack` of one :func:`signature`, made once per
+    process (:data:`ENGINES`): the stacked weights ``[copies, size]``, the stacked optimizer
+    (its slots and iteration count) and the functions traced on them (the training loop, with
+    and without records; validation; the step-size probe), each traced once.
+
+    What is particular to a stack is assigned to its variables, not traced: the stack's weights
+    and optimizer state (:meth:`VectorStack._load`), and before each call the LR of each copy at
+    each of the call's iterations, ``lrs`` ``[steps_per_execution, copies]`` from iteration
+    ``first`` on (and the cycled momentum likewise, ``momenta``), which :meth:`VectorStack._tables`
+    computes in Python from each copy's own schedule, or LR variable as its per-epoch
+    scheduler or ReduceLROnPlateau set it. ``owner``: (a weak reference to) the stack whose state
+    the variables hold."""
+
+    def __init__(self, signature: tuple, first, n: int, steps_per_execution: int,
+                 jit_compile: bool, cycled: bool):
+        self.signature = signature
+        self.n, self.spe, self.jit = n, int(steps_per_execution), bool(jit_compile)
+        self.loss = type(first.loss).from_config(first.loss.get_config())
+        # per layer: ("flatten",) or ("dense", activation, kernel index, bias index or None)
         self.plan, index = [], 0
         for layer in _layers(first):
             if isinstance(layer, keras.layers.Dense):
                 bias = index + 1 if layer.use_bias else None
-                self.plan.append(("dense", layer, index, bias))
+                self.plan.append(("dense", layer.activation, index, bias))
                 index += 1 + layer.use_bias
             else:
                 self.plan.append(("flatten",))
         self.shapes = [tuple(w.shape) for w in first.trainable_weights]
-        self.weights = [keras.Variable(np.stack([c.trainable_weights[j].numpy().reshape(-1)
-                                                 for c in self.copies]),
+        self.weights = [keras.Variable(np.zeros((n, int(np.prod(shape))), np.float32),
                                        trainable=True, name=f"stacked_{j}")
-                        for j in range(len(self.shapes))]
-        self.optimizer = self._stacked_optimizer()
+                        for j, shape in enumerate(self.shapes)]
+        self.lrs = tf.Variable(tf.zeros([self.spe, n]), trainable=False, name="stacked_lrs")
+        self.momenta = (tf.Variable(tf.zeros([self.spe, n]), trainable=False,
+                                    name="stacked_momenta") if cycled else None)
+        self.first = tf.Variable(0, dtype=tf.int64, trainable=False, name="stacked_first")
+        self.optimizer = self._stacked_optimizer(first.optimizer)
         self.optimizer.build(self.weights)
-        self.optimizer.iterations.assign(int(first.optimizer.iterations))
-        self._pairs = [self._slot_pairs(c.optimizer) for c in self.copies]
-        self.jit = bool(jit_compile)
-        self._calls: dict[bool, object] = {}  # the compiled loop, with and without records
-        self._evaluate = tf.function(self._eval_batch, autograph=False, reduce_retracing=True)
-        self._probe_fn = None
+        self.owner = None
+        self._functions: dict = {}
 
     # ---- the stacked optimizer -------------------------------------------------------------
-    def _lrs(self):
-        """Each copy's LR at the stacked iteration, as its own optimizer would use it."""
-        its = self.optimizer.iterations
-        out = []
-        for copy in self.copies:
-            lr = copy.optimizer._learning_rate
-            if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-                lr = lr(its)
-            elif callable(lr):
-                lr = lr()
-            out.append(tf.cast(tf.reshape(tf.convert_to_tensor(lr), []), tf.float32))
-        return tf.stack(out)
+    def _row(self, iteration):
+        """The row of ``lrs`` and ``momenta`` of ``iteration``."""
+        return tf.cast(iteration, tf.int64) - self.first
 
-    def _stacked_optimizer(self):
-        opt = self.copies[0].optimizer
-        config = _config(opt)
+    def current_lrs(self):
+        """Each copy's LR at the stacked iteration, ``[copies]``, from ``lrs``."""
+        return tf.gather(self.lrs, self._row(self.optimizer.iterations))
+
+    def _stacked_optimizer(self, opt):
         kwargs = {}
-        fns = [getattr(c.optimizer, "momentum_fn", None) for c in self.copies]
-        if fns[0] is not None:  # a cycled momentum (lrstudy.lr.optimizers): each copy's own
-            kwargs["momentum_fn"] = lambda it: tf.stack(
-                [tf.cast(f(it), tf.float32) for f in fns])[:, None]
-        return type(opt)(learning_rate=lambda: self._lrs()[:, None], **kwargs, **config)
+        if self.momenta is not None:  # a cycled momentum (lrstudy.lr.optimizers): each copy's own
+            kwargs["momentum_fn"] = lambda it: tf.gather(self.momenta, self._row(it))[:, None]
+        return type(opt)(learning_rate=lambda: self.current_lrs()[:, None], **kwargs,
+                         **_config(opt))
 
-    def _slot_pairs(self, optimizer):
+    def slot_pairs(self, optimizer):
         """(copy's variable, stacked variable, whether it is per copy) for each optimizer
         variable but the iteration count and LR, in order: a slot of a weight is per copy
         (``[copies, size]``), a variable of the optimizer's own (Nadam's running product of
@@ -197,6 +256,41 @@ class VectorStack:
             raise ValueError("the stacked optimizer's variables do not match the copies'")
         return pairs
 
+    # ---- the traced functions, one per signature -------------------------------------------
+    def _function(self, name: str, key: tuple, make):
+        """The function ``name`` of this engine for ``key`` (input shapes, flags), made (and
+        then traced, once) by ``make(signature)`` the first time."""
+        signature = (self.signature, name, *key)
+        fn = self._functions.get(signature)
+        if fn is None:
+            fn = self._functions[signature] = make(signature)
+        return fn
+
+    def loop(self, record: bool, indices, counts, x_train, y_train):
+        """The compiled training loop (:meth:`_run`) for these inputs' shapes."""
+        key = (record, *(_spec(t) for t in (indices, counts, x_train, y_train)))
+        return self._function("VectorStack._run", key, lambda sig: traces.function(
+            lambda *args: self._run(*args, record=record), "VectorStack._run", sig,
+            jit_compile=self.jit, autograph=False))
+
+    def evaluate(self, x, y):
+        """The validation function (:meth:`_eval_batch`) for batches of ``x``'s and ``y``'s
+        kind, whatever their number of rows."""
+        specs = (tf.TensorSpec([None, *x.shape[1:]], x.dtype),
+                 tf.TensorSpec([None, *y.shape[1:]], y.dtype),
+                 [tf.TensorSpec(w.shape, w.dtype) for w in self.weights])
+        return self._function("VectorStack._eval_batch", (_spec(x)[1:], _spec(y)[1:]),
+                              lambda sig: traces.function(
+                                  self._eval_batch, "VectorStack._eval_batch", sig,
+                                  input_signature=specs, autograph=False))
+
+    def probe(self, x, y):
+        """The step-size probe (:meth:`_probe_step`) for a probe batch of these shapes."""
+        return self._function("VectorStack._probe_step", (_spec(x), _spec(y)),
+                              lambda sig: traces.function(
+                                  self._probe_step, "VectorStack._probe_step", sig,
+                                  autograph=False))
+
     # ---- the computation ----------------------------------------------------------------
     def _forward(self, x, weights):
         """The copies' outputs ``[copies, batch, classes]`` for ``x`` ``[copies, batch, ...]``."""
@@ -205,13 +299,13 @@ class VectorStack:
             if step[0] == "flatten":
                 h = tf.reshape(h, tf.concat([tf.shape(h)[:2], [-1]], 0))
                 continue
-            _, layer, k, b = step
+            _, activation, k, b = step
             kernel = tf.reshape(weights[k], (self.n, *self.shapes[k]))
             h = tf.einsum("nbi,nio->nbo", h, kernel) if len(h.shape) == 3 else tf.einsum(
                 "n...i,nio->n...o", h, kernel)
             if b is not None:
                 h = h + tf.reshape(weights[b], [self.n] + [1] * (len(h.shape) - 2) + [-1])
-            h = layer.activation(h)
+            h = activation(h)
         return h
 
     def _per_example(self, y, y_pred):
@@ -221,10 +315,10 @@ class VectorStack:
                                 tf.cast(y, tf.int64)), tf.float32)
         return losses, hits
 
-    def _train_step(self, indices, count, live):
+    def _train_step(self, indices, count, live, x_train, y_train):
         interrupts.raise_at("trace")  # Python runs here only while the step is traced
-        x = tf.gather(self.x_train, indices)
-        y = tf.gather(self.y_train, indices)
+        x = tf.gather(x_train, indices)
+        y = tf.gather(y_train, indices)
         batch = tf.shape(indices)[1]
         real = tf.cast(tf.range(batch)[None, :] < count[:, None], tf.float32)
         size = tf.cast(batch, tf.float32)
@@ -237,22 +331,24 @@ class VectorStack:
             loss = tf.reduce_sum(per * weight, axis=1) / size
             total = tf.reduce_sum(loss * live)
         grads = tape.gradient(total, weights)
-        lrs = self._lrs()
+        lrs = self.current_lrs()
         self.optimizer.apply(grads, self.weights)
         return loss, lrs, tf.reduce_sum(hits * real, axis=1)
 
-    def _run(self, indices, counts, start, steps, live, record: bool):
+    def _run(self, indices, counts, start, steps, live, x_train, y_train, record: bool):
         """``steps`` steps from step ``start`` of the epoch's ``indices`` ``[steps, copies,
-        batch]`` (``counts`` ``[steps, copies]``): each copy's summed loss (weighted by its
-        examples), hits and examples, and (with ``record``, else zeros) the (LR, loss) of
-        each step ``[spe, copies, 2]``."""
+        batch]`` (``counts`` ``[steps, copies]``) into the training set ``(x_train,
+        y_train)`` (variables): each copy's summed loss (weighted by its examples), hits and
+        examples, and (with ``record``, else zeros) the (LR, loss) of each step ``[spe,
+        copies, 2]``."""
         zeros = tf.zeros([self.n], tf.float32)
 
         def body(t, loss_sum, hit_sum, seen, rows):
             # a gather, not a slice: XLA takes a slice's start as a constant and compiled the
             # loop again for each call's start
             count = tf.gather(counts, start + t)
-            loss, lrs, hits = self._train_step(tf.gather(indices, start + t), count, live)
+            loss, lrs, hits = self._train_step(tf.gather(indices, start + t), count, live,
+                                               x_train, y_train)
             n = tf.cast(count, tf.float32)
             if record:  # a TensorArray, written in place (a scatter copied the whole buffer)
                 rows = rows.write(t, tf.stack([lrs, loss], -1))
@@ -288,22 +384,6 @@ class VectorStack:
                 v.assign(old)
         return [tf.identity(t) for t in flat]
 
-    def probe_copies(self, copies: list[int], loggers: list) -> list:
-        """The step-size probes of ``copies`` on the stacked state, on the probe batch their
-        EpochLoggers share (the first one's)."""
-        return self.probe(copies, *loggers[copies[0]].probe)
-
-    def probe(self, copies: list[int], x, y) -> list[np.ndarray]:
-        """The effective step sizes of ``copies`` on the probe batch ``(x, y)``
-        (:meth:`lrstudy.training.effective_step.StepSizeProbe.ratios` of each), in one function for every
-        copy, traced once, where :class:`lrstudy.training.effective_step.ProbeGroup` traces a probe per
-        copy."""
-        if self._probe_fn is None:
-            self._probe_fn = tf.function(self._probe_step, autograph=False)
-            self._probe_batch = (tf.constant(x), tf.constant(y))
-        after, before, grads = (t.numpy() for t in self._probe_fn(*self._probe_batch))
-        return [effective_step.StepSizeProbe.ratios((after[i], before[i], grads[i])) for i in copies]
-
     def _to_every_copy(self, t):
         """One batch for every copy: ``t`` broadcast to ``[copies, ...]``."""
         return tf.broadcast_to(t[None], tf.concat([[self.n], tf.shape(t)], 0))
@@ -312,6 +392,135 @@ class VectorStack:
         x, y = self._to_every_copy(x), self._to_every_copy(y)
         per, hits = self._per_example(y, self._forward(x, weights))
         return tf.reduce_sum(per, axis=1), tf.reduce_sum(hits, axis=1)
+
+
+class VectorStack:
+    """The copies (compiled, built Keras models; see :func:`unsupported`) as stacked weights,
+    trained on ``train_arrays`` (the stack's one copy of the training set) by
+    :meth:`epochs`, on the engine of their :func:`signature`. It has
+    :class:`~lrstudy.training.keras_stack.StackedModel`'s interface to the
+    :class:`~lrstudy.training.dispatch.Dispatcher` (``copies``, ``freeze``, ``refresh``,
+    ``stop_training``) and :meth:`evaluate_copies`.
+
+    Stacks of one signature may be alive at once (``make bench`` trains some in turns): the
+    engine's variables hold one stack's state at a time, and a stack that finds another's
+    there first gives that one's live copies their state back (as when they freeze) and
+    loads its own (:meth:`_claim`)."""
+
+    def __init__(self, copies, train_arrays, steps_per_execution: int, jit_compile: bool):
+        self.copies = list(copies)
+        self.n = len(self.copies)
+        self.live = list(range(self.n))
+        self.scored = list(self.live)
+        self.stop_training = False
+        self.x_train, self.y_train = train_arrays
+        first = self.copies[0]
+        sig = signature(self.copies, steps_per_execution, jit_compile)
+        self.engine = ENGINES.get(sig, lambda: _Engine(
+            sig, first, self.n, steps_per_execution, jit_compile,
+            cycled=getattr(first.optimizer, "momentum_fn", None) is not None))
+        self.spe = self.engine.spe
+        self.jit = self.engine.jit
+        self._pairs = [self.engine.slot_pairs(c.optimizer) for c in self.copies]
+        self.iterations = int(first.optimizer.iterations)  # the stack's, while not loaded
+        self._probe_batch = None
+        self._claim()
+
+    @property
+    def weights(self) -> list:
+        """The stacked weights ``[copies, size]`` (the engine's, holding this stack's)."""
+        self._claim()
+        return self.engine.weights
+
+    @property
+    def optimizer(self):
+        """The stacked optimizer (the engine's, holding this stack's state)."""
+        self._claim()
+        return self.engine.optimizer
+
+    # ---- the engine's variables: this stack's state -----------------------------------------
+    def _claim(self) -> None:
+        """Make the engine's variables hold this stack's state: if another stack's are
+        there, its live copies take theirs back (:meth:`_release`), then this one's are
+        loaded (:meth:`_load`)."""
+        engine = self.engine
+        owner = engine.owner() if engine.owner is not None else None
+        if owner is self:
+            return
+        if owner is not None:
+            owner._release()
+        self._load()
+        engine.owner = weakref.ref(self)
+
+    def _load(self) -> None:
+        """The engine's variables from the copies' Keras state: each copy's weights and
+        optimizer slots as its row, an optimizer variable shared by the copies from the
+        first, and the stack's iteration count."""
+        engine = self.engine
+        for j, w in enumerate(engine.weights):
+            w.assign(np.stack([np.reshape(c.trainable_weights[j].numpy(), -1)
+                               for c in self.copies]))
+        for k, (_, s, per_copy) in enumerate(self._pairs[0]):
+            mine = [pairs[k][0] for pairs in self._pairs]
+            s.assign(np.stack([np.reshape(m.numpy(), -1) for m in mine]) if per_copy
+                     else mine[0].numpy())
+        engine.optimizer.iterations.assign(self.iterations)
+
+    def _release(self) -> None:
+        """Another stack takes the engine: the live copies' models and optimizers take their
+        state from it (a frozen copy's took it when it froze), to be loaded again."""
+        self.iterations = int(self.engine.optimizer.iterations)
+        for i in self.live:
+            self._sync(i)
+
+    def _tables(self, rows: int) -> None:
+        """The engine's LR table (and cycled momentum table) for this call: each live copy's
+        LR at each of the ``rows`` iterations from the stack's on, as its own optimizer would
+        use it (its schedule at the iteration, or its LR variable as its per-epoch
+        scheduler or ReduceLROnPlateau set it), a frozen copy's 0."""
+        engine = self.engine
+        its = np.arange(self.iterations, self.iterations + rows, dtype=np.int64)
+        tables = [(engine.lrs, "lr", lambda c: c.optimizer._learning_rate)]
+        if engine.momenta is not None:
+            tables.append((engine.momenta, "momentum", lambda c: c.optimizer.momentum_fn))
+        for variable, kind, of in tables:
+            table = np.zeros((engine.spe, self.n), np.float32)
+            for i in self.live:
+                table[:rows, i] = _per_step(of(self.copies[i]), its, kind)
+            variable.assign(table)
+        engine.first.assign(self.iterations)
+
+    # ---- the computation ----------------------------------------------------------------
+    def run_steps(self, record: bool, indices, counts, start, steps, live):
+        """One call of the compiled loop (:meth:`_Engine._run`): ``steps`` steps from step
+        ``start`` of the epoch's ``indices``, the copies ``live`` (1.0) trained, the LR
+        tables set for them first (:meth:`_tables`). Its outputs, and the stack's iteration
+        count moved on."""
+        self._claim()
+        self._tables(int(steps))
+        run = self.engine.loop(record, indices, counts, self.x_train, self.y_train)
+        out = run(indices, counts, start, steps, live, self.x_train, self.y_train)
+        self.iterations = int(self.engine.optimizer.iterations)
+        return out
+
+    def probe_copies(self, copies: list[int], loggers: list) -> list:
+        """The step-size probes of ``copies`` on the stacked state, on the probe batch their
+        EpochLoggers share (the first one's)."""
+        return self.probe(copies, *loggers[copies[0]].probe)
+
+    def probe(self, copies: list[int], x, y) -> list[np.ndarray]:
+        """The effective step sizes of ``copies`` on the probe batch ``(x, y)``
+        (:meth:`lrstudy.training.effective_step.StepSizeProbe.ratios` of each), in one function
+        for every copy, traced once per signature (the LR of each copy at the stack's
+        iteration set first)."""
+        if self._probe_batch is None:
+            self._probe_batch = (tf.constant(x), tf.constant(y))
+        self._claim()
+        self._tables(1)
+        fn = self.engine.probe(*self._probe_batch)
+        after, before, grads = (t.numpy() for t in fn(*self._probe_batch))
+        return [effective_step.StepSizeProbe.ratios((after[i], before[i], grads[i]))
+                for i in copies]
 
     @staticmethod
     def _batches(x, y, batch_size: int) -> list:
@@ -325,8 +534,11 @@ class VectorStack:
         """Every copy's mean loss and accuracy on ``batches`` (:meth:`_batches`) with
         ``weights``."""
         loss, hits, count = np.zeros(self.n), np.zeros(self.n), 0
+        if not batches:
+            return loss, hits
+        evaluate = self.engine.evaluate(*batches[0])
         for x, y in batches:
-            a, b = self._evaluate(x, y, weights)
+            a, b = evaluate(x, y, weights)
             loss += a.numpy()
             hits += b.numpy()
             count += int(x.shape[0])
@@ -346,25 +558,25 @@ class VectorStack:
     def _sync_iterations(self) -> None:
         """The live copies' iteration counts from the stack's (their callbacks read their LR
         and steps from them after each call)."""
-        its = self.optimizer.iterations.value
         for i in self.live:
-            self.copies[i].optimizer.iterations.value.assign(its)
+            self.copies[i].optimizer.iterations.value.assign(self.iterations)
 
     def _sync(self, i: int) -> None:
-        """Copy ``i``'s weights and optimizer slots from the stack (when it freezes or
-        training ends: nothing reads them in between, the probes read the stack)."""
+        """Copy ``i``'s weights and optimizer slots from the engine (when it freezes, training
+        ends or another stack takes the engine: nothing reads them in between, the probes
+        read the engine). The engine must hold this stack's state."""
         copy = self.copies[i]
-        for w, s in zip(copy.trainable_weights, self.weights):
+        for w, s in zip(copy.trainable_weights, self.engine.weights):
             w.value.assign(tf.reshape(s.value[i], w.shape))
         for mine, s, per_copy in self._pairs[i]:
             mine.value.assign(tf.reshape(s.value[i], mine.shape) if per_copy else s.value)
-        copy.optimizer.iterations.value.assign(self.optimizer.iterations.value)
+        copy.optimizer.iterations.value.assign(self.engine.optimizer.iterations.value)
 
     def _copies_weights(self):
         """Each copy's weights as its Keras model holds them (a frozen copy's: as it froze),
         stacked."""
         return [tf.stack([tf.reshape(c.trainable_weights[j], [-1]) for c in self.copies])
-                for j in range(len(self.shapes))]
+                for j in range(len(self.engine.shapes))]
 
     # ---- StackedModel's interface to the Dispatcher --------------------------------------
     def freeze(self, i: int) -> None:
@@ -372,6 +584,7 @@ class VectorStack:
         and it is left out of the loop's loss, the metrics and the records from the next
         call on, and of validation."""
         if i in self.live:
+            self._claim()
             self._sync(i)
         for copies in (self.live, self.scored):
             if i in copies:
@@ -389,11 +602,6 @@ class VectorStack:
         it yields each epoch's index after the epoch's end (``make bench`` takes turns
         with it); exhausting it is a whole ``fit``."""
         record = any(r is not None for r in dispatcher.recorders)
-        run = self._calls.get(record)
-        if run is None:
-            run = self._calls[record] = tf.function(
-                lambda *args: self._run(*args, record=record), jit_compile=self.jit,
-                autograph=False)
         epoch_data = indices.batch(steps_per_epoch)
         val_batches = self._batches(*validation, validation_batch) if validation else None
         dispatcher.on_train_begin()
@@ -411,8 +619,8 @@ class VectorStack:
                 dispatcher.on_train_batch_begin(start)
                 mine = list(self.live)
                 live = tf.constant([float(i in mine) for i in range(self.n)])
-                *parts_sums, rows = run(idx, counts, tf.constant(start), tf.constant(steps),
-                                        live)
+                *parts_sums, rows = self.run_steps(record, idx, counts, tf.constant(start),
+                                                   tf.constant(steps), live)
                 sums += np.array([s.numpy() for s in parts_sums], dtype=np.float64)
                 self._sync_iterations()
                 if record:
