@@ -118,3 +118,22 @@ def test_the_experiment_describes_the_verdict_with_the_leaderboard(contest):
                               "/runs?workflowType=machine_learning&searchFilter=")
     assert "| +1.00 [+1.00, +1.00] | better | 0.003 | 10.0 |" in rows[2]
     assert "| reference | reference | 0.001 |" in rows[3]
+
+
+def test_a_description_longer_than_mlflow_takes_is_cut_at_a_line_and_says_where_the_rest_is(
+        store):
+    """A suite's verdict with its leaderboards exceeded MLflow's 20,000 characters on an
+    experiment tag and its report failed; the description is now cut at a line, and says
+    where the whole text is."""
+    lines = [f"| strategy-{i}@workload | +0.{i % 10} | [-0.1, +0.2] |" for i in range(900)]
+    markdown = "\n".join(lines)
+    assert len(markdown) > 20_000
+    assert publish.within("short\ntext", 100, "elsewhere") == "short\ntext"
+    cut = publish.within(markdown, 20_000, "the summary run's verdict.md")
+    assert len(cut) <= 20_000 and cut.endswith("the whole text is the summary run's verdict.md)")
+    kept = cut.split("\n\n... (cut")[0].split("\n")
+    assert kept == lines[:len(kept)] and len(kept) > 400  # whole lines, nearly all that fit
+    client = tracking.client(store)
+    exp_id = tracking.experiment_id("long", store, client)
+    publish.describe_experiment(client, exp_id, markdown)  # MLflow refused it before
+    assert client.get_experiment(exp_id).tags[Tag.NOTE] == cut

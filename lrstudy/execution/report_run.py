@@ -26,6 +26,7 @@ from lrstudy.report.publish import (
     log_across,
     study_design,
     verdict_markdown,
+    within,
     write_across,
     write_back,
 )
@@ -105,10 +106,14 @@ def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "
     across them (``across``, its ``headline``: tables and figures,
     :func:`lrstudy.report.publish.log_across`); it ends FINISHED, or FAILED / KILLED when
     logging them fails or is interrupted."""
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
     tags = tracking.run_tags("summary", study, name=f"summary-{study}")
-    if verdict:
-        tags[Tag.NOTE] = verdict
+    if verdict:  # within MLflow's limit on a run tag; verdict.md keeps it whole
+        tags[Tag.NOTE] = within(verdict, MAX_TAG_VAL_LENGTH, "this run's verdict.md")
     with tracking.open_run(mlflow_client, exp_id, tags) as run:
+        if verdict:
+            mlflow_client.log_text(run.id, verdict, "verdict.md")
         for path in paths:
             mlflow_client.log_artifact(run.id, str(path))
         if table is not None:

@@ -231,9 +231,25 @@ def log_across(mlflow_client, run_id: str, across, headline: str,
     return logged
 
 
+def within(text: str, limit: int, where: str) -> str:
+    """``text`` as a description MLflow takes (a tag's value has at most ``limit``
+    characters): whole when it fits, else its lines up to the limit and a last line saying
+    that the rest is in ``where``."""
+    if len(text) <= limit:
+        return text
+    tail = f"\n\n... (cut at MLflow's limit of {limit:,} characters: the whole text is {where})"
+    cut = text[:limit - len(tail)]
+    return cut[:cut.rfind("\n") if "\n" in cut else len(cut)].rstrip() + tail
+
+
 def describe_experiment(mlflow_client, exp_id: str, markdown: str) -> None:
-    """Make ``markdown`` the experiment's description (what the UI shows above its runs)."""
-    mlflow_client.set_experiment_tag(exp_id, Tag.NOTE, markdown)
+    """Make ``markdown`` the experiment's description (what the UI shows above its runs),
+    within MLflow's limit on an experiment tag (a suite's leaderboards exceed it): the
+    whole text is the summary run's ``verdict.md``."""
+    from mlflow.utils.validation import MAX_EXPERIMENT_TAG_VAL_LENGTH
+
+    mlflow_client.set_experiment_tag(exp_id, Tag.NOTE, within(
+        markdown, MAX_EXPERIMENT_TAG_VAL_LENGTH, "the summary run's verdict.md"))
 
 
 def study_design(study: str, tracking_uri: str | None = None) -> Design:
