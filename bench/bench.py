@@ -711,8 +711,9 @@ def bench_peers(epochs: int | None, tune_seeds: int, repeats: int) -> dict:
         "epochs": epochs or 8, "threads": last["keras-tuner"]["threads"],
         "note": "whole commands (imports, data, TensorFlow start) in turns; lrstudy's wall is "
                 "lrstudy run's minus its one final seed's scenario run (its tuning phase "
-                "alone), with its defaults (2 workers, so kernels of 1 TF thread, --stack "
-                "auto, every step recorded into sqlite); the peers with those threads, "
+                "alone), with its defaults (2 workers, but one scenario runs one execution "
+                "at a time, so its kernel has every core's thread; --stack auto, every step "
+                "recorded into sqlite); the peers with those threads, "
                 "Keras's fit as documented (no XLA on CPU, one step per execution) and "
                 "validation each epoch",
     }
