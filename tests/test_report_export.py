@@ -8,6 +8,7 @@ from __future__ import annotations
 import html as htmllib
 import os
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -52,8 +53,11 @@ def test_make_report_executes_exports_and_logs(store, made):
     runs = tracking.search(client, [store["exp_id"]], f"tags.`{TAG}kind` = 'summary'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert artifacts == {"summary.html", "summary.ipynb", "benchmark_table.json"}
+    assert artifacts == {"summary.html", "summary.ipynb", "benchmark_table.json", "verdict.md"}
     note = runs[0].data.tags[Tag.NOTE]
+    # the whole verdict, which the note is while it fits MLflow's limit on a run tag
+    assert client.download_artifacts(runs[0].info.run_id, "verdict.md") and note == Path(
+        client.download_artifacts(runs[0].info.run_id, "verdict.md")).read_text()
     assert note.startswith("Best: warmup-linear")
     assert note == client.get_experiment(store["exp_id"]).tags[Tag.NOTE]  # one description
     # a study without tuning: its scenario runs show the LR the strategy ran at
