@@ -341,7 +341,8 @@ def test_sigkill_then_resume_finishes_every_trial_exactly_once(tmp_path, store):
 
 def test_sigterm_stops_cleanly_and_leaves_nothing_running(tmp_path, store):
     study = tmp_path / "small.toml"
-    study.write_text(SMALL)
+    # trials long enough that the one seen RUNNING still runs when the signal lands
+    study.write_text(SMALL.replace("epochs = 3", "epochs = 60"))
     proc = _start_run(study, store, tmp_path, "--workers", "1")
     assert _wait_for(lambda: any(r.info.status == "RUNNING" for r in all_runs(store, "small"))
                      or proc.poll() is not None)

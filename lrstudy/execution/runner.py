@@ -327,10 +327,11 @@ def follow(pool, jobs: list[Job], watch: StoreWatch, progress,
             for fut in done:
                 try:
                     results.append(fut.result())
-                except Exception as exc:  # the executor lost the job (a Ray task died)
-                    job = futures[fut]
-                    results.append(JobResult(job.scenario, False, job.output,
-                                             error=one_line(exc, limit=300), phase=job.phase))
+                except Exception as exc:  # the executor lost the job (a Ray task died),
+                    job = futures[fut]       # or the store refused to end its scenario run
+                    error = _error_line(one_line(exc, limit=5000))
+                    results.append(JobResult(job.scenario, False, job.output, error=error,
+                                             phase=job.phase))
                 submit(then(results[-1]))
             watch.call(progress)
         return results

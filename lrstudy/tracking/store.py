@@ -342,21 +342,25 @@ def open_run(mlflow_client, exp_id: str, tags: dict, *, heartbeat: bool = True):
         with beat:
             yield run
     except BaseException as exc:
-        close(run, run.status or end_status(exc, run.signals_before))
+        close(run, run.status or end_status(exc, run.signals_before), quiet=True)
         raise
-    close(run, run.status or end_status(None, run.signals_before))
+    close(run, run.status or end_status(None, run.signals_before), quiet=False)
 
 
-def close(run: Run, status: str) -> None:
+def close(run: Run, status: str, *, quiet: bool) -> None:
     """End ``run`` with ``status`` (or delete it, when discarded). A store that fails here
     (gone, full) leaves the run RUNNING with a heartbeat that stops: :func:`reap` marks it
-    KILLED later, so nothing is lost and no error is added to the one being raised."""
+    KILLED later, so nothing is lost. While another error is being raised (``quiet``) this
+    one is only logged; after a body that succeeded it is raised, since the run's result
+    never reached the store and whoever ran it must not count it done."""
     try:
         if run.discarded:
             run.client.delete_run(run.id)
         else:
             run.client.set_terminated(run.id, status)
     except Exception as exc:
+        if not quiet:
+            raise
         log.warning("could not end run %s as %s: %s", run.id, status, one_line(exc, limit=300))
 
 
