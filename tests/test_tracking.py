@@ -72,6 +72,55 @@ def test_a_discarded_run_is_deleted(exp):
     assert client.get_run(run.id).info.lifecycle_stage == "deleted"
 
 
+class _Refusing:
+    """A client whose store refuses to end runs (as a full disk does); the rest is MLflow's."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def set_terminated(self, run_id, status=None, end_time=None):
+        raise OSError("database or disk is full")
+
+
+def test_a_run_the_store_will_not_end_raises_unless_another_error_is_on_its_way(exp, caplog):
+    """After a body that succeeded, a store that refuses the end is an error (its result never
+    reached the store: whoever ran it must not count it done); while the body's own error is
+    raised, it is only logged. Either way the run stays RUNNING, for the reaper."""
+    client, exp_id = exp
+    refusing = _Refusing(client)
+    with pytest.raises(OSError, match="disk is full"):
+        with tracking.open_run(refusing, exp_id, {}, heartbeat=False) as ok:
+            pass
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.open_run(refusing, exp_id, {}, heartbeat=False) as failed:
+            raise RuntimeError("boom")
+    assert f"could not end run {failed.id} as FAILED" in caplog.text
+    assert [client.get_run(r.id).info.status for r in (ok, failed)] == ["RUNNING", "RUNNING"]
+
+
+def test_trials_by_key_finds_the_same_runs_key_by_key_as_in_one_search(exp, monkeypatch):
+    client, exp_id = exp
+    made: dict[str, list] = {}
+    for key in ("a", "b", "c"):
+        for _ in range(2 if key == "b" else 1):
+            tags = tracking.run_tags("trial", "t", "sc", run_key=key)
+            made.setdefault(key, []).append(client.create_run(exp_id, tags=tags).info.run_id)
+    # a run of another kind with a trial's key is no trial
+    client.create_run(exp_id, tags=tracking.run_tags("scenario", "t", "sc", run_key="a"))
+
+    def ids(grouped):
+        return {k: sorted(r.info.run_id for r in runs) for k, runs in grouped.items()}
+
+    expected = {k: sorted(v) for k, v in made.items() if k in ("a", "b")}
+    assert ids(tracking.trials_by_key(client, exp_id, {"a", "b", "z"})) == expected
+    monkeypatch.setattr(tracking, "KEYED_SEARCHES", 1)  # more keys: one search of every trial
+    assert ids(tracking.trials_by_key(client, exp_id, {"a", "b", "z"})) == expected
+    assert ids(tracking.trials_by_key(client, exp_id)) == {k: sorted(v) for k, v in made.items()}
+
+
 def test_the_heartbeat_is_refreshed_while_the_run_is_open(exp, monkeypatch):
     monkeypatch.setenv(tracking.HEARTBEAT_INTERVAL_ENV, "0.2")
     client, exp_id = exp

@@ -430,10 +430,24 @@ def reap(mlflow_client, exp_id: str) -> list:
 
 
 
+#: Up to this many run keys are looked up one search each; more, in one search of every trial.
+KEYED_SEARCHES = 64
+
+
 def trials_by_key(mlflow_client, exp_id: str, keys=None) -> dict[str, list]:
-    """Trial runs of an experiment grouped by run key (all statuses)."""
+    """Trial runs of an experiment grouped by run key (all statuses).
+
+    A few ``keys`` are searched for one by one: MLflow's search reads each run it returns
+    whole (tags, params, latest metrics), so a search of every trial costs seconds once a
+    study has a thousand, and a trial looks up its own key before it starts."""
+    kind = f"tags.`{TAG}kind` = 'trial'"
+    if keys is not None and len(keys) <= KEYED_SEARCHES:
+        runs = [run for key in sorted(keys) for run in search(
+            mlflow_client, [exp_id], f"{kind} and tags.`{TAG}run_key` = '{key}'")]
+    else:
+        runs = search(mlflow_client, [exp_id], kind)
     grouped: dict[str, list] = {}
-    for run in search(mlflow_client, [exp_id], f"tags.`{TAG}kind` = 'trial'"):
+    for run in runs:
         key = run.data.tags.get(Tag.RUN_KEY)
         if key and (keys is None or key in keys):
             grouped.setdefault(key, []).append(run)
