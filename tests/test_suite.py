@@ -1,5 +1,6 @@
-"""A shrunken suite end to end: every strategy on two workloads through papermill into MLflow,
-then the report's answer across workloads (issue 37's shape on data that trains in seconds)."""
+"""A shrunken suite end to end: every strategy on two workloads of different tasks (a
+classification and a regression) through papermill into MLflow, then the report's answer
+across workloads (issue 37's shape on data that trains in seconds)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ SHRUNKEN = """
 seeds = 2
 reference = "fixed-baseline"
 scenarios = ["fixed-baseline", "warmup-cosine", "prodigy", "fixed-from-finder-valley"]
-workloads = ["small", "wide"]
+workloads = ["small", "reg"]
 
 [budget]
 dataset = "synthetic"
@@ -25,8 +26,12 @@ epochs = 2
 [budgets.small]
 model = "mlp128"
 
-[budgets.wide]
-model = "mlp512_200"
+[budgets.reg]  # Friedman #1: scored by RMSE, lower is better
+model = "mlp128"
+dataset = "friedman1"
+task = "regression"
+train_size = 512
+jit_compile = false
 
 [competition]
 untuned = ["prodigy"]
@@ -42,14 +47,14 @@ def test_a_shrunken_suite_runs_and_reports_across_workloads(tmp_path, store):
     path.write_text(SHRUNKEN)
     env = {"LRSTUDY_RUNS_DIR": str(tmp_path / "runs")}
     check = run_cli("check", "--study", path, check=True)
-    for name in ("fixed-baseline@small", "prodigy@wide", "fixed-from-finder-valley@wide"):
+    for name in ("fixed-baseline@small", "prodigy@reg", "fixed-from-finder-valley@reg"):
         assert name in check.stdout
     run_cli("run", "--study", path, "--tracking-uri", store, "--quiet", env=env, check=True)
     trials = finished_trials(store, "shrunken")
     by = {}
     for r in trials:
         by.setdefault((r.data.tags["lrstudy.scenario"], r.data.tags["lrstudy.phase"]), []).append(r)
-    for w in ("small", "wide"):
+    for w in ("small", "reg"):
         assert len(by[(f"fixed-baseline@{w}", "tune")]) == 2  # 2 grid points x 1 seed
         assert len(by[(f"warmup-cosine@{w}", "final")]) == 2
         assert (f"prodigy@{w}", "tune") not in by  # nothing to tune
@@ -66,8 +71,13 @@ def test_a_shrunken_suite_runs_and_reports_across_workloads(tmp_path, store):
                  "Tuning budget", "The LR range test calibrated"):
         assert part in html, part
     # one verdict per workload, each against its own reference
-    assert "mlp128 on synthetic" in html and "mlp512_200 on synthetic" in html
-    assert "fixed-baseline@small" in html and "fixed-baseline@wide" in html
+    assert "mlp128 on synthetic" in html and "mlp128 on friedman1" in html
+    assert "fixed-baseline@small" in html and "fixed-baseline@reg" in html
+    # each trial scored by its own task's test metric
+    scored = {w: {k for r in trials if r.data.tags["lrstudy.scenario"].endswith(f"@{w}")
+                  for k in r.data.metrics if k.startswith("test_")} for w in ("small", "reg")}
+    assert "test_accuracy" in scored["small"] and "test_rmse" not in scored["small"]
+    assert "test_rmse" in scored["reg"] and "test_accuracy" not in scored["reg"]
 
     # MLflow answers too: the summary run opens with the answer across workloads and keeps
     # its tables and figures; the experiment's description opens with it as well
@@ -97,7 +107,7 @@ def test_a_shrunken_suite_runs_and_reports_across_workloads(tmp_path, store):
                                     "tags.`lrstudy.kind` = 'scenario' and "
                                     "tags.`lrstudy.phase` = 'final'")
     by_name = {r.data.tags["lrstudy.scenario"]: r.data for r in scenario_runs}
-    for w in ("small", "wide"):
+    for w in ("small", "reg"):
         ours = by_name[f"warmup-cosine@{w}"]
         assert ours.tags[Tag.NOTE].split(": ")[0].endswith(f"against the reference fixed-baseline@{w}")
         assert {"performance_ratio", "normalized_score", "pairwise_wins"} <= set(ours.metrics)
