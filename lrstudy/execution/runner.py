@@ -24,7 +24,7 @@ from pathlib import Path
 from lrstudy import interrupts
 from lrstudy.errors import one_line
 from lrstudy.execution import until_decided as until_decided_
-from lrstudy.execution.store_watch import StoreLost, StoreWatch
+from lrstudy.execution.store_watch import Paced, StoreLost, StoreWatch
 from lrstudy.spec import competition
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import sqlstore
@@ -428,9 +428,11 @@ def run_study(study: str, *, scenario_names: list[str] | None = None,
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     watch = StoreWatch(uri)
 
-    def update() -> None:
+    def count() -> None:
         done, _ = count_trials(mlflow_client, exp_id, keys, uri)
         bar.update(done - bar.n)
+
+    update = Paced(count)
 
     waiting = {sc.name: sc for sc in first.waiting}  # finals whose tuning is to come
 

@@ -91,3 +91,23 @@ class StoreWatch:
         if "error" in box:
             raise box["error"]
         return box["value"]
+
+
+class Paced:
+    """``fn`` called at most once per ``factor`` times its own last duration: the progress
+    poll, which through a tracking server searches every trial of the study (seconds once it
+    has thousands), so that following a study never keeps the server busy more than
+    1/``factor`` of the time. A poll that is due runs; one that is not returns at once."""
+
+    def __init__(self, fn, factor: float = 10.0, clock=time.monotonic):
+        self.fn, self.factor, self.clock = fn, factor, clock
+        self.started = self.took = 0.0
+        self.polls = 0
+
+    def __call__(self) -> None:
+        start = self.clock()
+        if self.polls and start - self.started < self.factor * self.took:
+            return
+        self.fn()
+        self.started, self.took = start, self.clock() - start
+        self.polls += 1
