@@ -21,6 +21,7 @@ from test_fashion_mnist import (  # noqa: F401 - fixtures, isolated autouse
     isolated,
 )
 
+from lrstudy import cache
 from lrstudy.data import datasets as data
 from lrstudy.data import fashion_mnist
 
@@ -154,12 +155,12 @@ def test_check_validates_against_the_real_pool_without_building(fake):
     data.check("fashion_mnist", train_size=30, val_size=10)
     with pytest.raises(ValueError, match=r"<= 30 .*train_size=31"):
         data.check("fashion_mnist", train_size=31, val_size=10)
-    assert not Path(os.environ[fashion_mnist.CACHE_DIR_ENV]).exists()  # nothing built
+    assert not Path(os.environ[cache.ENV]).exists()  # nothing built
 
 
 def test_ensure_synthetic_writes_nothing():
     path = data.ensure("synthetic")
-    assert path == fashion_mnist.cache_root() and not path.exists()
+    assert path == cache.root() and not path.exists()
 
 
 # ---------------------------------------------------------------------------------- command line

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lrstudy.cache import ENV as CACHE_ENV
 from lrstudy.data import datasets as data
 from lrstudy.data import fashion_mnist
 
@@ -73,7 +74,7 @@ def sha256(path: Path) -> str:
 def isolated(tmp_path, monkeypatch):
     """No test sees the machine's data, caches or network: all point into tmp_path."""
     monkeypatch.delenv(fashion_mnist.DATA_DIR_ENV, raising=False)
-    monkeypatch.setenv(fashion_mnist.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian-absent")
     monkeypatch.setattr(fashion_mnist, "KERAS_DOWNLOAD_HOST", UNREACHABLE)
@@ -245,7 +246,7 @@ def test_second_load_is_served_from_the_cache(fake, parse_calls):
     first = data.load(val_size=10)
     assert sorted(parse_calls) == sorted(FILES)
     cache = data.ensure()
-    assert cache.parent == Path(os.environ[fashion_mnist.CACHE_DIR_ENV])
+    assert cache.parent == Path(os.environ[CACHE_ENV])
     mtimes = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     assert {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy", "manifest.json"} <= set(
         mtimes

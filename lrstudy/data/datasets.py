@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrstudy import cache
 from lrstudy.data import fashion_mnist, generated, sklearn_bundled, sources
 from lrstudy.errors import DataError, one_line
 
@@ -477,7 +478,7 @@ def ensure(name: str = "fashion_mnist") -> Path:
     source files) and returns the cache directory. ``mnist``: has Keras fetch it if needed and
     returns Keras's ``mnist.npz``. ``synthetic`` and the datasets drawn or shipped by a
     library (``digits``, ``friedman1``, ``sequence``) are made in memory: they are made once
-    (so a missing scikit-learn shows here) and :func:`lrstudy.data.fashion_mnist.cache_root`
+    (so a missing scikit-learn shows here) and :func:`lrstudy.cache.root`
     is returned (nothing is written).
     """
     _check_name(name)
@@ -492,7 +493,7 @@ def ensure(name: str = "fashion_mnist") -> Path:
             _generated_arrays(name)
         except ImportError as exc:
             raise DataError(f"{name} needs scikit-learn: {one_line(exc)}") from None
-    return fashion_mnist.cache_root()
+    return cache.root()
 
 
 def load_cached(name: str, train_size: int, val_size: int, *, split: str = "seeded",

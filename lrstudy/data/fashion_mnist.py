@@ -43,7 +43,6 @@ from lrstudy import cache
 from lrstudy.errors import DataError, one_line
 
 __all__ = [
-    "CACHE_DIR_ENV",
     "CANDIDATES_ONLY_ENV",
     "DATA_DIR_ENV",
     "DEBIAN_DIR",
@@ -51,7 +50,6 @@ __all__ = [
     "FASHION_MNIST_SHA256",
     "arrays",
     "cache_dir",
-    "cache_root",
     "default_candidates",
     "fashion_mnist_dir",
     "keras_home",
@@ -63,7 +61,6 @@ __all__ = [
 
 DATA_DIR_ENV = "LRSTUDY_DATA_DIR"
 CANDIDATES_ONLY_ENV = "LRSTUDY_DATA_CANDIDATES_ONLY"
-CACHE_DIR_ENV = cache.ENV
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 #: SHA-256 of the four Fashion-MNIST files (the same bytes in Debian's package and Keras's cache).
@@ -275,15 +272,10 @@ def _keras_download_fashion_mnist() -> str | None:
 # The array cache
 
 
-def cache_root() -> Path:
-    """``$LRSTUDY_CACHE_DIR``, else ``~/.cache/lrstudy`` (:func:`lrstudy.cache.root`)."""
-    return cache.root()
-
-
 def cache_dir() -> Path:
     """The cache directory, keyed by the source checksums and the cache format."""
     spec = json.dumps([_CACHE_FORMAT, sorted(FASHION_MNIST_SHA256.items())])
-    return cache_root() / f"fashion_mnist-{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
+    return cache.root() / f"fashion_mnist-{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
 
 
 def _write_cache(directory: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -101,13 +101,11 @@ class Paced:
 
     def __init__(self, fn, factor: float = 10.0, clock=time.monotonic):
         self.fn, self.factor, self.clock = fn, factor, clock
-        self.started = self.took = 0.0
-        self.polls = 0
+        self.started, self.took = float("-inf"), 0.0  # the first poll is due at once
 
     def __call__(self) -> None:
         start = self.clock()
-        if self.polls and start - self.started < self.factor * self.took:
+        if start - self.started < self.factor * self.took:
             return
         self.fn()
         self.started, self.took = start, self.clock() - start
-        self.polls += 1
