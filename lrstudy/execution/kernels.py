@@ -160,14 +160,23 @@ def _warm_up():
         importlib.import_module(name)
 _warm_up()
 del _warm_up
+__import__("gc").collect()
+__import__("gc").freeze()
 """
 """The warm-up's code: imports only (no op runs, so TensorFlow's threads are still the
 execution's to set). A module that fails to import here fails again, with its traceback,
-in the notebook that needs it."""
+in the notebook that needs it. Then the imported modules' objects are frozen out of the
+garbage collector's reach (:func:`gc.freeze`): they live as long as the kernel, and each full
+collection would otherwise walk all of them (TensorFlow's, Keras's, MLflow's), a third of a
+second each, and :data:`FRESH_START` runs three (Keras's ``clear_session``, IPython's reset,
+its own)."""
 
 #: How long the first execution waits for a warmed kernel's imports before it gives up on
 #: that kernel and starts one of its own.
 WARM_UP_TIMEOUT_S = 600.0
+
+#: How long an execution waits for a kept kernel to start afresh (:data:`FRESH_START`).
+FRESH_START_TIMEOUT_S = 120.0
 
 
 class KeptKernel:
@@ -214,24 +223,32 @@ class KeptKernel:
     def _warmed(self, timeout: float = WARM_UP_TIMEOUT_S) -> None:
         """Wait for the warm-up's imports to end (however they ended: a module that failed
         fails again in the notebook); stop a kernel that died or did not answer in time."""
-        import queue
-
         kc, msg_id = self.warming
         self.warming = None
-        deadline = time.monotonic() + timeout
         try:
-            while True:
-                try:
-                    msg = kc.get_shell_msg(timeout=1.0)
-                except queue.Empty:
-                    if not self._alive() or time.monotonic() > deadline:
-                        self.stop()
-                        return
-                    continue
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    return
+            if self._reply(kc, msg_id, timeout) is None:
+                self.stop()
         finally:
             kc.stop_channels()
+
+    def _reply(self, kc, msg_id: str, timeout: float) -> dict | None:
+        """The kernel's reply on the shell channel to request ``msg_id``; None when the kernel
+        died or did not answer within ``timeout`` seconds. Only the shell channel is read: its
+        replies queue until read, whereas output published before the client subscribed to it
+        would be lost (which is why a client that reads output first waits for the kernel to
+        be ready)."""
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = kc.get_shell_msg(timeout=1.0)
+            except queue.Empty:
+                if not self._alive() or time.monotonic() > deadline:
+                    return None
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
 
     def execute(self, notebook, output: Path, parameters: dict, cwd, log: Path):
         import papermill
@@ -265,12 +282,15 @@ class KeptKernel:
         code = FRESH_START.format(log=str(log), cwd=cwd, carry=str(carry) if carry else "")
         kc = BlockingKernelClient()
         kc.load_connection_info(self.km.get_connection_info())
-        kc.start_channels()
+        kc.start_channels(iopub=False, stdin=False, hb=False)  # silent: the reply is enough
         try:
-            kc.wait_for_ready(timeout=60)
-            reply = kc.execute_interactive(code, silent=True, store_history=False, timeout=120)
+            reply = self._reply(kc, kc.execute(code, silent=True, store_history=False),
+                                FRESH_START_TIMEOUT_S)
         finally:
             kc.stop_channels()
+        if reply is None:
+            raise RuntimeError("the kept kernel could not start afresh: it died or did not "
+                               f"answer within {FRESH_START_TIMEOUT_S:.0f} s")
         if reply["content"]["status"] != "ok":
             content = reply["content"]
             raise RuntimeError(f"the kept kernel could not start afresh: "
