@@ -92,6 +92,11 @@ def _rounds(comp, sc, phase: str, seeds: int, mlflow_client, exp_id: str):
         yield competition.trials(comp, sc, "tune", seeds, points=list(pending))
 
 
+def _grid(results: list[dict]) -> bool:
+    """Whether the results are a tuning's: trials at more than one peak LR."""
+    return len({res.get("peak_lr") for res in results}) > 1
+
+
 def _metric(results: list[dict]) -> str:
     """The primary metric the results were logged with: ``rmse`` for a regression."""
     regression = any("val_rmse" in (res.get("points") or {}) for res in results)
@@ -99,8 +104,8 @@ def _metric(results: list[dict]) -> str:
 
 
 def results_table(results: list[dict]):
-    """One row per seed: status, run id, final validation and test accuracy (RMSE for a
-    regression)."""
+    """One row per trial: its seed (and a tuning's peak LR), status, run id, final validation
+    and test accuracy (RMSE for a regression)."""
     import pandas as pd
 
     m = _metric(results)
@@ -108,23 +113,27 @@ def results_table(results: list[dict]):
     for res in results:
         pts = res.get("points") or {}
         rows.append({
+            **({"peak_lr": res["peak_lr"]} if _grid(results) else {}),
             "seed": res["seed"], "status": res["status"], "run_id": res["run_id"],
             f"val_{m}": (pts.get(f"val_{m}") or [(0, float("nan"))])[-1][1],
             f"test_{m}": res.get(f"test_{m}", float("nan")),
             "epochs": len(pts.get(f"val_{m}") or []),
         })
-    return pd.DataFrame(rows).set_index("seed")
+    return pd.DataFrame(rows).set_index(["peak_lr", "seed"] if _grid(results) else "seed")
 
 
 def plot_results(results: list[dict]):
-    """The notebook's figure: validation accuracy and loss per epoch, LR per step, per seed."""
+    """The notebook's figure: validation accuracy and loss per epoch, LR per step, per seed,
+    with one legend for the three panels, beside them (a tuning's 15 seeds would cover a
+    panel's curves, and placing a legend "best" in each panel searched every point of it)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
     m = _metric(results)
     for res in results:
         pts = res.get("points") or {}
-        label = f"seed {res['seed']}" + (" (diverged)" if res["status"] == "diverged" else "")
+        label = (f"LR {res['peak_lr']:.4g}, " if _grid(results) else "") + f"seed {res['seed']}"
+        label += " (diverged)" if res["status"] == "diverged" else ""
         for ax, key in ((axes[0], f"val_{m}"), (axes[1], "val_loss")):
             series = pts.get(key, [])
             ax.plot([s + 1 for s, _ in series], [v for _, v in series], marker="o", label=label)
@@ -132,8 +141,6 @@ def plot_results(results: list[dict]):
         series = pts.get(Metric.STEP_LEARNING_RATE, [])
         axes[2].plot([s for s, _ in series], [v for _, v in series], label=label)
     axes[2].set(xlabel="optimizer step", title="learning rate used", yscale="log")
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
+    if axes[0].get_legend_handles_labels()[0]:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
     return fig
