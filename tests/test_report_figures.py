@@ -10,6 +10,7 @@ import pytest
 from report_store import STUDY, T975_2, store  # noqa: F401 (fixture)
 
 from lrstudy import report
+from lrstudy.report import figures
 
 # the module fixture runs once: keep the module on one pytest-xdist worker
 pytestmark = pytest.mark.xdist_group("report")
@@ -123,7 +124,6 @@ def test_the_range_test_loss_axis_is_clipped_to_the_informative_region():
     smoothed): the axis shows the fall and the minimum, not the blow-up (as fastai's plot)."""
     import pandas as pd
 
-    from lrstudy.report import figures
 
     lrs = np.geomspace(1e-7, 10, 60)
     smoothed = np.concatenate([np.linspace(2.3, 0.5, 40), np.geomspace(0.6, 60, 20)])
@@ -160,7 +160,7 @@ def test_sensitivity_lines_stay_within_one_phase():
     trials = pd.DataFrame([{"optimizer": "adam", "diverged": False, "study": "s", **r}
                            for r in rows]).rename(columns={"lr": "learning_rate",
                                                            "val": "final_val_accuracy"})
-    lines = dict(report.figures.sensitivity_lines(trials))
+    lines = dict(figures.sensitivity_lines(trials))
     assert set(lines) == {("adam", "demo"), ("adam", "tune"), ("adam", "final")}
     assert lines["adam", "tune"]["mean"].tolist() == pytest.approx([0.86, 0.89, 0.87])
     assert lines["adam", "demo"]["learning_rate"].tolist() == [1e-7]  # the diverged one: a cross
@@ -215,7 +215,6 @@ def test_plot_forest_draws_each_difference_with_its_interval_and_the_margin(stor
 def test_the_tuning_figure_has_a_panel_per_strategy():
     import pandas as pd
 
-    from lrstudy.report import figures
 
     grid = pd.DataFrame({"scenario": ["a"] * 3 + ["b"] * 3, "peak_lr": [1e-4, 1e-3, 1e-2] * 2,
                          "val_score": [0.7, 0.8, None, 0.6, 0.7, 0.9],
@@ -247,7 +246,7 @@ def test_the_sensitivity_figure_scores_each_workload_on_its_own_metric():
                            task=trials["task"].where(trials["task"] == "regression"),
                            model="mlp128",
                            dataset=trials["scenario"].map(lambda s: s.split("@")[1]))
-    panels = report.figures.sensitivity_panels(trials)
+    panels = figures.sensitivity_panels(trials)
     assert [label for label, _ in panels] == ["cls", "reg"]
     fig = report.plot_lr_sensitivity(trials)
     axes = {ax.get_title(): ax for ax in fig.get_axes()}

@@ -11,7 +11,7 @@ from lrstudy.tracking.schema import TAG
 def sequential_design(mlflow_client, exp_id: str, seeds: int, until_decided: bool,
                       max_seeds: int | None):
     """The study's design, recorded on its experiment for the report
-    (:mod:`lrstudy.report.sequential`, :func:`lrstudy.report.publish.record_design`).
+    (:mod:`lrstudy.report.sequential`, :func:`record_design`).
 
     ``until_decided``: group-sequential with at most ``max_seeds`` final seeds (default
     :data:`~lrstudy.report.sequential.MAX_SEEDS`, at least ``seeds``); a study already
@@ -20,7 +20,7 @@ def sequential_design(mlflow_client, exp_id: str, seeds: int, until_decided: boo
     except on a study whose verdict was already looked at sequentially: those looks were
     taken, so the report keeps pricing them.
     """
-    from lrstudy.report import publish, sequential
+    from lrstudy.report import sequential
 
     recorded = sequential.design_from_tags(
         mlflow_client.get_experiment(exp_id).tags, TAG)
@@ -33,14 +33,21 @@ def sequential_design(mlflow_client, exp_id: str, seeds: int, until_decided: boo
                              f"{recorded.max_seeds}")
         return recorded
     if not until_decided:
-        publish.record_design(mlflow_client, exp_id, sequential.Design())
+        record_design(mlflow_client, exp_id, sequential.Design())
         return sequential.Design()
     top = max_seeds or max(sequential.MAX_SEEDS, seeds)
     if top < seeds:
         raise ValueError(f"--max-seeds {top} is below the {seeds} final seeds to start with")
     design = sequential.Design(sequential.SEQUENTIAL, top, sequential.SEED_STEP, ())
-    publish.record_design(mlflow_client, exp_id, design)
+    record_design(mlflow_client, exp_id, design)
     return design
+
+
+def record_design(mlflow_client, exp_id: str, design) -> None:
+    """Record ``design`` (a :class:`lrstudy.report.sequential.Design`) on the experiment's
+    tags (:meth:`~lrstudy.report.sequential.Design.tags`)."""
+    for key, value in design.tags().items():
+        mlflow_client.set_experiment_tag(exp_id, TAG + key, value)
 
 
 def look(study: str, uri: str, design, seeds: int) -> list[str]:
@@ -63,12 +70,10 @@ def seeds_until_decided(study: str, uri: str, mlflow_client, exp_id: str, design
     recorded on the experiment (``lrstudy.looks``) before the next seeds run, so an
     interrupted study resumes with the looks it took. Returns ``{"looks", "max_seeds",
     "undecided", "stopped"}`` (``stopped``: decided, max_seeds, or failed)."""
-    from lrstudy.report import publish
-
     while True:
         pending = watch.call(look, study, uri, design, seeds)
         design = design.with_look(seeds)
-        watch.call(publish.record_design, mlflow_client, exp_id, design)
+        watch.call(record_design, mlflow_client, exp_id, design)
         stopped = "decided" if not pending else "max_seeds" if seeds >= design.max_seeds else ""
         if not stopped:
             seeds = min(seeds + design.seed_step, design.max_seeds)

@@ -26,83 +26,59 @@ win / tie / loss counts),
 :mod:`~lrstudy.report.workload_figures` (their ``plot_*``),
 :mod:`~lrstudy.report.across` (all of them computed once, and the answer in words).
 This package re-exports what the notebook uses, so ``report.load_trials(...)`` works as is.
+
+The names are imported when first asked for (``report.load_trials``): a module that needs one
+submodule (:mod:`~lrstudy.report.sequential` for the runner) does not import them all
+(rliable, SciPy's statistics, the figures).
 """
 
-from lrstudy.report.across import across_headline, across_workloads, has_workloads
-from lrstudy.report.aggregate_score import iqm_table, normalized_scores
-from lrstudy.report.calibration import calibration_table
-from lrstudy.report.figures import (
-    plot_family_curves,
-    plot_forest,
-    plot_lr_curves,
-    plot_lr_sensitivity,
-    plot_range_tests,
-    plot_test_accuracy,
-    plot_tuning,
-)
-from lrstudy.report.frames import (
-    EPOCH_KEYS,
-    FINAL_KEYS,
-    FINDER_KEYS,
-    REGRESSION_EPOCH_KEYS,
-    STEP_KEYS,
-    SUGGESTION_KEYS,
-    NoTrialsError,
-    best_val_loss,
-    budget,
-    load_histories,
-    load_range_tests,
-    load_trials,
-    one_seed_per_scenario,
-    phases,
-    sensitivity_trials,
-    study_differs,
-    store_uri,
-    study_settings,
-)
-from lrstudy.report.leaderboard import leaderboard_markdown, leaderboard_table
-from lrstudy.report.links import study_links
-from lrstudy.report.pairwise import pairwise_calls, win_tie_loss
-from lrstudy.report.profiles import performance_profile, performance_ratios
-from lrstudy.report.publish import study_design
-from lrstudy.report.reproduction import format_reproduction, load_reproduction
-from lrstudy.report.stats import aggregate, mean_ci, t_interval
-from lrstudy.report.tables import (
-    averaged_iterate,
-    benchmark_table,
-    finder_calibration,
-    format_table,
-    table_parts,
-)
-from lrstudy.report.tuning import (
-    choice_stability,
-    finder_regret,
-    plateau_fired,
-    tuning_table,
-)
-from lrstudy.report.tuning_budget import (
-    best_by_budget,
-    budget_scores,
-    expected_best,
-    tuning_curves,
-    tuning_points,
-)
-from lrstudy.report.verdict import (
-    recommendation,
-    verdict_details,
-    verdict_headline,
-    verdict_paragraphs,
-    verdict_text,
-    verdicts,
-)
-from lrstudy.report.workload_figures import (
-    plot_calibration,
-    plot_iqm,
-    plot_performance_profiles,
-    plot_tuning_budget,
-    plot_win_tie_loss,
-)
-from lrstudy.report.workloads import split_scenario, with_workloads
+from __future__ import annotations
+
+import importlib
+
+#: Each name this package offers, by the submodule that defines it.
+_SUBMODULE_NAMES = {
+    "across": ("across_headline", "across_workloads", "has_workloads"),
+    "aggregate_score": ("iqm_table", "normalized_scores"),
+    "calibration": ("calibration_table",),
+    "figures": (
+        "plot_family_curves", "plot_forest", "plot_lr_curves", "plot_lr_sensitivity",
+        "plot_range_tests", "plot_test_accuracy", "plot_tuning",
+    ),
+    "frames": (
+        "best_val_loss", "budget", "EPOCH_KEYS", "FINAL_KEYS", "FINDER_KEYS",
+        "load_histories", "load_range_tests", "load_trials", "NoTrialsError",
+        "one_seed_per_scenario", "phases", "REGRESSION_EPOCH_KEYS",
+        "sensitivity_trials", "STEP_KEYS", "store_uri", "study_differs",
+        "study_settings", "SUGGESTION_KEYS",
+    ),
+    "leaderboard": ("leaderboard_markdown", "leaderboard_table"),
+    "links": ("study_links",),
+    "pairwise": ("pairwise_calls", "win_tie_loss"),
+    "profiles": ("performance_profile", "performance_ratios"),
+    "publish": ("study_design",),
+    "reproduction": ("format_reproduction", "load_reproduction"),
+    "stats": ("aggregate", "mean_ci", "t_interval"),
+    "tables": (
+        "averaged_iterate", "benchmark_table", "finder_calibration", "format_table",
+        "table_parts",
+    ),
+    "tuning": ("choice_stability", "finder_regret", "plateau_fired", "tuning_table"),
+    "tuning_budget": (
+        "best_by_budget", "budget_scores", "expected_best", "tuning_curves",
+        "tuning_points",
+    ),
+    "verdict": (
+        "recommendation", "verdict_details", "verdict_headline", "verdict_paragraphs",
+        "verdict_text", "verdicts",
+    ),
+    "workload_figures": (
+        "plot_calibration", "plot_iqm", "plot_performance_profiles",
+        "plot_tuning_budget", "plot_win_tie_loss",
+    ),
+    "workloads": ("split_scenario", "with_workloads"),
+}
+_WHERE = {name: module for module, names in _SUBMODULE_NAMES.items() for name in names}
 
 __all__ = [
     "across_headline",
@@ -177,3 +153,16 @@ __all__ = [
     "win_tie_loss",
     "with_workloads",
 ]
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # asked once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -263,9 +263,3 @@ def study_design(study: str, tracking_uri: str | None = None) -> Design:
         return Design()
     exp = experiment(study, tracking.client(uri))
     return design_from_tags(exp.tags if exp is not None else {}, TAG)
-
-
-def record_design(mlflow_client, exp_id: str, design: Design) -> None:
-    """Record ``design`` on the experiment's tags (:meth:`Design.tags`)."""
-    for key, value in design.tags().items():
-        mlflow_client.set_experiment_tag(exp_id, TAG + key, value)

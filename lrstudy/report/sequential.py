@@ -30,7 +30,9 @@ design (a :class:`Design` of kind ``sequential``); a plain run is the fixed desi
 
 A :class:`Design` round-trips through the experiment tags ``lrstudy.design``,
 ``lrstudy.max_seeds``, ``lrstudy.seed_step`` and ``lrstudy.looks`` (:meth:`Design.tags`,
-:func:`design_from_tags`); reading and writing them in MLflow is not this module's.
+:func:`design_from_tags`); reading and writing them in MLflow is not this module's. SciPy is
+imported by the functions that compute (:func:`boundaries`, :func:`critical_t`): the runner
+reads and records designs without it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import dataclasses
 import functools
 
 import numpy as np
-from scipy import optimize, stats
 
 FIXED = "fixed"
 SEQUENTIAL = "sequential"
@@ -108,6 +109,8 @@ def design_from_tags(tags: dict, prefix: str = "") -> Design:
 def obrien_fleming_spending(t, alpha: float):
     """Lan & DeMets' O'Brien-Fleming-type spending ``2 - 2 Phi(z_{1-alpha/2} / sqrt(t))``:
     the error spent by information fraction ``t`` (``alpha`` at ``t = 1``)."""
+    from scipy import stats
+
     t = np.asarray(t, float)
     return 2.0 - 2.0 * stats.norm.cdf(stats.norm.isf(alpha / 2) / np.sqrt(t))
 
@@ -139,6 +142,8 @@ def boundaries(fractions: tuple[float, ...], alpha: float, sides: int = 2) -> tu
     (checked in the tests) but takes seconds per boundary where this takes milliseconds.
     Cached: a report asks for the same few designs many times.
     """
+    from scipy import optimize, stats
+
     t = np.asarray(fractions, float)
     spent = obrien_fleming_spending(t, alpha)
     out: list[float] = []
@@ -180,6 +185,8 @@ def critical_t(design: Design, n: int, alpha: float, sides: int = 2) -> float:
     comparisons): the fixed design's ``t.ppf(1 - alpha / sides, n - 1)``, or the sequential
     boundary of :func:`boundaries` at this look, with the same tail probability. NaN below
     2 seeds."""
+    from scipy import stats
+
     if n < 2:
         return float("nan")
     if not design.sequential:
