@@ -1035,7 +1035,7 @@ def main(argv=None) -> int:
     if "f" in only:
         log("(f) the default study's tuning of one strategy: lrstudy, Keras Tuner, Optuna")
         results["f_peers"] = bench_peers(epochs=1 if quick else None,
-                                         tune_seeds=1 if quick else 3, repeats=1)
+                                         tune_seeds=1 if quick else 3, repeats=1 if quick else 2)
     if "g" in only:
         log("(g) stack efficiency: a stack's FLOP rate over the best matmul rate")
         results["g_stack"] = bench_stack_efficiency(epochs=4 if quick else 8,
