@@ -443,13 +443,15 @@ def test_local_cluster_listens_on_loopback_only(ray_tmp):
 
 
 def test_smoke_study_as_ray_tasks_on_a_local_cluster(tmp_path, ray_tmp):
+    """Two scenarios as Ray tasks on a cluster of one CPU: the worker runs them one after the
+    other on the one kernel it keeps, which stops with it."""
     from lrstudy.tracking import store as tracking
 
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     runs = tmp_path / "runs"
     names = ["fixed-too-large", "warmup-cosine"]
     proc = run_cli("run", "--study", STUDY, "--scenarios", ",".join(names), "--seeds", "1",
-                   "--executor", "ray", "--workers", "2", "--tracking-uri", uri, "--quiet",
+                   "--executor", "ray", "--workers", "1", "--tracking-uri", uri, "--quiet",
                    env={"LRSTUDY_RUNS_DIR": str(runs), "RAY_TMPDIR": str(ray_tmp)},
                    timeout=600)
     assert proc.returncode == 0, cli_report(proc) + "\n" + ray_failure(ray_tmp)
@@ -463,10 +465,13 @@ def test_smoke_study_as_ray_tasks_on_a_local_cluster(tmp_path, ray_tmp):
     workers = ray_worker_pids(ray_tmp)
     assert workers, f"no Ray worker logs under {ray_tmp}"
     owners = {int(p.data.tags["lrstudy.pid"]) for p in runs_of(client, "scenario")}
-    assert owners <= workers and len(owners) == 2  # two CPUs: both tasks at once
-    # the runner shut its cluster down: no worker outlives the command
-    wait_for(lambda: not any(alive(pid) for pid in workers), timeout=30,
-             what="Ray workers shutting down")
+    assert owners <= workers and len(owners) == 1, (owners, workers)  # one CPU: one worker
+    # its trials ran in one kernel, kept from the first task to the second
+    kernels = {int(t.data.tags["lrstudy.pid"]) for t in runs_of(client, "trial")}
+    assert len(kernels) == 1 and not kernels & workers, (kernels, workers)
+    # the runner shut its cluster down: no worker, and no kernel, outlives the command
+    wait_for(lambda: not any(alive(pid) for pid in workers | kernels), timeout=30,
+             what="Ray workers and their kernels shutting down")
 
 
 @pytest.fixture

@@ -257,11 +257,15 @@ class RayExecutor:
 
 
 def interruptible(fn, job):
-    """The Ray task: ``fn(job)``, made interruptible. ``ray.cancel`` interrupts a running task
-    by raising KeyboardInterrupt through SIGINT; a worker that inherited an ignored SIGINT (a
-    driver or ``ray start`` run in the background by a shell) would carry on, so the handler
-    is put back."""
+    """The Ray task: ``fn(job)``, made interruptible, on the kernel its worker keeps
+    (:func:`lrstudy.execution.kernels.process_kernel`). ``ray.cancel`` interrupts a running
+    task by raising KeyboardInterrupt through SIGINT; a worker that inherited an ignored
+    SIGINT (a driver or ``ray start`` run in the background by a shell) would carry on, so the
+    handler is put back."""
+    from lrstudy.execution import kernels
+
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    return fn(job)
+    with kernels.process_kernel():
+        return fn(job)

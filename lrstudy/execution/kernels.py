@@ -15,6 +15,7 @@ warning among them: ``TF_CPP_MIN_LOG_LEVEL`` silences C++ logging only) and lrst
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -108,6 +109,34 @@ def kept_kernel(warm: bool = False):
     finally:
         kernel, _kept.kernel = _kept.kernel, None
         kernel.stop()
+
+
+_process_kernel: KeptKernel | None = None
+_process_devices: str | None = None  # the GPUs the process's kernel was started to see
+
+
+@contextlib.contextmanager
+def process_kernel():
+    """Within the block, this thread's executions use the one kernel this process keeps
+    (:class:`KeptKernel`; started by its first execution, stopped when the process exits): a
+    Ray worker runs its tasks one after another, each in a block of its own, so that every
+    task but its first finds TensorFlow, Keras and MLflow imported. A task given other GPUs
+    than the kernel's (Ray sets ``CUDA_VISIBLE_DEVICES`` per task) gets a new kernel. A kernel
+    outliving a worker that is killed stops itself, as a kernel does when its parent process
+    is gone."""
+    global _process_kernel, _process_devices
+    if _process_kernel is None:
+        _process_kernel = KeptKernel()
+        atexit.register(_process_kernel.stop)
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if devices != _process_devices:
+        _process_kernel.stop()
+        _process_devices = devices
+    _kept.kernel = _process_kernel
+    try:
+        yield
+    finally:
+        _kept.kernel = None
 
 
 FRESH_START = """\
