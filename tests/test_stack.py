@@ -122,7 +122,8 @@ def test_a_padded_last_batch_keeps_its_examples_and_order():
 
 def test_each_copy_is_fed_its_trials_orders_a_new_one_each_epoch():
     """One pipeline feeds a stack: the orders it gives a seed are those its trial gets one by
-    one (whichever seeds share the stack), new each epoch, and differ between seeds."""
+    one (whichever seeds share the stack, and however many copies share the seed), new each
+    epoch, and differ between seeds."""
     import numpy as np
 
     def epochs(seeds, copy, count=2):
@@ -131,6 +132,12 @@ def test_each_copy_is_fed_its_trials_orders_a_new_one_each_epoch():
 
     alone = epochs([4], 0)
     assert all(np.array_equal(a, b) for a, b in zip(epochs([3, 4, 5], 1), alone))
+    # copies of one seed (a tuning's grid points) share its draw: each gets the seed's orders
+    shared = batches.batch_indices(50, 16, [4, 3, 4])
+    for _ in range(2):
+        one, _, other = (np.concatenate(o) for o in zip(*[[i.numpy() for i, _ in batch]
+                                                         for batch in shared]))
+        assert np.array_equal(one, other)
     assert not np.array_equal(alone[0], alone[1])
     assert not np.array_equal(epochs([3, 4, 5], 0)[0], alone[0])
     assert all(sorted(order) == list(range(50)) for order in alone)

@@ -77,18 +77,23 @@ def batch_indices(n: int, batch_size: int, seeds, pad: bool = False,
 
     Drawing the whole order in one op is what makes a stack's pipeline cheap: the element-wise
     ``Dataset.shuffle`` it replaces cost about 50 ms per trial-epoch of 50,000 examples on
-    the 2-core machine, a core's share of a stacked epoch at six copies."""
+    the 2-core machine, a core's share of a stacked epoch at six copies. Copies of one seed
+    share its draw."""
     seeds = [int(s) for s in seeds]
     if digests is not None and len(digests) != len(seeds):
         raise ValueError(f"{len(digests)} order digests for {len(seeds)} seeds")
     full, rest = divmod(n, batch_size)
+    # each seed's order drawn once, whatever number of copies it feeds (a tuning's grid
+    # points share their seeds)
+    distinct = list(dict.fromkeys(seeds))
     keys = []
-    for seed in seeds:  # each key stream under its own seed (set_seed: as seed_everything)
+    for seed in distinct:  # each key stream under its own seed (set_seed: as seed_everything)
         tf.random.set_seed(seed)
         keys.append(tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1))
 
     def orders(*epoch_keys):
-        perms = [epoch_order(n, key, seed) for key, seed in zip(epoch_keys, seeds)]
+        drawn = {seed: epoch_order(n, key, seed) for key, seed in zip(epoch_keys, distinct)}
+        perms = [drawn[seed] for seed in seeds]
         if digests is not None:
             perms = [_observed(p, d) for p, d in zip(perms, digests)]
         if rest and pad:
