@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from lrstudy import report
 from lrstudy.spec.study import FAMILIES
+from lrstudy.tracking import run_life
 from lrstudy.tracking import store as tracking
 
 LOG_BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -32,7 +33,7 @@ def _log_run(mlflow_client, exp_id, tags, params, metrics) -> str:
 
     entities = [Metric(k, float(v), ts, int(s)) for k, v, ts, s in metrics]
     params = [Param(k, str(v)) for k, v in params.items()]
-    with tracking.open_run(mlflow_client, exp_id, tags, heartbeat=False) as run:
+    with run_life.open_run(mlflow_client, exp_id, tags, heartbeat=False) as run:
         for start in range(0, max(len(entities), 1), LOG_BATCH):
             mlflow_client.log_batch(run.id, metrics=entities[start:start + LOG_BATCH],
                                     params=params if start == 0 else [])
@@ -95,7 +96,7 @@ def _fill_synthetic_study(uri: str, study: str, n_trials: int, epochs: int, seed
         lr = float(10 ** rng.uniform(-4, -1))
         quality = float(rng.uniform(0.7, 0.9))
         parent_tags = tracking.run_tags("scenario", study, scenario)
-        with tracking.open_run(mlflow_client, exp_id, parent_tags, heartbeat=False) as parent:
+        with run_life.open_run(mlflow_client, exp_id, parent_tags, heartbeat=False) as parent:
             for seed in range(min(seeds, n_trials - index * seeds)):
                 diverged = index % 10 == 9 and seed == 0  # a few, as in a real study
                 tags = tracking.run_tags("trial", study, scenario, parent=parent.id,

@@ -3,7 +3,7 @@
 One home for signal handling. :func:`stop_on_signals` turns SIGTERM (and SIGINT) into a
 ``KeyboardInterrupt`` in the main thread and counts every signal it sees. Anything that must
 end KILLED rather than FAILED when a signal arrives (a tracked run: see
-:func:`lrstudy.tracking.store.open_run`) compares :func:`received` before and after: a signal can
+:func:`lrstudy.tracking.run_life.open_run`) compares :func:`received` before and after: a signal can
 land anywhere, inside an import, while TensorFlow traces a function, in C++ code that turns
 the ``KeyboardInterrupt`` into another exception type; the count says what really happened.
 

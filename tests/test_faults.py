@@ -133,6 +133,7 @@ def _all(uri, study, kind):
 def test_a_stale_trial_elsewhere_is_rerun_and_a_fresh_one_is_left_to_its_owner(
         tmp_path, store):
     from lrstudy.spec import study as scenarios
+    from lrstudy.tracking import run_life
     from lrstudy.tracking import store as tracking
 
     study_file = tmp_path / "tiny.toml"
@@ -141,13 +142,13 @@ def test_a_stale_trial_elsewhere_is_rerun_and_a_fresh_one_is_left_to_its_owner(
     sc = scenarios.load_study(str(study_file)).scenarios["fixed-baseline"]
     client = tracking.client(store)
     exp = tracking.experiment_id("tiny", store, client)
-    grace = tracking.heartbeat_grace()
+    grace = run_life.heartbeat_grace()
 
     def left_running(seed, age):  # what a process on a restarted container leaves behind
         tags = {**tracking.run_tags("trial", "tiny", sc, seed=seed,
                                     run_key=tracking.run_key(sc.key_config(), seed)),
                 "lrstudy.host": "old-container", "lrstudy.pid": str(os.getpid()),
-                tracking.HEARTBEAT: f"{time.time() - age:.3f}"}
+                run_life.HEARTBEAT: f"{time.time() - age:.3f}"}
         return client.create_run(exp, tags=tags).info.run_id
 
     stale = left_running(0, grace + 300)

@@ -374,7 +374,7 @@ def ray_worker_pids(root: Path) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    from lrstudy.tracking.store import pid_alive
+    from lrstudy.tracking.run_life import pid_alive
 
     return pid_alive(pid)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lrstudy import interrupts
+from lrstudy.tracking import run_life
 from lrstudy.tracking import store as tracking
 
 
@@ -35,13 +36,13 @@ def test_sqlite_uris_are_parsed_in_one_place_and_made_absolute(tmp_path, monkeyp
 def test_open_run_ends_finished_failed_or_killed(exp):
     client, exp_id = exp
     tags = tracking.run_tags("trial", "t", "sc", seed=0)
-    with tracking.open_run(client, exp_id, tags, heartbeat=False) as ok:
+    with run_life.open_run(client, exp_id, tags, heartbeat=False) as ok:
         pass
-    with pytest.raises(RuntimeError), tracking.open_run(client, exp_id, tags) as failed:
+    with pytest.raises(RuntimeError), run_life.open_run(client, exp_id, tags) as failed:
         raise RuntimeError("boom")
-    with pytest.raises(KeyboardInterrupt), tracking.open_run(client, exp_id, tags) as killed:
+    with pytest.raises(KeyboardInterrupt), run_life.open_run(client, exp_id, tags) as killed:
         raise KeyboardInterrupt
-    with tracking.open_run(client, exp_id, tags) as chosen:
+    with run_life.open_run(client, exp_id, tags) as chosen:
         chosen.end_as("KILLED")
     statuses = [client.get_run(r.id).info.status for r in (ok, failed, killed, chosen)]
     assert statuses == ["FINISHED", "FAILED", "KILLED", "KILLED"]
@@ -55,7 +56,7 @@ def test_any_exception_that_comes_with_a_stop_signal_ends_killed(exp):
     signal count, not the type, decides."""
     client, exp_id = exp
     with pytest.raises(ValueError):
-        with interrupts.stop_on_signals(), tracking.open_run(client, exp_id, {}) as run:
+        with interrupts.stop_on_signals(), run_life.open_run(client, exp_id, {}) as run:
             try:
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(5)
@@ -67,7 +68,7 @@ def test_any_exception_that_comes_with_a_stop_signal_ends_killed(exp):
 
 def test_a_discarded_run_is_deleted(exp):
     client, exp_id = exp
-    with tracking.open_run(client, exp_id, {}) as run:
+    with run_life.open_run(client, exp_id, {}) as run:
         run.discard()
     assert client.get_run(run.id).info.lifecycle_stage == "deleted"
 
@@ -92,10 +93,10 @@ def test_a_run_the_store_will_not_end_raises_unless_another_error_is_on_its_way(
     client, exp_id = exp
     refusing = _Refusing(client)
     with pytest.raises(OSError, match="disk is full"):
-        with tracking.open_run(refusing, exp_id, {}, heartbeat=False) as ok:
+        with run_life.open_run(refusing, exp_id, {}, heartbeat=False) as ok:
             pass
     with pytest.raises(RuntimeError, match="boom"):
-        with tracking.open_run(refusing, exp_id, {}, heartbeat=False) as failed:
+        with run_life.open_run(refusing, exp_id, {}, heartbeat=False) as failed:
             raise RuntimeError("boom")
     assert f"could not end run {failed.id} as FAILED" in caplog.text
     assert [client.get_run(r.id).info.status for r in (ok, failed)] == ["RUNNING", "RUNNING"]
@@ -122,21 +123,21 @@ def test_trials_by_key_finds_the_same_runs_key_by_key_as_in_one_search(exp, monk
 
 
 def test_the_heartbeat_is_refreshed_while_the_run_is_open(exp, monkeypatch):
-    monkeypatch.setenv(tracking.HEARTBEAT_INTERVAL_ENV, "0.2")
+    monkeypatch.setenv(run_life.HEARTBEAT_INTERVAL_ENV, "0.2")
     client, exp_id = exp
-    with tracking.open_run(client, exp_id, tracking.run_tags("trial", "t")) as run:
-        first = float(client.get_run(run.id).data.tags[tracking.HEARTBEAT])
+    with run_life.open_run(client, exp_id, tracking.run_tags("trial", "t")) as run:
+        first = float(client.get_run(run.id).data.tags[run_life.HEARTBEAT])
         time.sleep(1.0)
-        later = float(client.get_run(run.id).data.tags[tracking.HEARTBEAT])
+        later = float(client.get_run(run.id).data.tags[run_life.HEARTBEAT])
     assert later - first >= 0.4
     time.sleep(0.5)  # no beat after the run ended
-    assert float(client.get_run(run.id).data.tags[tracking.HEARTBEAT]) == pytest.approx(
+    assert float(client.get_run(run.id).data.tags[run_life.HEARTBEAT]) == pytest.approx(
         later, abs=0.3)
 
 
 def _running(client, exp_id, *, host, age, pid=None):
     tags = {**tracking.run_tags("trial", "t", "sc", run_key="k"), "lrstudy.host": host,
-            tracking.HEARTBEAT: f"{time.time() - age:.3f}"}
+            run_life.HEARTBEAT: f"{time.time() - age:.3f}"}
     if pid is not None:
         tags["lrstudy.pid"] = str(pid)
     return client.create_run(exp_id, tags=tags).info.run_id
@@ -151,7 +152,7 @@ def _wait_for_zombie(pid: int, timeout: float = 10.0) -> None:
 
 def test_dead_and_live_runs_on_this_host_and_elsewhere(exp):
     client, exp_id = exp
-    grace = tracking.heartbeat_grace()
+    grace = run_life.heartbeat_grace()
     here = socket.gethostname()
     zombie = subprocess.Popen(["sleep", "60"])  # killed and not waited for: a zombie until
     zombie.kill()                                # its parent (this test) reaps it
@@ -177,15 +178,15 @@ def test_dead_and_live_runs_on_this_host_and_elsewhere(exp):
 def test_the_grace_period_is_a_setting(exp, monkeypatch):
     client, exp_id = exp
     run_id = _running(client, exp_id, host="elsewhere", age=30)
-    monkeypatch.setenv(tracking.HEARTBEAT_GRACE_ENV, "60")
-    assert not tracking.is_dead(client.get_run(run_id))
-    monkeypatch.setenv(tracking.HEARTBEAT_GRACE_ENV, "10")
-    assert tracking.is_dead(client.get_run(run_id))
+    monkeypatch.setenv(run_life.HEARTBEAT_GRACE_ENV, "60")
+    assert not run_life.is_dead(client.get_run(run_id))
+    monkeypatch.setenv(run_life.HEARTBEAT_GRACE_ENV, "10")
+    assert run_life.is_dead(client.get_run(run_id))
 
 
 def test_a_claim_goes_to_the_earliest_live_run_and_never_to_a_dead_one(exp):
     client, exp_id = exp
-    stale = _running(client, exp_id, host="elsewhere", age=tracking.heartbeat_grace() + 60)
+    stale = _running(client, exp_id, host="elsewhere", age=run_life.heartbeat_grace() + 60)
     tags = tracking.run_tags("trial", "t", "sc", run_key="k")
     first = client.create_run(exp_id, tags=tags).info.run_id
     other_process = {**tags, "lrstudy.pid": str(os.getppid())}  # alive, on this host
@@ -209,6 +210,7 @@ def test_a_ghost_run_of_this_process_does_not_win_the_claim(exp):
 
 CREATE = """
 import sys, time
+from lrstudy.tracking import run_life
 from lrstudy.tracking import store as tracking
 while time.time() < float(sys.argv[2]):  # start together
     time.sleep(0.001)

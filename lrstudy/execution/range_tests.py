@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from lrstudy.spec.resolve import FINDER_DEFAULTS, finder_args
+from lrstudy.tracking import run_life
 from lrstudy.tracking import store as tracking
 from lrstudy.tracking.store import TAG
 
@@ -63,7 +64,7 @@ def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
         "lr_range_test", study, scenario or "lr-range-test", parent=parent_run_id,
         name=f"lr-range-test-{setup['model']}-{setup['optimizer']}", family="finder",
         finder_key=finder_key(setup))
-    with tracking.open_run(mlflow_client, exp_id, tags) as run, data.op_determinism():
+    with run_life.open_run(mlflow_client, exp_id, tags) as run, data.op_determinism():
         run_id = run.id
         data.seed_everything(seed)
         ds = data.load_cached(setup["dataset"], setup["train_size"], setup["val_size"],

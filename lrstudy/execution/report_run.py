@@ -33,6 +33,7 @@ from lrstudy.report.publish import (
 from lrstudy.report.reproduction import load_reproduction, records
 from lrstudy.report.tables import benchmark_table, format_table
 from lrstudy.report.verdict import verdict_paragraphs, verdicts
+from lrstudy.tracking import run_life
 from lrstudy.tracking import store as tracking
 from lrstudy.tracking.schema import Tag
 
@@ -111,7 +112,7 @@ def _log_summary(study: str, exp_id: str, mlflow_client, paths, verdict: str = "
     tags = tracking.run_tags("summary", study, name=f"summary-{study}")
     if verdict:  # within MLflow's limit on a run tag; verdict.md keeps it whole
         tags[Tag.NOTE] = within(verdict, MAX_TAG_VAL_LENGTH, "this run's verdict.md")
-    with tracking.open_run(mlflow_client, exp_id, tags) as run:
+    with run_life.open_run(mlflow_client, exp_id, tags) as run:
         if verdict:
             mlflow_client.log_text(run.id, verdict, "verdict.md")
         for path in paths:

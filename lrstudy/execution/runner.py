@@ -28,6 +28,7 @@ from lrstudy.execution.store_watch import Paced, StoreLost, StoreWatch
 from lrstudy.spec import competition
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import sqlstore
+from lrstudy.tracking import run_life
 from lrstudy.tracking import store as tracking
 from lrstudy.tracking.schema import Tag
 from lrstudy.tracking.store import TAG
@@ -125,7 +126,7 @@ def execute_job(job: Job) -> JobResult:
     error = ""
     name = f"{sc.name}-{job.phase}" if job.phase else sc.name
     extra = {"phase": job.phase} if job.phase else {}
-    with tracking.open_run(mlflow_client, exp_id, tracking.run_tags(
+    with run_life.open_run(mlflow_client, exp_id, tracking.run_tags(
             "scenario", job.study_name, sc, name=name, **extra)) as run:
         try:
             kernels.execute(kernels.notebooks_dir() / NOTEBOOK, job.output,
@@ -133,10 +134,10 @@ def execute_job(job: Job) -> JobResult:
         except papermill.PapermillExecutionError as exc:
             error = _error_line(f"{exc.ename}: {exc.evalue}")
             interrupted = exc.ename == "KeyboardInterrupt"  # the kernel got the Ctrl-C too
-            run.end_as("KILLED" if interrupted else tracking.end_status(exc, run.signals_before))
+            run.end_as("KILLED" if interrupted else run_life.end_status(exc, run.signals_before))
         except Exception as exc:  # the kernel died, could not start ...
             error = _error_line(f"{type(exc).__name__}: {exc}")
-            run.end_as(tracking.end_status(exc, run.signals_before))
+            run.end_as(run_life.end_status(exc, run.signals_before))
         finally:
             error = _keep_record(mlflow_client, run.id, job.output, error)
     return JobResult(job.scenario, run.status in (None, "FINISHED"), job.output, run.id, error,

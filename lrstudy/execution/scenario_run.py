@@ -11,6 +11,7 @@ from lrstudy import interrupts, tasks
 from lrstudy.execution import trial_runs
 from lrstudy.spec import competition
 from lrstudy.spec import study as scenarios
+from lrstudy.tracking import run_life
 from lrstudy.tracking import store as tracking
 from lrstudy.tracking.schema import Metric
 from lrstudy.training import fitting, stacking
@@ -49,9 +50,9 @@ def run_scenario(study: str = "smoke", scenario: str = "fixed-baseline", seeds: 
     mlflow_client = tracking.client(uri)
     exp_id = tracking.experiment_id(spec.name, uri, mlflow_client)
     if parent_run_id:
-        parent = contextlib.nullcontext(tracking.Run(mlflow_client, parent_run_id))
+        parent = contextlib.nullcontext(run_life.Run(mlflow_client, parent_run_id))
     else:
-        parent = tracking.open_run(mlflow_client, exp_id, tracking.run_tags(
+        parent = run_life.open_run(mlflow_client, exp_id, tracking.run_tags(
             "scenario", spec.name, sc, name=sc.name))
     results = []
     with interrupts.stop_on_signals(), parent as run:

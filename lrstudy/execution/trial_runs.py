@@ -12,6 +12,7 @@ from lrstudy import interrupts, tasks
 from lrstudy.spec import competition, resolve
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import metric_sink, sqlstore
+from lrstudy.tracking import run_life
 from lrstudy.tracking import store as tracking
 from lrstudy.tracking.schema import Metric, Tag
 from lrstudy.training import fitting
@@ -164,7 +165,7 @@ def trial_life(study: str, scenario: scenarios.Scenario, seed: int, *, phase: st
     tags = tracking.run_tags("trial", study, scenario, name=f"{scenario.name}{label}-s{seed}",
                              parent=parent_run_id, seed=seed, run_key=key, diverged="false",
                              stack_size=stack_size, **extra)
-    with interrupts.stop_on_signals(), tracking.open_run(mlflow_client, exp_id, tags) as run:
+    with interrupts.stop_on_signals(), run_life.open_run(mlflow_client, exp_id, tags) as run:
         interrupts.raise_at("claim")
         if not tracking.claim(mlflow_client, exp_id, key, run.id):
             run.discard()

@@ -1,17 +1,15 @@
-"""The one owner of MLflow runs: where they are stored, how they are tagged and keyed, how
-they open and close, and how a dead one is told from a live one.
+"""The one owner of MLflow runs: where they are stored, how they are tagged and keyed, looked
+up, claimed and reaped (how they open and close, and how a dead one is told from a live one:
+:mod:`lrstudy.tracking.run_life`).
 
 - Store: the default is a sqlite database under the project's ``mlruns/`` with artifacts
   beside it, always as absolute paths (:func:`tracking_uri`, :func:`sqlite_path`).
 - One experiment per study (:func:`experiment_id`).
 - Tags: ``lrstudy.study``, ``.scenario``, ``.family``, ``.kind`` and, on trials, ``.seed``,
   ``.run_key`` and ``.diverged``, built by :func:`run_tags`.
-- :func:`open_run` opens a run as a context manager that ends it FINISHED, FAILED or KILLED
-  (KILLED whenever a stop signal arrived, see :mod:`lrstudy.interrupts`) and keeps a heartbeat
-  tag fresh while it is RUNNING.
-- A RUNNING run is dead when its heartbeat is older than the grace period, on any host, or
-  when its process is gone on this host (:func:`is_dead`); :func:`reap` marks such runs KILLED
-  and :func:`claim` lets exactly one live process own a trial.
+- A run's life, from its opening to its end, its heartbeat, and whether a RUNNING one is
+  dead: :mod:`lrstudy.tracking.run_life`. :func:`reap` marks the dead ones KILLED and
+  :func:`claim` lets exactly one live process own a trial.
 
 Nothing here imports TensorFlow; MLflow is imported when a client is made.
 """
@@ -21,28 +19,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 
-from lrstudy import interrupts
-from lrstudy.errors import one_line
+from lrstudy.tracking.run_life import HEARTBEAT, is_dead
 from lrstudy.tracking.schema import TAG, Tag
 
-HEARTBEAT = Tag.HEARTBEAT
-HEARTBEAT_INTERVAL_S = 30.0
-HEARTBEAT_GRACE_S = 120.0
-HEARTBEAT_INTERVAL_ENV = "LRSTUDY_HEARTBEAT_INTERVAL_S"
-HEARTBEAT_GRACE_ENV = "LRSTUDY_HEARTBEAT_GRACE_S"
 SQLITE = "sqlite:///"
 #: The experiment tag MLflow 3's UI reads to open an experiment on its training runs (the
 #: value of ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT`` in the UI of the pinned MLflow)
 #: rather than on its GenAI traces page.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -259,151 +248,6 @@ def run_tags(kind: str, study: str, scenario=None, *, name: str | None = None,
     if parent:
         tags["mlflow.parentRunId"] = parent
     return {**tags, **owner_tags()}
-
-
-# ---- opening and closing a run -----------------------------------------------------------------
-
-def heartbeat_interval() -> float:
-    return float(os.environ.get(HEARTBEAT_INTERVAL_ENV, HEARTBEAT_INTERVAL_S))
-
-
-def heartbeat_grace() -> float:
-    return float(os.environ.get(HEARTBEAT_GRACE_ENV, HEARTBEAT_GRACE_S))
-
-
-class Heartbeat:
-    """A daemon thread that refreshes a run's heartbeat tag every ``interval`` seconds.
-
-    A failed refresh (a server that went away for a moment) is retried at the next beat; the
-    grace period is several beats long, so a short outage does not make the run look dead.
-    """
-
-    def __init__(self, mlflow_client, run_id: str, interval: float | None = None):
-        self.client, self.run_id = mlflow_client, run_id
-        self.interval = heartbeat_interval() if interval is None else interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id[:8]}",
-                                        daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.client.set_tag(self.run_id, HEARTBEAT, f"{time.time():.3f}")
-            except Exception:  # the next beat tries again
-                pass
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
-
-
-class Run:
-    """An open run (see :func:`open_run`): its id, and the status it will end with."""
-
-    def __init__(self, mlflow_client, run_id: str):
-        self.client, self.id = mlflow_client, run_id
-        self.status: str | None = None  # set to end with another status than the default
-        self.signals_before = interrupts.received()
-        self.discarded = False
-
-    def end_as(self, status: str) -> None:
-        self.status = status
-
-    def discard(self) -> None:
-        """Delete the run on exit instead of ending it (a claim another process won)."""
-        self.discarded = True
-
-
-def end_status(exc: BaseException | None, signals_before: int) -> str:
-    """FINISHED without an exception; KILLED for a Ctrl-C, a SIGTERM or any exception that
-    arrived together with a stop signal; FAILED otherwise."""
-    if exc is None:
-        return "FINISHED"
-    if isinstance(exc, KeyboardInterrupt) or interrupts.received() != signals_before:
-        return "KILLED"
-    return "FAILED"
-
-
-@contextlib.contextmanager
-def open_run(mlflow_client, exp_id: str, tags: dict, *, heartbeat: bool = True):
-    """Create a run with ``tags`` and yield a :class:`Run`; end it on exit.
-
-    The run ends FINISHED, FAILED or KILLED as :func:`end_status` says, or as the body chose
-    with :meth:`Run.end_as`. Its heartbeat stays fresh while the body runs.
-    """
-    created = mlflow_client.create_run(exp_id, tags=tags, run_name=tags.get("mlflow.runName"))
-    run = Run(mlflow_client, created.info.run_id)
-    beat = Heartbeat(mlflow_client, run.id) if heartbeat else contextlib.nullcontext()
-    try:
-        with beat:
-            yield run
-    except BaseException as exc:
-        close(run, run.status or end_status(exc, run.signals_before), quiet=True)
-        raise
-    close(run, run.status or end_status(None, run.signals_before), quiet=False)
-
-
-def close(run: Run, status: str, *, quiet: bool) -> None:
-    """End ``run`` with ``status`` (or delete it, when discarded). A store that fails here
-    (gone, full) leaves the run RUNNING with a heartbeat that stops: :func:`reap` marks it
-    KILLED later, so nothing is lost. While another error is being raised (``quiet``) this
-    one is only logged; after a body that succeeded it is raised, since the run's result
-    never reached the store and whoever ran it must not count it done."""
-    try:
-        if run.discarded:
-            run.client.delete_run(run.id)
-        else:
-            run.client.set_terminated(run.id, status)
-    except Exception as exc:
-        if not quiet:
-            raise
-        log.warning("could not end run %s as %s: %s", run.id, status, one_line(exc, limit=300))
-
-
-# ---- live and dead runs ------------------------------------------------------------------------
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs. A zombie does not: a kernel killed
-    by a runner that then exits stays one until PID 1 reaps it (a second or two here), and a
-    run resumed meanwhile would have taken its trials for ones running elsewhere."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
-
-
-def heartbeat_age(run, now: float | None = None) -> float:
-    """Seconds since the run's last heartbeat (its start, for runs that have none)."""
-    now = time.time() if now is None else now
-    try:
-        last = float(run.data.tags[HEARTBEAT])
-    except (KeyError, ValueError):
-        last = (run.info.start_time or 0) / 1000.0
-    return now - last
-
-
-def is_dead(run, now: float | None = None) -> bool:
-    """A RUNNING run is dead when its heartbeat is older than the grace period (any host),
-    or when it belongs to this host and its process is gone."""
-    if run.info.status != "RUNNING":
-        return False
-    if heartbeat_age(run, now) > heartbeat_grace():
-        return True
-    tags = run.data.tags
-    if tags.get(Tag.HOST) != socket.gethostname():
-        return False
-    try:
-        return not pid_alive(int(tags.get(Tag.PID, "0")))
-    except ValueError:
-        return False
 
 
 def search(mlflow_client, experiment_ids, filter_string: str = "", max_results: int = 50000):
