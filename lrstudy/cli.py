@@ -270,13 +270,13 @@ def _names(text: str) -> list[str] | None:
 
 
 def cmd_check(args) -> int:
-    from lrstudy.execution import runner
+    from lrstudy.execution import study_plan
     from lrstudy.spec import cost
     from lrstudy.spec import study as scenarios
 
     study = scenarios.load_study(args.study)
-    selected, merged = runner.distinct(study.select(_names(args.scenarios),
-                                                    _names(args.families)))
+    selected, merged = study_plan.distinct(study.select(_names(args.scenarios),
+                                                        _names(args.families)))
     scenarios.validate(study, selected)
     budgets = {sc.budget_label for sc in selected}
     comp = study.competition

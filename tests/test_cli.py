@@ -169,15 +169,15 @@ def test_check_lists_the_scenarios_and_the_trials_per_phase():
 
 
 def test_check_counts_what_the_runner_would_plan_on_an_empty_store(tmp_path):
-    from lrstudy.execution import runner
+    from lrstudy.execution import study_plan
     from lrstudy.tracking import store as tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = tracking.client(uri)
     exp_id = tracking.experiment_id("seeds", uri, client)
     study = scenarios.load_study("seeds")
-    selected, _ = runner.distinct(study.select(None))
-    planned = runner.plan(selected, study.seeds, study.competition, client, exp_id)
+    selected, _ = study_plan.distinct(study.select(None))
+    planned = study_plan.plan(selected, study.seeds, study.competition, client, exp_id)
     counted = cost.plan(study.competition, selected, study.seeds)
     assert sum(p.total for p in counted) == planned.total
 

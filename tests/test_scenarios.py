@@ -44,10 +44,10 @@ def test_the_default_study_is_a_competition_over_the_whole_catalogue():
 
 
 def test_the_full_benchmark_runs_every_distinct_strategy():
-    from lrstudy.execution import runner
+    from lrstudy.execution import study_plan
 
     study = scenarios.load_study("benchmark-full")
-    kept, merged = runner.distinct(study.select(None))
+    kept, merged = study_plan.distinct(study.select(None))
     assert study.seeds == 10 and study.competition.grid_points == 9 and not merged
     not_run = set(study.available) - set(study.scenarios)
     # what is left out trains what a selected scenario trains, at another centre of its grid

@@ -6,8 +6,8 @@ orchestration overhead low, while each seed stays resumable on its own (run keys
 
 :func:`run_study` is its steps, in order: load and check the study, prepare the kernels'
 environment and start the executor (a local one's kernels import TensorFlow meanwhile),
-connect to the store, plan (dead RUNNING runs marked KILLED, FINISHED trials skipped, trials
-a live process runs elsewhere left to it), execute the pending scenarios on the executor
+connect to the store, plan (:mod:`lrstudy.execution.study_plan`: dead RUNNING runs marked
+KILLED, FINISHED trials skipped, trials a live process runs elsewhere left to it), execute the pending scenarios on the executor
 while following progress from the store, and sum up.
 """
 
@@ -25,6 +25,7 @@ from lrstudy import interrupts
 from lrstudy.errors import one_line
 from lrstudy.execution import until_decided as until_decided_
 from lrstudy.execution.store_watch import Paced, StoreLost, StoreWatch
+from lrstudy.execution.study_plan import Plan, distinct, plan
 from lrstudy.spec import competition
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import sqlstore
@@ -170,62 +171,6 @@ def _keep_record(mlflow_client, run_id: str, output: str, error: str) -> str:
 
 
 # ---- the study ---------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Plan:
-    todo: list          # (scenario, phase, run keys still to train)
-    waiting: list       # tuned scenarios whose finals wait for their tuning to finish
-    total: int          # trials in the study (finals still to be chosen counted too)
-    skipped: int        # FINISHED already
-    elsewhere: dict     # run key -> the live RUNNING run another process owns
-    reaped: int         # dead RUNNING runs marked KILLED now
-
-
-def distinct(selected: list) -> tuple[list, dict]:
-    """The scenarios that train different things, and ``{duplicate: first}`` for those whose
-    canonical config equals an earlier one's (one trial, reported under the first name)."""
-    import json
-
-    first, kept, merged = {}, [], {}
-    for sc in selected:
-        canonical = json.dumps(sc.key_config(), sort_keys=True, default=str)
-        if canonical in first:
-            merged[sc.name] = first[canonical]
-        else:
-            first[canonical] = sc.name
-            kept.append(sc)
-    return kept, merged
-
-
-def plan(selected: list, seeds: int, competition_, mlflow_client, exp_id: str) -> Plan:
-    """What is left to do: dead runs are marked KILLED first, so their trials run again."""
-    reaped = tracking.reap(mlflow_client, exp_id)
-    existing = tracking.trials_by_key(mlflow_client, exp_id)
-    finished = {k for k, runs in existing.items()
-                if any(r.info.status == "FINISHED" for r in runs)}
-    running = {k: live[0] for k, runs in existing.items() if k not in finished
-               and (live := [r for r in runs if r.info.status == "RUNNING"])}
-    todo, waiting, mine = [], [], set()
-    for sc in selected:
-        tuned = None  # the tuning as the store has it (its extensions included)
-        for phase in competition.phases_to_run(competition_, sc, ""):
-            if phase in ("tune", "final") and competition_.role(sc) == "tuned":
-                tuned = tuned or competition.tuning(competition_, sc, mlflow_client, exp_id)
-            if phase == "final" and tuned is not None and tuned.winner is None:
-                waiting.append(sc)
-                continue
-            keys = [t.key for t in competition.trials(
-                competition_, sc, phase, seeds, tuned and tuned.winner,
-                points=tuned and list(tuned.points))]
-            mine.update(keys)
-            pending = [k for k in keys if k not in finished and k not in running]
-            if pending:
-                todo.append((sc, phase, pending))
-    return Plan(todo=todo, waiting=waiting, total=len(mine) + len(waiting) * seeds,
-                skipped=len(mine & finished),
-                elsewhere={k: r for k, r in running.items() if k in mine},
-                reaped=len(reaped))
-
 
 @dataclasses.dataclass
 class StudyOutcome:
