@@ -1,7 +1,8 @@
 """Executing our notebooks with papermill: private kernels whose output goes to a log file.
 
 An execution gets its own kernel, or, inside :func:`kept_kernel`, the kernel its thread kept
-from its previous execution, wiped to a fresh start (see :class:`KeptKernel`). Kernels talk to
+from its previous execution (inside :func:`process_kernel`, the one its process kept: a Ray
+worker's), wiped to a fresh start (see :class:`KeptKernel`). Kernels talk to
 us over IPC sockets in a private temporary directory (mode 0700), not over unencrypted
 loopback TCP ports that any local user could reach. The kernel process's own stdout and stderr (file descriptors 1 and 2, where C++
 libraries write: TensorFlow's start-up notices, XLA's, a crash's last words) go to a log file
@@ -209,7 +210,8 @@ FRESH_START_TIMEOUT_S = 120.0
 
 
 class KeptKernel:
-    """One kernel for a thread's executions (:func:`kept_kernel`). Each execution but the first
+    """One kernel for a thread's executions (:func:`kept_kernel`), or a process's
+    (:func:`process_kernel`). Each execution but the first
     of a kernel papermill started begins with :data:`FRESH_START`. A kernel that failed an
     execution (a cell raised, it was interrupted or died) is stopped, and the next execution
     starts a new one."""
