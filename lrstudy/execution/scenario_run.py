@@ -109,31 +109,32 @@ def results_table(results: list[dict]):
     and test accuracy (RMSE for a regression)."""
     import pandas as pd
 
-    m = _metric(results)
+    m, grid = _metric(results), _grid(results)
     rows = []
     for res in results:
         pts = res.get("points") or {}
         rows.append({
-            **({"peak_lr": res["peak_lr"]} if _grid(results) else {}),
+            **({"peak_lr": res["peak_lr"]} if grid else {}),
             "seed": res["seed"], "status": res["status"], "run_id": res["run_id"],
             f"val_{m}": (pts.get(f"val_{m}") or [(0, float("nan"))])[-1][1],
             f"test_{m}": res.get(f"test_{m}", float("nan")),
             "epochs": len(pts.get(f"val_{m}") or []),
         })
-    return pd.DataFrame(rows).set_index(["peak_lr", "seed"] if _grid(results) else "seed")
+    return pd.DataFrame(rows).set_index(["peak_lr", "seed"] if grid else "seed")
 
 
 def plot_results(results: list[dict]):
     """The notebook's figure: validation accuracy and loss per epoch, LR per step, per seed,
-    with one legend for the three panels, beside them (a tuning's 15 seeds would cover a
-    panel's curves, and placing a legend "best" in each panel searched every point of it)."""
+    with one legend for the three panels, beside them (a tuning's 15 trials would cover a
+    panel's curves, and placing a legend "best" in each panel searched every point of it);
+    a tuning's trials are named by their peak LR and seed."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
-    m = _metric(results)
+    m, grid = _metric(results), _grid(results)
     for res in results:
         pts = res.get("points") or {}
-        label = (f"LR {res['peak_lr']:.4g}, " if _grid(results) else "") + f"seed {res['seed']}"
+        label = (f"LR {res['peak_lr']:.4g}, " if grid else "") + f"seed {res['seed']}"
         label += " (diverged)" if res["status"] == "diverged" else ""
         for ax, key in ((axes[0], f"val_{m}"), (axes[1], "val_loss")):
             series = pts.get(key, [])
