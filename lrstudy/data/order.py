@@ -83,9 +83,7 @@ def batch_indices(n: int, batch_size: int, seeds, pad: bool = False,
     if digests is not None and len(digests) != len(seeds):
         raise ValueError(f"{len(digests)} order digests for {len(seeds)} seeds")
     full, rest = divmod(n, batch_size)
-    # each seed's order drawn once, whatever number of copies it feeds (a tuning's grid
-    # points share their seeds)
-    distinct = list(dict.fromkeys(seeds))
+    distinct = list(dict.fromkeys(seeds))  # a tuning's grid points share their seeds
     keys = []
     for seed in distinct:  # each key stream under its own seed (set_seed: as seed_everything)
         tf.random.set_seed(seed)

@@ -7,8 +7,8 @@ orchestration overhead low, while each seed stays resumable on its own (run keys
 :func:`run_study` is its steps, in order: load and check the study, prepare the kernels'
 environment and start the executor (a local one's kernels import TensorFlow meanwhile),
 connect to the store, plan (:mod:`lrstudy.execution.study_plan`: dead RUNNING runs marked
-KILLED, FINISHED trials skipped, trials a live process runs elsewhere left to it), execute the pending scenarios on the executor
-while following progress from the store, and sum up.
+KILLED, FINISHED trials skipped, trials a live process runs elsewhere left to it), execute
+the pending scenarios on the executor while following progress from the store, and sum up.
 """
 
 from __future__ import annotations

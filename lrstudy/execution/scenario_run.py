@@ -143,6 +143,7 @@ def plot_results(results: list[dict]):
         series = pts.get(Metric.STEP_LEARNING_RATE, [])
         axes[2].plot([s for s, _ in series], [v for _, v in series], label=label)
     axes[2].set(xlabel="optimizer step", title="learning rate used", yscale="log")
-    if axes[0].get_legend_handles_labels()[0]:
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper")
     return fig
