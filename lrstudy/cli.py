@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lrstudy import models
     from lrstudy.data import datasets
     from lrstudy.lr import optimizers
-    from lrstudy.lr import range_test as finder
+    from lrstudy.lr import suggestion_rules
     from lrstudy.spec import study as scenarios
     from lrstudy.spec.resolve import FINDER_DEFAULTS
 
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                       default=FINDER_DEFAULTS["end_lr"], help="the sweep's last LR")
     find.add_argument("--num-it", metavar="N", type=_positive_int,
                       default=FINDER_DEFAULTS["num_it"], help="steps of the sweep")
-    find.add_argument("--rule", default=FINDER_DEFAULTS["rule"], choices=tuple(finder.RULES),
+    find.add_argument("--rule", default=FINDER_DEFAULTS["rule"], choices=tuple(suggestion_rules.RULES),
                       help="the rule whose suggestion is recorded as suggested_lr")
     find.add_argument("--study", metavar="NAME", default="lr-range-test",
                       help="the experiment to record in")

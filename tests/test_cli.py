@@ -88,11 +88,11 @@ def test_choices_are_listed_in_help(name):
 
 
 def test_find_lr_rules_are_the_range_tests_rules():
-    from lrstudy.lr import range_test
+    from lrstudy.lr import suggestion_rules
     from lrstudy.spec.resolve import FINDER_DEFAULTS
 
     (rule,) = (a for a in commands()["find-lr"]._actions if "--rule" in a.option_strings)
-    assert tuple(rule.choices) == tuple(range_test.RULES)
+    assert tuple(rule.choices) == tuple(suggestion_rules.RULES)
     assert rule.default == FINDER_DEFAULTS["rule"]
 
 

@@ -10,19 +10,8 @@ import pytest
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from lrstudy.lr.range_test import (
-    MIN_POINTS,
-    RULES,
-    FinderResult,
-    exponential_sweep,
-    lr_range_test,
-    minimum,
-    slide,
-    smooth,
-    steepest,
-    suggest,
-    valley,
-)
+from lrstudy.lr.range_test import FinderResult, exponential_sweep, lr_range_test, smooth
+from lrstudy.lr.suggestion_rules import MIN_POINTS, RULES, minimum, slide, steepest, suggest, valley
 
 # ----------------------------------------------------------------------------- helpers
 

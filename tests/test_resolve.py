@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from lrstudy.execution import range_tests as finder_runs
-from lrstudy.lr import optimizers
-from lrstudy.lr import range_test as finder
+from lrstudy.lr import optimizers, suggestion_rules
 from lrstudy.lr import schedules as S
 from lrstudy.spec import resolve as R
 from lrstudy.spec import study as scenarios
@@ -322,7 +321,7 @@ def test_finder_defaults_are_the_notebooks_the_clis_and_run_finders():
     assert {k: getattr(args, k) for k in R.FINDER_DEFAULTS} == R.FINDER_DEFAULTS
     signature = inspect.signature(finder_runs.run_finder).parameters
     assert {k: signature[k].default for k in R.FINDER_DEFAULTS} == R.FINDER_DEFAULTS
-    assert R.FINDER_DEFAULTS["rule"] in finder.RULES
+    assert R.FINDER_DEFAULTS["rule"] in suggestion_rules.RULES
 
 
 def test_finder_args_merge_the_scenarios_table_over_the_defaults():

@@ -109,13 +109,13 @@ def run_finder_from_parameters(*, study, scenario, model, optimizer, dataset, tr
     from lrstudy import models
     from lrstudy.data import datasets as data
     from lrstudy.lr import optimizers
-    from lrstudy.lr import range_test as finder
+    from lrstudy.lr import suggestion_rules
 
     models.check(model)
     optimizers.check(optimizer)
     data.check(dataset, train_size=train_size or None, val_size=val_size)
-    if rule not in finder.RULES:
-        raise ValueError(f"unknown rule {rule!r}; known: {', '.join(finder.RULES)}")
+    if rule not in suggestion_rules.RULES:
+        raise ValueError(f"unknown rule {rule!r}; known: {', '.join(suggestion_rules.RULES)}")
     uri = tracking.check_store(tracking_uri or None)
     setup = {"model": model, "optimizer": optimizer, "optimizer_args": {}, "dataset": dataset,
              "train_size": train_size, "val_size": val_size, "batch_size": batch_size}

@@ -342,7 +342,7 @@ def plateau_callback(optimizer, **kwargs) -> keras.callbacks.ReduceLROnPlateau:
 def finder_args(scenario) -> dict:
     """The LR range test's arguments for a scenario: its ``finder`` table over
     :data:`FINDER_DEFAULTS`, names and rule checked."""
-    from lrstudy.lr.range_test import RULES
+    from lrstudy.lr.suggestion_rules import RULES
 
     table = scenario.finder if scenario.finder is not None else {}
     if not isinstance(table, dict):
