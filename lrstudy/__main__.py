@@ -1,5 +1,5 @@
 import sys
 
-from lrstudy.cli import main
+from lrstudy.cli import process_main
 
-sys.exit(main())
+sys.exit(process_main())

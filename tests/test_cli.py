@@ -61,6 +61,32 @@ def test_version_names_the_installed_package():
     assert proc.stdout == f"lrstudy {metadata.version('lrstudy')}\n"
 
 
+FROZEN_AT_EXIT = """
+import gc, sys
+from lrstudy import cli
+sys.argv = ["lrstudy", *sys.argv[1:]]
+code = cli.process_main()
+print(gc.get_freeze_count(), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_the_command_freezes_what_it_leaves_before_its_exit():
+    """The process's entry points (the console script, ``python -m lrstudy``) are
+    ``process_main``: the command, then its objects frozen, so the interpreter's exit does not
+    walk them with its full collections; its status is the command's."""
+    (script,) = metadata.entry_points(group="console_scripts", name="lrstudy")
+    assert script.value == "lrstudy.cli:process_main"
+    assert "process_main()" in (ROOT / "lrstudy" / "__main__.py").read_text()
+    proc = subprocess.run([sys.executable, "-c", FROZEN_AT_EXIT, "list"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "fixed-baseline" in proc.stdout
+    assert int(proc.stderr.strip().splitlines()[-1]) > 10_000  # MLflow's, pandas's, ...
+    bad = subprocess.run([sys.executable, "-c", FROZEN_AT_EXIT, "run", "--study", "nope"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2, bad.stderr
+
 @pytest.mark.parametrize("name", sorted(commands()))
 def test_every_option_has_help_and_shows_its_default(name):
     parser = commands()[name]
