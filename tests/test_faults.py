@@ -279,11 +279,12 @@ def test_the_server_going_away_and_coming_back_or_not(tmp_path, mlflow_behind_pr
     study = tmp_path / "tiny.toml"
     study.write_text(TWO_SEEDS.replace("epochs = 2", "epochs = 6"))
 
-    # away for 15 s, then back: the study finishes, every trial once
+    # away for 6 s (the runner checks the server every 2 s), then back: the study finishes,
+    # every trial once
     proc = _start(study, uri, tmp_path)
     assert _wait(lambda: len(finished_trials(uri, "tiny")) >= 1 or proc.poll() is not None)
     proxy.cut()
-    time.sleep(15)
+    time.sleep(6)
     proxy.restore()
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
@@ -293,7 +294,7 @@ def test_the_server_going_away_and_coming_back_or_not(tmp_path, mlflow_behind_pr
     # away for good: one line naming the server, exit 3, nothing recorded lost; then resume
     study.write_text(study.read_text().replace("seeds = 2", "seeds = 3"))
     before = {r.info.run_id for r in finished_trials(uri, "tiny")}
-    proc = _start(study, uri, tmp_path, LRSTUDY_STORE_RETRY_S="10")
+    proc = _start(study, uri, tmp_path, LRSTUDY_STORE_RETRY_S="5")
     assert _wait(lambda: any(r.info.status == "RUNNING" for r in trials(uri, "tiny"))
                  or proc.poll() is not None)
     proxy.cut()
