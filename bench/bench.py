@@ -24,10 +24,12 @@
     Tuner's GridSearch and by Optuna's GridSampler (``bench/peers.py``, the same data split,
     model, batch, epochs and threads, each as its documentation shows it): whole commands'
     wall times in turns, the speed-ups, and whether each picks the same LR.
-(g) the stack's efficiency: the FLOP rate of a steady epoch of the tuning's 15 trials as one
-    VectorStack over the best rate of XLA batched matmuls of the step's own shapes measured
-    in the same process; and the parts of the epoch (the compiled loop, its per-step
-    records, validation, the rest), each timed alone.
+(g) the stack's efficiency: the FLOP rate of a steady epoch (training and validation) of the
+    tuning's 15 trials as one VectorStack over the best rate of XLA batched matmuls of the
+    step's own shapes measured in the same process; the parts of the epoch (the compiled
+    loop, its per-step records, validation, the rest), each timed alone; and what limits it:
+    the epoch cut into its products, the batches' gathers, the optimizer's updates and
+    validation, each timed alone, and the efficiency they would leave with nothing else.
 (r) the wall time of refusing a bad study file (one line, exit 2, no TensorFlow import).
 (s) a study's wall time over the sum of its stacks' steady training time (epochs without
     the first one's compile; ``study_time.py``): the default study on a few strategies run
@@ -781,7 +783,9 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
     keep nothing), timed epoch by epoch; epochs 3+ are steady (the first compiles, the
     second settles). The matmuls are timed before and after it, the best kept. The parts of
     a steady epoch are then timed alone on the trained stack: the compiled training loop
-    over one epoch (with and without its per-step records), and the validation."""
+    over one epoch (with and without its per-step records), and the validation; and an
+    epoch's gathers of the batches and updates of the optimizer, each in a loop of its own
+    (:func:`epoch_of_gathers`, :func:`epoch_of_updates`)."""
     import tensorflow as tf
 
     from lrstudy.data import datasets as data
@@ -846,23 +850,38 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
         return time.perf_counter() - t0
 
     val_s = min(validation() for _ in range(3))
+    gather_s = epoch_of_gathers(stacked.x_train, idx)
+    optimizer_s = epoch_of_updates(stacked.engine.optimizer, stacked.engine.weights, steps)
 
     steady = statistics.median(epoch_s[WARMUP_EPOCHS:])
-    epoch_flops = step_flops(n, batch) * steps
+    train_flops = step_flops(n, batch) * steps
     val_flops = n * len(ds.x_val) * sum(2 * i * o for i, o in MLP128)
+    epoch_flops = train_flops + val_flops
     stack_rate = epoch_flops / steady
+    # what the step's products cost at the rates measured alone: the large ones at their own
+    # best time; the second layer's (a few microseconds of arithmetic, whose calls alone
+    # time the call's dispatch) at the best rate
+    products_s = steps * sum(min(best_s[k], flops[k] / best_rate) for k in shapes)
+    limits = {"products": products_s, "batch_gather": gather_s,
+              "optimizer_update": optimizer_s, "validation": val_s}
+    limits["rest"] = steady - sum(limits.values())
     threads = tf.config.threading.get_intra_op_parallelism_threads()
     return {
         "efficiency": stack_rate / best_rate,
-        "efficiency_with_validation_flops": (epoch_flops + val_flops) / steady / best_rate,
+        "efficiency_training_flops_only": train_flops / steady / best_rate,
+        # with nothing but the products, the batches' gathers, the optimizer's updates and
+        # validation (each timed alone): what the stack's design allows on this machine
+        "efficiency_ceiling": epoch_flops / (steady - limits["rest"]) / best_rate,
         "stack_flop_rate": stack_rate, "best_matmul_flop_rate": best_rate,
         "best_matmul_shape": max(rates, key=rates.get),
         "matmul_flop_rates": rates, "matmul_best_s": best_s, "matmul_flops": flops,
         # the step's products each at its best rate: what the step's matmuls alone cost
         "matmul_step_s": sum(best_s.values()),
         "efficiency_vs_same_shapes": sum(best_s.values()) * steps / steady,
-        "step_flops": step_flops(n, batch), "epoch_flops": epoch_flops,
-        "validation_flops": val_flops, "steady_epoch_s": steady, "epoch_s": epoch_s,
+        "epoch_limits_s": limits,
+        "step_flops": step_flops(n, batch), "training_flops": train_flops,
+        "validation_flops": val_flops, "epoch_flops": epoch_flops,
+        "steady_epoch_s": steady, "epoch_s": epoch_s,
         "parts_s": {"training_loop": loop_s[True], "training_loop_without_records":
                     loop_s[False], "validation": val_s,
                     "rest": steady - loop_s[True] - val_s},
@@ -870,8 +889,60 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
         "steps_per_execution": spe, "epochs": epochs, "jit_compile": budget["jit_compile"],
         "intra_op_threads": threads or os.cpu_count(),
         "flop_count": "per Dense layer 2*B*in*out forward + 2*B*in*out weight gradient, "
-                      "+ 2*B*in*out input gradient for the second layer only; times copies",
+                      "+ 2*B*in*out input gradient for the second layer only; times copies; "
+                      "plus validation's forward products (2*in*out per example per layer)",
     }
+
+
+def _compiled_loop_s(body, steps: int, repeats: int = 3) -> float:
+    """The best of ``repeats`` timings of one XLA-compiled loop of ``steps`` calls of
+    ``body(t)`` (after a call that compiles it)."""
+    import tensorflow as tf
+
+    def step(t):
+        done = [o for o in tf.nest.flatten(body(t)) if o is not None]
+        with tf.control_dependencies(done):  # the next call after this one's update
+            return t + 1
+
+    @tf.function(jit_compile=True, autograph=False)
+    def loop():
+        return tf.while_loop(lambda t: t < steps, step, (tf.constant(0),))
+
+    loop()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), loop())
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def epoch_of_gathers(x_train, idx) -> float:
+    """An epoch's gathers of the copies' batches alone, as the step makes them: each step's
+    rows ``idx[t]`` (``[copies, batch]``) of the training set into a ``[copies, batch, ...]``
+    buffer (the products' operand)."""
+    import tensorflow as tf
+
+    buffer = tf.Variable(tf.zeros([*idx.shape[1:], *x_train.shape[1:]], x_train.dtype))
+    return _compiled_loop_s(lambda t: buffer.assign(tf.gather(x_train, tf.gather(idx, t))),
+                            int(idx.shape[0]))
+
+
+def epoch_of_updates(optimizer, weights, steps: int) -> float:
+    """An epoch's updates of the stacked optimizer alone: a new optimizer of its class and
+    configuration on new variables of the stacked weights' shapes, per-copy LRs, constant
+    gradients."""
+    import keras
+    import tensorflow as tf
+
+    from lrstudy.training import traces
+
+    variables = [keras.Variable(tf.zeros(w.shape)) for w in weights]
+    lrs = tf.fill([int(weights[0].shape[0]), 1], 1e-3)
+    opt = type(optimizer)(learning_rate=lambda: lrs, **traces.optimizer_config(optimizer))
+    opt.build(variables)
+    grads = [tf.fill(w.shape, 1e-3) for w in weights]
+    return _compiled_loop_s(lambda t: opt.apply(grads, variables), steps)
 
 
 def bench_summary(n_trials: int) -> dict:
@@ -969,8 +1040,9 @@ SUMMARY_LINES = {  # one line per part: the measured ratio and its goal
         f"(g) stack efficiency          {g['efficiency']:.3f}  ({g['copies']} copies: "
         f"{g['stack_flop_rate'] / 1e9:.1f} GFLOP/s in a steady epoch of "
         f"{g['steady_epoch_s']:.2f} s, best matmul {g['best_matmul_flop_rate'] / 1e9:.1f} "
-        f"GFLOP/s ({g['best_matmul_shape']}); against the step's own shapes "
-        f"{g['efficiency_vs_same_shapes']:.3f})"),
+        f"GFLOP/s ({g['best_matmul_shape']}); the epoch: "
+        + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in g["epoch_limits_s"].items())
+        + f"; ceiling {g['efficiency_ceiling']:.3f})   goal >= 0.8"),
     "s_study": lambda s: (
         f"(s) study wall over steady    {s['wall_over_steady']:.2f}  (wall {s['wall_s']:.0f} s "
         f"[{s['wall_source']}] over {s['steady_s']:.0f} s of steady training in "
