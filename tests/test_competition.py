@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from lrstudy.spec import competition, resolve
+from lrstudy.spec import competition, lr_scale, resolve
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import store as tracking
 
@@ -68,7 +68,7 @@ def test_roles_phases_and_the_grid(study):
     finals = competition.trials(comp, sc["fixed-baseline"], "final", study.seeds, 0.01)
     assert [t.seed for t in finals] == [0, 1, 2] and all(t.evaluate_test for t in finals)
     # equal configs are one trial: the key ignores names and words, not the phase
-    renamed = resolve.scaled(sc["fixed-baseline"], 1.0)
+    renamed = lr_scale.scaled(sc["fixed-baseline"], 1.0)
     assert competition.key_of(renamed, 0, "final") == competition.key_of(
         study.available["adaptive-adam"], 0, "final")
     assert competition.key_of(renamed, 0, "final") != competition.key_of(renamed, 0, "demo")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lrstudy.lr import optimizers
-from lrstudy.spec import resolve
+from lrstudy.spec import lr_scale
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import metric_sink
 from lrstudy.training import fitting
@@ -229,7 +229,7 @@ def test_a_vector_stack_gives_each_copy_its_own_d(write_study):
     """Two copies (seeds 0 and 1, the second at 3x the LR) train as one VectorStack, each
     copy's d from sums over its own weights: each gives what its trial gives alone."""
     sc = _scenario(write_study)
-    trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, False)]
+    trials = [(sc, 0, True), (lr_scale.scaled(sc, 3), 1, False)]
     _stack_matches_alone(trials, lambda reason: reason is None)
 
 
@@ -237,5 +237,5 @@ def test_a_keras_stack_gives_each_copy_its_own_optimizer(write_study):
     """A model that does not vectorize (dropout) stacks as a StackedModel, each copy stepped
     by its own Prodigy: each gives what its trial gives alone."""
     sc = _scenario(write_study, model="mlp_dropout")
-    trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, False)]
+    trials = [(sc, 0, True), (lr_scale.scaled(sc, 3), 1, False)]
     _stack_matches_alone(trials, lambda reason: "Dropout" in reason)

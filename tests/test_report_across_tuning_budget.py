@@ -15,7 +15,7 @@ from lrstudy.report import tuning_budget
 from lrstudy.report.aggregate_score import normalize
 
 REF = "fixed-baseline"
-GRID = (0.0001, 0.0003162, 0.001, 0.003162, 0.01)  # resolve.lr_grid(0.001, 5, 2)
+GRID = (0.0001, 0.0003162, 0.001, 0.003162, 0.01)  # lr_scale.lr_grid(0.001, 5, 2)
 
 
 @pytest.mark.parametrize("values", [[0.7], [0.5, 0.9], [0.8, 0.8, 0.6], [0.1, 0.4, 0.4, 0.9],

@@ -1,10 +1,11 @@
 """lrstudy.spec.resolve: fractions and per-total constants into counts, a scenario's schedule, its
-plateau and finder arguments, checked as data; its peak LR, the scenario scaled to another peak,
-the tuning grid."""
+plateau and finder arguments, checked as data; and lrstudy.spec.lr_scale: its peak LR, the
+scenario scaled to another peak, the tuning grid."""
 
 import ast
 import bisect
 import dataclasses
+import doctest
 import inspect
 import json
 import math
@@ -19,6 +20,7 @@ import pytest
 from lrstudy.execution import range_tests as finder_runs
 from lrstudy.lr import optimizers, suggestion_rules
 from lrstudy.lr import schedules as S
+from lrstudy.spec import lr_scale
 from lrstudy.spec import resolve as R
 from lrstudy.spec import study as scenarios
 
@@ -534,7 +536,7 @@ PEAK_CASES = [
 def test_peak_lr_is_the_curves_maximum_in_closed_form(spec):
     sc = with_schedule(spec)
     curve = R.build_schedule(sc).curve(sc.steps_per_epoch, 4)
-    assert R.peak_lr(sc) == pytest.approx(float(curve.max()), rel=1e-6)
+    assert lr_scale.peak_lr(sc) == pytest.approx(float(curve.max()), rel=1e-6)
     assert {c["name"] for c in PEAK_CASES} == set(S.SCHEDULES)
 
 
@@ -545,9 +547,9 @@ def test_peak_lr_of_every_catalogue_scenario_at_both_studies_budgets():
         for sc in scenarios.load_study(study).available.values():
             if sc.finder is not None:
                 with pytest.raises(ValueError, match="has no fixed peak learning rate"):
-                    R.peak_lr(sc)
+                    lr_scale.peak_lr(sc)
                 continue
-            peak = R.peak_lr(sc)
+            peak = lr_scale.peak_lr(sc)
             built = R.build_schedule(sc)
             if built is None:
                 assert peak == sc.learning_rate
@@ -566,9 +568,9 @@ def test_finder_fed_scenarios_have_no_peak_and_cannot_be_scaled():
     for name in ("cyclical-from-finder", "one-cycle-from-finder"):
         with pytest.raises(ValueError, match=rf"^Scenario '{name}' has no fixed peak learning "
                                              r"rate: its learning rates come from the LR range"):
-            R.peak_lr(study.available[name])
+            lr_scale.peak_lr(study.available[name])
         with pytest.raises(ValueError, match="cannot be scaled"):
-            R.scaled(study.available[name], 2.0)
+            lr_scale.scaled(study.available[name], 2.0)
 
 
 #: every LR schedule (one_cycle_momentum is a momentum) with LR arguments of few digits, so
@@ -608,12 +610,12 @@ def test_every_schedule_is_linear_in_its_lr_arguments(name):
     sc = with_schedule({"name": name, **LINEAR_CASES[name]})
     curve = R.build_schedule(sc).curve(sc.steps_per_epoch, 4).astype(float)
     for factor in (3.0, 0.25):
-        bigger = R.scaled(sc, factor)
+        bigger = lr_scale.scaled(sc, factor)
         scaled_curve = R.build_schedule(bigger).curve(sc.steps_per_epoch, 4)
         close(scaled_curve, factor * curve, rtol=1e-6, atol=1e-7 * factor * curve.max())
         close(_at_quarters(bigger), factor * _at_quarters(sc), rtol=1e-6,
               atol=1e-7 * factor * curve.max())
-        assert R.peak_lr(bigger) == pytest.approx(factor * R.peak_lr(sc), rel=1e-9)
+        assert lr_scale.peak_lr(bigger) == pytest.approx(factor * lr_scale.peak_lr(sc), rel=1e-9)
 
 
 def test_scaled_multiplies_every_lr_and_nothing_else():
@@ -621,10 +623,10 @@ def test_scaled_multiplies_every_lr_and_nothing_else():
         if sc.finder is not None:
             continue
         factor = 0.3162  # a grid point over a peak: 4 significant digits lose up to 5e-5
-        out = R.scaled(sc, factor)
+        out = lr_scale.scaled(sc, factor)
         assert out.name == sc.name and out.optimizer_args == sc.optimizer_args
         assert out.budget == sc.budget and out.finder == sc.finder
-        assert R.peak_lr(out) == pytest.approx(factor * R.peak_lr(sc), rel=1e-4), sc.name
+        assert lr_scale.peak_lr(out) == pytest.approx(factor * lr_scale.peak_lr(sc), rel=1e-4), sc.name
         if sc.learning_rate is not None:
             assert out.learning_rate == float(f"{sc.learning_rate * factor:.4g}")
         if sc.schedule is not None:
@@ -640,13 +642,13 @@ def test_scaled_multiplies_every_lr_and_nothing_else():
 def test_scaled_rounds_to_4_significant_digits_so_equal_grid_points_are_equal_configs():
     study = scenarios.load_study("seeds")
     fixed, warm = study.available["fixed-baseline"], study.available["warmup-cosine"]
-    assert R.scaled(fixed, 1 / 3).learning_rate == 0.0003333
-    for peak in R.lr_grid(0.01, 5, 2):
-        assert R.scaled(warm, peak / R.peak_lr(warm)).schedule["peak"] == peak
-        assert R.scaled(fixed, peak / R.peak_lr(fixed)).learning_rate == peak
+    assert lr_scale.scaled(fixed, 1 / 3).learning_rate == 0.0003333
+    for peak in lr_scale.lr_grid(0.01, 5, 2):
+        assert lr_scale.scaled(warm, peak / lr_scale.peak_lr(warm)).schedule["peak"] == peak
+        assert lr_scale.scaled(fixed, peak / lr_scale.peak_lr(fixed)).learning_rate == peak
     one_cycle = study.available["one-cycle-constant-momentum"]
     sgd = study.available["fixed-sgd-momentum"]
-    assert R.scaled(one_cycle, 0.1).schedule["max_lr"] == R.scaled(sgd, 1.0).learning_rate
+    assert lr_scale.scaled(one_cycle, 0.1).schedule["max_lr"] == lr_scale.scaled(sgd, 1.0).learning_rate
 
 
 @pytest.mark.parametrize("factor,message", [
@@ -656,14 +658,14 @@ def test_scaled_rounds_to_4_significant_digits_so_equal_grid_points_are_equal_co
 ])
 def test_scaled_refuses_a_bad_factor(factor, message):
     with pytest.raises(ValueError, match=message):
-        R.scaled(scenario("learning_rate = 0.1"), factor)
+        lr_scale.scaled(scenario("learning_rate = 0.1"), factor)
 
 
 def test_lr_grid_is_log_spaced_centred_and_rounded():
-    assert R.lr_grid(0.001, 5, 2) == [0.0001, 0.0003162, 0.001, 0.003162, 0.01]
-    assert R.lr_grid(0.01, 3, 2) == [0.001, 0.01, 0.1]
-    assert R.lr_grid(0.0084021, 1, 2) == [0.008402]
-    grid = R.lr_grid(0.0025, 7, 3)
+    assert lr_scale.lr_grid(0.001, 5, 2) == [0.0001, 0.0003162, 0.001, 0.003162, 0.01]
+    assert lr_scale.lr_grid(0.01, 3, 2) == [0.001, 0.01, 0.1]
+    assert lr_scale.lr_grid(0.0084021, 1, 2) == [0.008402]
+    grid = lr_scale.lr_grid(0.0025, 7, 3)
     assert len(grid) == 7 and grid[3] == 0.0025
     assert grid[0] == pytest.approx(0.0025 / 10 ** 1.5, rel=1e-4)
     ratios = np.diff(np.log10(grid))
@@ -682,7 +684,7 @@ def test_lr_grid_is_log_spaced_centred_and_rounded():
 ])
 def test_lr_grid_refuses_bad_arguments(args, message):
     with pytest.raises(ValueError, match=message):
-        R.lr_grid(*args)
+        lr_scale.lr_grid(*args)
 
 
 def test_resolve_never_imports_scenarios():
@@ -695,3 +697,9 @@ def test_resolve_never_imports_scenarios():
             imported.add(node.module or "")
             imported.update(f"{node.module}.{a.name}" for a in node.names)
     assert not {m for m in imported if "scenarios" in m}, imported
+
+
+def test_the_modules_examples_hold():
+    for module in (R, lr_scale):
+        result = doctest.testmod(module)
+        assert result.attempted and not result.failed, module.__name__

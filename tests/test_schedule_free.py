@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lrstudy.lr import optimizers
-from lrstudy.spec import resolve
+from lrstudy.spec import lr_scale, resolve
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import metric_sink
 from lrstudy.training import fitting
@@ -207,7 +207,7 @@ def test_a_keras_stack_validates_each_copy_at_x(write_study):
     from lrstudy.training import vector_stack as vstack
 
     sc = _scenario(write_study, model="mlp_dropout")
-    trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, True)]
+    trials = [(sc, 0, True), (lr_scale.scaled(sc, 3), 1, True)]
     sinks = [metric_sink.MetricSink(None) for _ in trials]
     outcomes = fitting.fit_stack(trials, sinks)
     assert "Dropout" in vstack.unsupported([o["model"] for o in outcomes])
@@ -224,7 +224,7 @@ def test_a_vector_stack_gives_each_copy_its_trial_alone(write_study):
     sc = _scenario(write_study)
     rising = dataclasses.replace(sc, learning_rate=None, schedule={
         "name": "linear", "start": 0.0005, "end": 0.01, "steps_frac": 1.0})
-    trials = [(resolve.scaled(sc, f), seed, True)
+    trials = [(lr_scale.scaled(sc, f), seed, True)
               for f, seed in ((0.1, 0), (1.0, 1), (10.0, 2))] + [(rising, 0, True)]
     sinks = [metric_sink.MetricSink(None) for _ in trials]
     stacked = fitting.fit_stack(trials, sinks)

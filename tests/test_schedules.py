@@ -539,7 +539,7 @@ def test_factories_and_study_resolution_import_neither_tensorflow_nor_keras():
     out = _fresh_python("""
         import sys
         import lrstudy.lr.schedules as s
-        from lrstudy.spec import resolve
+        from lrstudy.spec import lr_scale, resolve
         from lrstudy.spec import study as scenarios
 
         s.make("warmup_cosine", initial=0.0, peak=0.1, warmup=10, steps=100)
@@ -557,8 +557,8 @@ def test_factories_and_study_resolution_import_neither_tensorflow_nor_keras():
             for sc in scenarios.load_study(study).available.values():
                 resolve.check(sc)  # learning rate, schedule, plateau and finder arguments
                 if sc.finder is None:  # the tuning grid and its scenarios
-                    for peak in resolve.lr_grid(resolve.peak_lr(sc), 5, 2):
-                        resolve.check(resolve.scaled(sc, peak / resolve.peak_lr(sc)))
+                    for peak in lr_scale.lr_grid(lr_scale.peak_lr(sc), 5, 2):
+                        resolve.check(lr_scale.scaled(sc, peak / lr_scale.peak_lr(sc)))
         assert "KerasSchedule" not in vars(s)
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")))
     """)

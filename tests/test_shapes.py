@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lrstudy.spec import lr_scale
 from lrstudy.spec import resolve as R
 from lrstudy.spec import study as scenarios
 
@@ -225,8 +226,8 @@ def test_one_cycle_variants_and_their_baseline_with_the_same_momentum(default):
     assert R.build_schedule(constant).momentum is None
 
     # one-cycle-constant-momentum at its peak = fixed-sgd-momentum's LR: SGD, momentum 0.9
-    at_peak = R.scaled(constant, fixed.learning_rate / R.peak_lr(constant))
-    assert R.peak_lr(at_peak) == fixed.learning_rate == at_peak.schedule["max_lr"]
+    at_peak = lr_scale.scaled(constant, fixed.learning_rate / lr_scale.peak_lr(constant))
+    assert lr_scale.peak_lr(at_peak) == fixed.learning_rate == at_peak.schedule["max_lr"]
     built = R.build_schedule(at_peak)
     one_cycle, sgd = fitting.build_optimizer(at_peak, built), fitting.build_optimizer(fixed, None)
     assert type(one_cycle) is type(sgd) and one_cycle.momentum == sgd.momentum == 0.9

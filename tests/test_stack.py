@@ -13,7 +13,7 @@ import pytest
 
 from lrstudy import checks
 from lrstudy.data import order as batches
-from lrstudy.spec import resolve
+from lrstudy.spec import lr_scale, resolve
 from lrstudy.spec import study as scenarios
 from lrstudy.tracking import metric_sink
 from lrstudy.tracking import store as tracking
@@ -49,8 +49,8 @@ def warmup():
                                                    "val_size": 10000})
     sc = spec.scenarios["warmup-cosine"]
     assert sc.budget["model"] == "mlp128" and sc.budget["batch_size"] == 32
-    trials = [(sc, 0, True), (sc, 1, False), (resolve.scaled(sc, 1 / 3), 0, False),
-              (resolve.scaled(sc, 1e5), 2, False)]
+    trials = [(sc, 0, True), (sc, 1, False), (lr_scale.scaled(sc, 1 / 3), 0, False),
+              (lr_scale.scaled(sc, 1e5), 2, False)]
     return trials, fit_stacked(trials), fit_alone([trials[0], trials[2]])
 
 
@@ -153,7 +153,7 @@ def test_plateau_acts_per_copy_on_its_own_validation_loss(write_study):
     sc = scenarios.load_study(str(path)).scenarios["plateau"]
     sc = dataclasses.replace(sc, plateau={"monitor": "val_loss", "factor": 0.5, "patience": 0,
                                           "min_delta": 0.0, "min_lr": 0.0})
-    trials = [(sc, 0, False), (resolve.scaled(sc, 30), 1, False)]
+    trials = [(sc, 0, False), (lr_scale.scaled(sc, 30), 1, False)]
     stacked, alone = fit_stacked(trials), fit_alone(trials)
     curves = []
     for (s_sink, _), (a_sink, _) in zip(stacked, alone):
@@ -325,7 +325,7 @@ def test_a_stack_that_does_not_vectorize_trains_as_keras_stack_and_matches(write
     from lrstudy.training import vector_stack as vstack
 
     sc = _tiny(write_study, model="mlp_dropout")
-    trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, False)]
+    trials = [(sc, 0, True), (lr_scale.scaled(sc, 3), 1, False)]
     stacked, alone = fit_stacked(trials), fit_alone(trials)
     assert "Dropout" in vstack.unsupported([out["model"] for _, out in stacked])
     for (s_sink, _), (a_sink, _) in zip(stacked, alone):
@@ -349,7 +349,7 @@ def test_every_element_wise_optimizer_stacks_as_its_trials_train_one_by_one(writ
     scenario = VECTORIZED_OPTIMIZERS[name]
     path = write_study(scenarios=f'["{scenario}"]', epochs=2)
     sc = scenarios.load_study(str(path)).available[scenario]
-    trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, False)]
+    trials = [(sc, 0, True), (lr_scale.scaled(sc, 3), 1, False)]
     stacked, alone = fit_stacked(trials), fit_alone(trials)
     assert vstack.unsupported([out["model"] for _, out in stacked]) is None
     for (s_sink, s_out), (a_sink, _) in zip(stacked, alone):

@@ -13,7 +13,7 @@ import pytest
 from conftest import finished_trials
 from test_stack import close, fit_alone, fit_stacked
 
-from lrstudy.spec import resolve
+from lrstudy.spec import lr_scale
 from lrstudy.spec import study as scenarios
 from lrstudy.training import effective_step, stacking, traces
 from lrstudy.training import vector_stack as vstack
@@ -54,8 +54,8 @@ def test_stacks_of_one_signature_trace_once_and_train_as_alone(tiny):
     its own (a fresh process's), and its copies what Keras's fit gives them one by one, each
     step at its own schedule's LR."""
     fixed, cosine = tiny
-    first = [(fixed, 0, True), (resolve.scaled(fixed, 3), 1, False)]
-    second = [(cosine, 2, True), (resolve.scaled(cosine, 1 / 3), 3, False)]
+    first = [(fixed, 0, True), (lr_scale.scaled(fixed, 3), 1, False)]
+    second = [(cosine, 2, True), (lr_scale.scaled(cosine, 1 / 3), 3, False)]
     fresh_engines()
     base = counts()
     fit_stacked(first)
@@ -82,8 +82,8 @@ def test_stacks_of_one_signature_taking_turns_train_as_one_after_the_other(tiny)
     """Two stacks of one signature alive at once, epoch by epoch in turns (as make bench
     runs them), share the engine: each gives what it gives alone."""
     fixed, cosine = tiny
-    groups = [[(fixed, 0, True), (resolve.scaled(fixed, 3), 1, False)],
-              [(cosine, 0, True), (resolve.scaled(cosine, 1 / 3), 1, False)]]
+    groups = [[(fixed, 0, True), (lr_scale.scaled(fixed, 3), 1, False)],
+              [(cosine, 0, True), (lr_scale.scaled(cosine, 1 / 3), 1, False)]]
     alone = [fit_stacked(trials) for trials in groups]
     from lrstudy.data import datasets as data
     from lrstudy.tracking import metric_sink

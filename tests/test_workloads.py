@@ -242,13 +242,13 @@ def test_a_workloads_stack_gives_each_copy_its_trial_alone(write_study, workload
     (with or without XLA as the suite trains them) against each trained alone by Keras's fit: the per-step
     losses and LRs, the epochs' metrics and the test metrics agree to float32 round-off.
     BatchNormalization's statistics and Dropout's draws (``cnn``) are each copy's own."""
-    from lrstudy.spec import resolve
+    from lrstudy.spec import lr_scale
     from lrstudy.tracking import metric_sink
     from lrstudy.training import fitting
     from lrstudy.training import vector_stack as vstack
 
     sc = _scenario(write_study, workload, "warmup-cosine")
-    trials = [(sc, 0, True), (resolve.scaled(sc, 3), 1, False)]
+    trials = [(sc, 0, True), (lr_scale.scaled(sc, 3), 1, False)]
     stacked_sinks = [metric_sink.MetricSink(None) for _ in trials]
     stacked = fitting.fit_stack(trials, stacked_sinks)
     kind = "vector" if vstack.unsupported([o["model"] for o in stacked]) is None else "keras"

@@ -24,10 +24,10 @@ extension, a search space fixed in advance as Dodge et al.'s is; ``grid="tried"`
 points the grid grew by past a winning edge (which exist only because that edge won).
 
 **The one-shot point.** The LR a practitioner tries first is the scenario's catalogue LR, on
-which the tuning grid is centred in log space (:func:`lrstudy.spec.resolve.lr_grid`): with an
+which the tuning grid is centred in log space (:func:`lrstudy.spec.lr_scale.lr_grid`): with an
 odd number of points it is the initial grid's middle point. Its validation score is shown
 beside ``n = 1``, where the curve is the average over the grid. Give ``catalogue`` (scenario
-to LR, e.g. :func:`lrstudy.spec.resolve.peak_lr` of each scenario) or let it be read from the
+to LR, e.g. :func:`lrstudy.spec.lr_scale.peak_lr` of each scenario) or let it be read from the
 grid (the initial grid's geometric middle); none where no grid point sits there (an even
 grid, or a given LR off the grid: only a trained point has a score).
 
@@ -55,7 +55,7 @@ from lrstudy.report.workloads import REFERENCE, by_workload, margin_of, workload
 
 BUDGETS = (1, 3, 5)  # the tuning runs the report's table answers for
 GRIDS = ("initial", "tried")
-RTOL = 1e-3  # grid LRs carry 4 significant digits (resolve.significant)
+RTOL = 1e-3  # grid LRs carry 4 significant digits (lr_scale.significant)
 ALL_WORKLOADS = "all workloads (mean normalized)"
 
 

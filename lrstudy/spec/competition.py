@@ -5,7 +5,7 @@ A study with a ``[competition]`` table runs in phases (tag ``lrstudy.phase``):
 - ``demo``: the tutorials' teaching cases at their own constants, shown, not ranked;
 - ``tune``: each competing strategy on a log grid of its peak LR (``grid_points`` values over
   ``grid_decades`` decades centred on the strategy's usual peak, every LR-valued quantity of
-  the scenario scaled together: :func:`lrstudy.spec.resolve.scaled`), each point on
+  the scenario scaled together: :func:`lrstudy.spec.lr_scale.scaled`), each point on
   ``tune_seeds`` seeds of their own, scored on the validation split only (the mean over the
   tuning seeds; a diverged seed scores worst; the test set is not even evaluated). A winner
   on an edge of the grid says the grid missed the optimum: the grid grows by one step beyond
@@ -38,7 +38,7 @@ import dataclasses
 import math
 
 from lrstudy import tasks
-from lrstudy.spec import resolve
+from lrstudy.spec import lr_scale
 from lrstudy.tracking import store as tracking
 from lrstudy.tracking.schema import Tag
 
@@ -81,7 +81,7 @@ class Competition:
 
     def grid(self, scenario) -> list[float]:
         """The peak LRs of the scenario's tuning grid before any extension."""
-        return resolve.lr_grid(resolve.peak_lr(scenario), self.grid_points, self.grid_decades)
+        return lr_scale.lr_grid(lr_scale.peak_lr(scenario), self.grid_points, self.grid_decades)
 
     def max_extension(self) -> int:
         """How many grid steps the grid may grow by beyond each edge (none for a one-point
@@ -149,7 +149,7 @@ def key_of(scenario, seed: int, phase: str = "") -> str:
 
 def _trial(scenario, seed, phase, peak=None, test=True, params=()) -> Trial:
     if peak is None and scenario.finder is None:
-        peak = resolve.peak_lr(scenario)
+        peak = lr_scale.peak_lr(scenario)
     return Trial(scenario, seed, phase, peak, key_of(scenario, seed, phase), test, params)
 
 
@@ -168,7 +168,7 @@ def trials(competition: Competition | None, scenario, phase: str, seeds: int,
     if phase == "tune":
         out = []
         for peak in competition.grid(scenario) if points is None else points:
-            scaled = resolve.scaled(scenario, peak / resolve.peak_lr(scenario))
+            scaled = lr_scale.scaled(scenario, peak / lr_scale.peak_lr(scenario))
             out += [_trial(scaled, TUNE_SEED_BASE + s, "tune", peak, test=False)
                     for s in range(competition.tune_seeds)]
         return out
@@ -178,7 +178,7 @@ def trials(competition: Competition | None, scenario, phase: str, seeds: int,
         if winner is None:
             raise CompetitionError(f"scenario {scenario.name!r}: its finals need the tuning's "
                                    "winner, and its tuning has not finished")
-        scaled = resolve.scaled(scenario, winner / resolve.peak_lr(scenario))
+        scaled = lr_scale.scaled(scenario, winner / lr_scale.peak_lr(scenario))
         extra = tuple(sorted((params or {}).items()))
         return [_trial(scaled, s, "final", winner, params=extra) for s in range(seeds)]
     raise CompetitionError(f"unknown phase {phase!r}; phases: {', '.join(PHASES)}")
@@ -241,10 +241,10 @@ def tuning(competition: Competition, scenario, mlflow_client, exp_id: str) -> Tu
             return Tuning(tuple(points), scores, pending, None, False, (below, above))
         best = best_point(scores)
         if len(points) > 1 and best == points[0] and below < limit:
-            points.insert(0, resolve.significant(points[0] / competition.step_ratio()))
+            points.insert(0, lr_scale.significant(points[0] / competition.step_ratio()))
             below += 1
         elif len(points) > 1 and best == points[-1] and above < limit:
-            points.append(resolve.significant(points[-1] * competition.step_ratio()))
+            points.append(lr_scale.significant(points[-1] * competition.step_ratio()))
             above += 1
         else:
             edge = best in (points[0], points[-1]) and len(points) > 1

@@ -38,7 +38,7 @@ import os
 
 from lrstudy import models
 from lrstudy.data import sources
-from lrstudy.spec import competition, resolve
+from lrstudy.spec import competition, lr_scale
 
 #: Training arithmetic one worker (a kernel of one TensorFlow thread) gets through per second.
 FLOPS_PER_WORKER = 75e9
@@ -201,7 +201,7 @@ def plan(comp: competition.Competition | None, selected, seeds: int) -> list[Sce
         for phase in competition.phases_to_run(comp, sc, ""):
             # a final's count does not depend on the tuning's winner: the scenario's own peak
             # stands in for it
-            winner = resolve.peak_lr(sc) if phase == "final" and sc.finder is None else None
+            winner = lr_scale.peak_lr(sc) if phase == "final" and sc.finder is None else None
             counts[phase] = len(competition.trials(comp, sc, phase, seeds, winner))
         plans.append(ScenarioPlan(sc, counts))
     return plans
