@@ -41,8 +41,10 @@ def training_arrays(dataset):
     making them copies the whole training set."""
     if _ARRAYS and _ARRAYS[0][0] is dataset.x_train:
         return _ARRAYS[0][1]
-    arrays = (tf.Variable(dataset.x_train, trainable=False),
-              tf.Variable(dataset.y_train, trainable=False))
+    # each made from a tensor, which the variable takes as its value: made from the NumPy
+    # array, TensorFlow would copy the whole set twice
+    arrays = (tf.Variable(tf.convert_to_tensor(dataset.x_train), trainable=False),
+              tf.Variable(tf.convert_to_tensor(dataset.y_train), trainable=False))
     _ARRAYS[:] = [(dataset.x_train, arrays)]
     return arrays
 
