@@ -562,10 +562,10 @@ def process_main() -> int:
     """``lrstudy`` as a process of its own (the console script, ``python -m lrstudy``):
     :func:`main`, then every object it leaves frozen out of the garbage collector's reach
     (:func:`gc.freeze`) before the interpreter exits. The exit's full collections would
-    otherwise walk all of them (MLflow's, SQLAlchemy's, pandas's, jupyter_client's), about a
-    second after the work is done; nothing is lost by it: the atexit hooks (the kept kernels'
-    stop, temporary files) still run, and the objects are still released as the modules are
-    cleared. Not in :func:`main`: a caller in its own process keeps collecting."""
+    otherwise walk all of them (MLflow's, SQLAlchemy's, pandas's, jupyter_client's) after the
+    work is done; nothing is lost by it: the atexit hooks (the kept kernels' stop, temporary
+    files) still run, and the objects are still released as the modules are cleared. Not in
+    :func:`main`: a caller in its own process keeps collecting."""
     import gc
 
     code = main()
