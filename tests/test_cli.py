@@ -15,7 +15,7 @@ from importlib import metadata
 import pytest
 from conftest import ROOT
 
-from lrstudy import cli
+from lrstudy import cli, cli_parser
 from lrstudy.spec import cost
 from lrstudy.spec import study as scenarios
 
@@ -38,7 +38,7 @@ def in_process(*args) -> tuple[int, str, str]:
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
-    (sub,) = (a for a in cli.build_parser()._actions
+    (sub,) = (a for a in cli_parser.build_parser()._actions
               if isinstance(a, argparse._SubParsersAction))
     return dict(sub.choices)
 

@@ -317,9 +317,9 @@ def _notebook_parameters(name: str) -> dict:
 def test_finder_defaults_are_the_notebooks_the_clis_and_run_finders():
     parameters = _notebook_parameters("lr_range_test.ipynb")
     assert {k: parameters[k] for k in R.FINDER_DEFAULTS} == R.FINDER_DEFAULTS
-    from lrstudy import cli
+    from lrstudy import cli_parser
 
-    args = cli.build_parser().parse_args(["find-lr"])
+    args = cli_parser.build_parser().parse_args(["find-lr"])
     assert {k: getattr(args, k) for k in R.FINDER_DEFAULTS} == R.FINDER_DEFAULTS
     signature = inspect.signature(finder_runs.run_finder).parameters
     assert {k: signature[k].default for k in R.FINDER_DEFAULTS} == R.FINDER_DEFAULTS
