@@ -213,7 +213,7 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
     import keras
     import mlflow
 
-    from lrstudy import models
+    from lrstudy import determinism, models
     from lrstudy.data import datasets as data
     from lrstudy.data import order as batches
     from lrstudy.spec import resolve
@@ -258,7 +258,7 @@ def bench_tracking(epochs: int, repeats: int, mlflow_repeats: int) -> dict:
         return timers["ours"].times, timers["none"].times, timers["again"].times, flush
 
     def mlflow_or_none(mode: str) -> float:
-        data.seed_everything(0)
+        determinism.seed_everything(0)
         model, logits = models.build(budget["model"], ds.input_shape, ds.num_classes)
         model.compile(optimizer=fitting.build_optimizer(sc, resolve.build_schedule(sc)),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
@@ -788,7 +788,7 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
     (:func:`epoch_of_gathers`, :func:`epoch_of_updates`)."""
     import tensorflow as tf
 
-    from lrstudy.data import datasets as data
+    from lrstudy import determinism
     from lrstudy.data import order as batches
     from lrstudy.spec import competition
     from lrstudy.spec import study as scenarios
@@ -807,7 +807,7 @@ def bench_stack_efficiency(epochs: int, matmul_repeats: int) -> dict:
     before = best_matmul_times(shapes, calls=20, repeats=matmul_repeats)
 
     spe = fitting.steps_per_execution(sc)
-    with data.op_determinism(enabled=not budget["jit_compile"]):
+    with determinism.op_determinism(enabled=not budget["jit_compile"]):
         prepared = [fitting.prepare_fit(t.scenario, t.seed, MetricSink(keep=False),
                                       pipeline=False) for t in trials]
         stacked = stacking.stack_of(prepared, spe)

@@ -85,7 +85,7 @@ def test_stacks_of_one_signature_taking_turns_train_as_one_after_the_other(tiny)
     groups = [[(fixed, 0, True), (lr_scale.scaled(fixed, 3), 1, False)],
               [(cosine, 0, True), (lr_scale.scaled(cosine, 1 / 3), 1, False)]]
     alone = [fit_stacked(trials) for trials in groups]
-    from lrstudy.data import datasets as data
+    from lrstudy import determinism
     from lrstudy.tracking import metric_sink
     from lrstudy.training import fitting
 
@@ -94,7 +94,7 @@ def test_stacks_of_one_signature_taking_turns_train_as_one_after_the_other(tiny)
     base = counts()
 
     sinks, runs = [], []
-    with data.op_determinism(enabled=True):  # as fit_stack trains them (no XLA here)
+    with determinism.op_determinism(enabled=True):  # as fit_stack trains them (no XLA here)
         for trials in groups:
             ss = [metric_sink.MetricSink(None) for _ in trials]
             prepared = [fitting.prepare_fit(sc, seed, sink, pipeline=False)

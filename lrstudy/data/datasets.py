@@ -41,7 +41,6 @@ path, or one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -521,37 +520,6 @@ def _load_cached(name: str, train_size: int, val_size: int, split: str, split_se
                  ) -> Dataset:
     return load(name, train_size=train_size or None, val_size=val_size, split=split,
                 split_seed=split_seed)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras (``keras.utils.set_random_seed``)."""
-    from lrstudy import tfquiet
-
-    tfquiet.import_tensorflow("keras").utils.set_random_seed(int(seed))
-
-
-@contextlib.contextmanager
-def op_determinism(enabled: bool = True):
-    """TensorFlow's op determinism within the block only (as it was before, after).
-
-    Keras refuses XLA (``jit_compile``) for models compiled while it is on, so it must not
-    leak into the fits that follow, e.g. after an LR range test in the same process.
-    """
-    if not enabled:
-        yield
-        return
-    from lrstudy import tfquiet
-
-    tfquiet.import_tensorflow()
-    from tensorflow.python.framework import config as tf_config
-
-    was_on = tf_config.is_op_determinism_enabled()
-    tf_config.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if not was_on:
-            tf_config.disable_op_determinism()
 
 
 def main(argv: list[str] | None = None) -> int:

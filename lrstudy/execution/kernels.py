@@ -165,7 +165,7 @@ execution's log, headed by what the kernel printed while it warmed (``carry``, t
 path, once); the execution's working directory; Keras's global state, figures and the user's
 namespace cleared, the execution count back at 1. Imported modules stay: that is the point.
 Each trial seeds Python, NumPy, TensorFlow and Keras itself
-(:func:`lrstudy.data.datasets.seed_everything`), as the trials of a stack already do one
+(:func:`lrstudy.determinism.seed_everything`), as the trials of a stack already do one
 after another in one process."""
 
 #: What a warmed kernel imports before its first execution: what the notebooks import first

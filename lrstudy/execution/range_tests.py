@@ -52,7 +52,7 @@ def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
     from matplotlib.figure import Figure
     from mlflow.entities import Metric, Param
 
-    from lrstudy import models, tasks, tfquiet
+    from lrstudy import determinism, models, tasks, tfquiet
     from lrstudy.data import datasets as data
     from lrstudy.lr import optimizers
     from lrstudy.lr import range_test as finder
@@ -64,9 +64,9 @@ def run_finder(study: str, setup: dict, *, start_lr=FINDER_DEFAULTS["start_lr"],
         "lr_range_test", study, scenario or "lr-range-test", parent=parent_run_id,
         name=f"lr-range-test-{setup['model']}-{setup['optimizer']}", family="finder",
         finder_key=finder_key(setup))
-    with run_life.open_run(mlflow_client, exp_id, tags) as run, data.op_determinism():
+    with run_life.open_run(mlflow_client, exp_id, tags) as run, determinism.op_determinism():
         run_id = run.id
-        data.seed_everything(seed)
+        determinism.seed_everything(seed)
         ds = data.load_cached(setup["dataset"], setup["train_size"], setup["val_size"],
                               split=setup.get("split", "seeded"), seed=seed)
         model, from_logits = models.build(setup["model"], ds.input_shape, ds.num_classes,

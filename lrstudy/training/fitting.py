@@ -13,7 +13,7 @@ tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lrstudy import interrupts, models, tasks
+from lrstudy import determinism, interrupts, models, tasks
 from lrstudy.data import datasets as data
 from lrstudy.data import order as batches  # noqa: E402
 from lrstudy.lr import optimizers, schedule_free
@@ -176,7 +176,7 @@ def prepare_fit(scenario: scenarios.Scenario, seed: int, sink: metric_sink.Metri
     """
     budget = scenario.budget
     interrupts.raise_at("seed")
-    data.seed_everything(seed)
+    determinism.seed_everything(seed)
     interrupts.raise_at("data")
     ds = data.load_cached(budget["dataset"], budget["train_size"], budget["val_size"],
                           split=budget["split"], seed=seed)
@@ -235,7 +235,7 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0,
         # the copies share one training and validation set: the split of one seed
         raise ValueError("the trials of a stack with split = \"per-seed\" must share one seed "
                          "(lrstudy.training.stacking.groups)")
-    with data.op_determinism(enabled=not budget["jit_compile"]):
+    with determinism.op_determinism(enabled=not budget["jit_compile"]):
         prepared = [prepare_fit(sc, seed, sink, finder_bounds, pipeline=False)
                     for (sc, seed, _), sink in zip(trials, sinks)]
         ds = prepared[0].dataset
