@@ -68,14 +68,15 @@ def test_no_import_cycle_inside_the_package():
 #: module) and the layers below its own, never a layer above or a sibling of its layer.
 LAYERS = (
     # the base: argument checks, errors, TensorFlow's quiet import, signals, tasks, user code,
-    # the cache directory
+    # the cache directory, seeds and op determinism
     {"lrstudy", "lrstudy.checks", "lrstudy.errors", "lrstudy.tfquiet", "lrstudy.interrupts",
-     "lrstudy.tasks", "lrstudy.user_code", "lrstudy.cache"},
+     "lrstudy.tasks", "lrstudy.user_code", "lrstudy.cache", "lrstudy.determinism"},
     {"lrstudy.lr", "lrstudy.data", "lrstudy.models", "lrstudy.tracking"},  # the ingredients
     {"lrstudy.spec"},       # studies as data
     {"lrstudy.training"},   # the fit, its callbacks, the stacks
     {"lrstudy.report"},     # statistics, tables, figures (pure, reading the store)
     {"lrstudy.execution"},  # trials as runs, notebooks, the runner, the report's run
+    {"lrstudy.cli_parser"},  # the command line's grammar
     {"lrstudy.cli", "lrstudy.__main__"},
 )
 
