@@ -14,6 +14,7 @@ Six datasets, chosen by name (:data:`DATASETS`):
   to, 16 classes (:mod:`lrstudy.data.generated`).
 
 Images are float32 in [0, 1] (``x / 255``), labels int32 (float32 targets for a regression).
+The training and validation sets are made for TensorFlow to share (:mod:`lrstudy.data.aligned`).
 The datasets drawn or shipped by a library (``digits``, ``friedman1``, ``sequence``) carry the
 SHA-256 of their arrays as :attr:`Dataset.digest` (logged as ``dataset.sha256``): their
 content comes from code, not from files verified where they are read.
@@ -53,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from lrstudy import cache
-from lrstudy.data import fashion_mnist, generated, sklearn_bundled, sources
+from lrstudy.data import aligned, fashion_mnist, generated, sklearn_bundled, sources
 from lrstudy.errors import DataError, one_line
 
 __all__ = [
@@ -384,10 +385,10 @@ def load(
     x, y = arrays["x_train"], arrays["y_train"]
     return Dataset(
         name=name,
-        x_train=np.asarray(x[train]),
-        y_train=np.asarray(y[train]),
-        x_val=np.asarray(x[val]),
-        y_val=np.asarray(y[val]),
+        x_train=aligned.take(x, train),
+        y_train=aligned.take(y, train),
+        x_val=aligned.take(x, val),
+        y_val=aligned.take(y, val),
         x_test=np.array(arrays["x_test"]),
         y_test=np.array(arrays["y_test"]),
         num_classes=_NUM_CLASSES[name],
@@ -408,11 +409,12 @@ def _load_source(spec: str, *, train_size, val_size, val_fraction, seed) -> Data
     else:
         val, train = split_indices(len(arrays["y_train"]), train_size=train_size,
                                    val_size=val_size, val_fraction=val_fraction, seed=seed)
-        x_val, y_val = arrays["x_train"][val], arrays["y_train"][val]
+        x_val = aligned.take(arrays["x_train"], val)
+        y_val = aligned.take(arrays["y_train"], val)
     return Dataset(
         name=sources.label(spec),
-        x_train=arrays["x_train"][train],
-        y_train=arrays["y_train"][train],
+        x_train=aligned.take(arrays["x_train"], train),
+        y_train=aligned.take(arrays["y_train"], train),
         x_val=np.asarray(x_val),
         y_val=np.asarray(y_val),
         x_test=np.array(arrays["x_test"]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 
 from lrstudy import tfquiet
+from lrstudy.data import aligned
 from lrstudy.data import datasets as data
 
 tf = tfquiet.import_tensorflow()
@@ -124,7 +125,7 @@ def train_dataset(ds: data.Dataset, batch_size: int, seed: int,
     an epoch and cut into batches (no per-example or per-batch function: half the CPU time
     of a per-batch gather at batch 32). ``digest`` hashes each epoch's order (see
     :class:`OrderDigest`)."""
-    x, y = tf.constant(ds.x_train), tf.constant(ds.y_train)
+    x, y = aligned.tensor(ds.x_train), aligned.tensor(ds.y_train)  # the dataset's memory
     full, rest = divmod(len(ds.x_train), batch_size)
 
     def batches(epoch):

@@ -12,6 +12,7 @@ from lrstudy.training.keras_stack import StackedModel, row_wise
 tf = tfquiet.import_tensorflow()
 
 from lrstudy import checks  # noqa: E402
+from lrstudy.data import aligned  # noqa: E402
 from lrstudy.data import datasets as data  # noqa: E402
 from lrstudy.data import order as batches  # noqa: E402
 
@@ -35,16 +36,17 @@ _ARRAYS: list = []  # [(a training set's images, its variables)]: the last one m
 
 
 def training_arrays(dataset):
-    """The stack's one copy of the training set (``dataset.x_train``, ``y_train``) as
-    variables, which the compiled step reads in place. Kept for the next stack on the same
-    arrays (:func:`lrstudy.data.datasets.load_cached` shares them between the trials of a process):
-    making them copies the whole training set."""
+    """The stack's training set (``dataset.x_train``, ``y_train``) as variables, which the
+    compiled step reads in place. Each is the dataset's own memory where TensorFlow can share
+    it (:func:`lrstudy.data.aligned.tensor`), else a copy. Kept for the next stack on the same
+    arrays (:func:`lrstudy.data.datasets.load_cached` shares them between the trials of a
+    process). Nothing writes them: the dataset's arrays stay as loaded."""
     if _ARRAYS and _ARRAYS[0][0] is dataset.x_train:
         return _ARRAYS[0][1]
     # each made from a tensor, which the variable takes as its value: made from the NumPy
     # array, TensorFlow would copy the whole set twice
-    arrays = (tf.Variable(tf.convert_to_tensor(dataset.x_train), trainable=False),
-              tf.Variable(tf.convert_to_tensor(dataset.y_train), trainable=False))
+    arrays = (tf.Variable(aligned.tensor(dataset.x_train), trainable=False),
+              tf.Variable(aligned.tensor(dataset.y_train), trainable=False))
     _ARRAYS[:] = [(dataset.x_train, arrays)]
     return arrays
 

@@ -49,6 +49,7 @@ from lrstudy import tfquiet
 tf = tfquiet.import_tensorflow()
 import keras  # noqa: E402
 
+from lrstudy.data import aligned  # noqa: E402
 from lrstudy.lr import schedule_free  # noqa: E402
 from lrstudy.training import effective_step, traces  # noqa: E402
 from lrstudy.training.vector_engine import ENGINES, Engine, layers_of, signature  # noqa: E402
@@ -271,7 +272,7 @@ class VectorStack:
     def _batches(x, y, batch_size: int) -> list:
         """``(x, y)`` as tensors of ``batch_size`` rows, made once for every epoch's
         validation (not converted again at each epoch)."""
-        x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+        x, y = aligned.tensor(x), aligned.tensor(y)
         return [(x[i:i + batch_size], y[i:i + batch_size])
                 for i in range(0, int(x.shape[0]), batch_size)]
 
