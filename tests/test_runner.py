@@ -159,6 +159,27 @@ def test_the_local_executor_starts_jobs_by_priority_then_submission():
                        ("final", "final-2"), ("final", "final-4"), ("demo", "demo-3")]
 
 
+def test_the_local_executor_returns_with_its_warmed_kernels_started():
+    """The pool comes back once each worker has started its kernel, so that the runner's own
+    imports (MLflow's, as it opens the store) never delay a kernel's start; and starting one
+    imports no papermill (its engine is imported by the first execution)."""
+    from lrstudy.execution.executors import LocalExecutor
+
+    pool = LocalExecutor(lambda job: None, workers=2, warm=True)
+    try:
+        assert len(pool.kernels()) == 2
+    finally:
+        pool.shutdown(cancel=True, grace=5.0)
+    assert pool.kernels() == []
+    code = ("import sys\nfrom lrstudy.execution import kernels\n"
+            "with kernels.kept_kernel(warm=True):\n    pass\n"
+            "print(sorted(m for m in ('papermill', 'mlflow', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]"]
+
+
 def test_a_final_starts_when_its_own_tuning_ends_not_after_every_tuning(tmp_path):
     """``follow`` submits what ``then`` releases as each job ends: here tune-b cannot end
     until final-a, released by tune-a's end, has run (with a barrier after every tuning it

@@ -27,9 +27,9 @@ class LocalExecutor:
 
     Each thread keeps its kernel from one execution to the next
     (:func:`lrstudy.execution.kernels.kept_kernel`), wiped to a fresh start in between. With
-    ``warm`` (the default) each thread starts its kernel as the pool is created, and the
-    kernel imports TensorFlow, Keras and MLflow while the runner still plans: the first job
-    finds it ready. Jobs start in the order of their ``priority`` (lowest first), then of
+    ``warm`` (the default) each thread starts its kernel as the pool is created (the pool is
+    returned once they are started), and the kernel imports TensorFlow, Keras and MLflow
+    while the runner still plans: the first job finds it ready. Jobs start in the order of their ``priority`` (lowest first), then of
     submission.
 
     nbclient notices a kernel that dies and raises DeadKernelError. To stop a study,
@@ -38,20 +38,31 @@ class LocalExecutor:
     the kernels that are left.
     """
 
+    #: The longest the constructor waits for a thread to start its kernel.
+    START_WAIT_S = 30.0
+
     def __init__(self, fn, workers: int, warm: bool = True):
         self.fn = fn
         self.warm = warm
         self.queue: queue.PriorityQueue = queue.PriorityQueue()
         self.order = itertools.count()  # submission order, among jobs of one priority
-        self.threads = [threading.Thread(target=self._work, name=f"lrstudy-{i}", daemon=True)
+        started = threading.Semaphore(0)  # a release per thread, once its kernel started
+        self.threads = [threading.Thread(target=self._work, args=(started,),
+                                         name=f"lrstudy-{i}", daemon=True)
                         for i in range(workers)]
         for thread in self.threads:
             thread.start()
+        # back to the caller once the kernels are started: its own imports (MLflow's, as it
+        # opens the store) would hold the interpreter's lock while the threads start them,
+        # and a kernel's imports, the longest wait of a run's start, begin only then
+        for _ in self.threads:
+            started.acquire(timeout=self.START_WAIT_S)
 
-    def _work(self) -> None:
+    def _work(self, started: threading.Semaphore) -> None:
         from lrstudy.execution import kernels
 
         with kernels.kept_kernel(warm=self.warm):
+            started.release()
             while (item := self.queue.get()[2]) is not None:
                 future, job = item
                 if not future.set_running_or_notify_cancel():

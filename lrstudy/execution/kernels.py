@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from papermill.engines import NBClientEngine, papermill_engines
 from traitlets import Unicode
 
 
@@ -284,6 +283,8 @@ class KeptKernel:
     def execute(self, notebook, output: Path, parameters: dict, cwd, log: Path):
         import papermill
 
+        from lrstudy.execution import kept_engine
+
         cwd = str(cwd or notebooks_dir())
         if self.warming is not None:
             self._warmed()
@@ -296,7 +297,7 @@ class KeptKernel:
                 self._fresh_start(log, cwd)
             return papermill.execute_notebook(
                 str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                progress_bar=False, cwd=cwd, engine_name=KEPT_ENGINE, km=self.km)
+                progress_bar=False, cwd=cwd, engine_name=kept_engine.NAME, km=self.km)
         except BaseException:
             self.stop()
             raise
@@ -342,31 +343,3 @@ class KeptKernel:
             shutil.rmtree(self.sockets, ignore_errors=True)
             self.sockets = None
         self.carry = None
-
-
-class KeptKernelEngine(NBClientEngine):
-    """papermill's nbclient engine on a kernel it is handed (``km``) and leaves running; the
-    client it made to talk to it is closed when the execution ends."""
-
-    @classmethod
-    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                 stderr_file=None, start_timeout=60, execution_timeout=None,
-                                 **kwargs):
-        from papermill.clientwrap import PapermillNotebookClient
-        from papermill.log import logger
-
-        kwargs.pop("input_path", None)
-        client = PapermillNotebookClient(
-            nb_man, kernel_name=kernel_name, log=logger, log_output=log_output,
-            stdout_file=stdout_file,
-            stderr_file=stderr_file, startup_timeout=start_timeout, timeout=execution_timeout,
-            **kwargs)
-        try:
-            return client.execute()
-        finally:
-            if client.kc is not None:
-                client.kc.stop_channels()
-
-
-KEPT_ENGINE = "lrstudy-kept-kernel"
-papermill_engines.register(KEPT_ENGINE, KeptKernelEngine)
