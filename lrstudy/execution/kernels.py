@@ -189,7 +189,6 @@ def _warm_up():
         importlib.import_module(name)
 _warm_up()
 del _warm_up
-__import__("gc").collect()
 __import__("gc").freeze()
 """
 """The warm-up's code: imports only (no op runs, so TensorFlow's threads are still the
@@ -198,7 +197,8 @@ in the notebook that needs it. Then the imported modules' objects are frozen out
 garbage collector's reach (:func:`gc.freeze`): they live as long as the kernel, and each full
 collection would otherwise walk all of them (TensorFlow's, Keras's, MLflow's), a third of a
 second each, and :data:`FRESH_START` runs three (Keras's ``clear_session``, IPython's reset,
-its own)."""
+its own). No collection runs before the freeze: the imports leave nothing for one to free
+(the automatic collections during them have), and it would walk them all once more."""
 
 #: How long the first execution waits for a warmed kernel's imports before it gives up on
 #: that kernel and starts one of its own.
