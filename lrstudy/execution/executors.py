@@ -29,8 +29,8 @@ class LocalExecutor:
     (:func:`lrstudy.execution.kernels.kept_kernel`), wiped to a fresh start in between. With
     ``warm`` (the default) each thread starts its kernel as the pool is created (the pool is
     returned once they are started), and the kernel imports TensorFlow, Keras and MLflow
-    while the runner still plans: the first job finds it ready. Jobs start in the order of their ``priority`` (lowest first), then of
-    submission.
+    while the runner still plans: the first job finds it ready. Jobs start in the order of
+    their ``priority`` (lowest first), then of submission.
 
     nbclient notices a kernel that dies and raises DeadKernelError. To stop a study,
     :meth:`interrupt` sends SIGINT to this process's kernels, so their trials end KILLED;
