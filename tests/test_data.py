@@ -1,4 +1,5 @@
-"""Tests for lrstudy.data.datasets: datasets by name, splits, load/check/ensure, the command line.
+"""Tests for lrstudy.data.datasets and lrstudy.data.splits: datasets by name, splits,
+load/check/ensure, the command line.
 
 The Fashion-MNIST fixtures (small fake idx files, the network probe pointed at an unresolvable
 host, caches in temporary directories) come from tests/test_fashion_mnist.py.
@@ -23,6 +24,7 @@ from test_fashion_mnist import (  # noqa: F401 - fixtures, isolated autouse
 
 from lrstudy import cache
 from lrstudy.data import datasets as data
+from lrstudy.data import splits
 from lrstudy.data import fashion_mnist
 
 
@@ -42,7 +44,7 @@ def test_mnist_offline_is_a_clear_error():
 
 
 def test_default_split_is_10000_of_60000():
-    val, train = data.split_indices(60000)
+    val, train = splits.split_indices(60000)
     assert (len(val), len(train)) == (10000, 50000)
     np.testing.assert_array_equal(
         np.concatenate([val, train]), np.random.default_rng(9125).permutation(60000)
@@ -50,17 +52,17 @@ def test_default_split_is_10000_of_60000():
 
 
 def test_split_is_deterministic_and_seeded():
-    a = data.split_indices(1000, train_size=300, val_size=100, seed=7)
-    b = data.split_indices(1000, train_size=300, val_size=100, seed=7)
-    c = data.split_indices(1000, train_size=300, val_size=100, seed=8)
+    a = splits.split_indices(1000, train_size=300, val_size=100, seed=7)
+    b = splits.split_indices(1000, train_size=300, val_size=100, seed=7)
+    c = splits.split_indices(1000, train_size=300, val_size=100, seed=8)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], c[0])
 
 
 def test_split_is_disjoint_and_val_does_not_depend_on_train_size():
-    val_small, train_small = data.split_indices(1000, train_size=100, val_fraction=0.2)
-    val_big, train_big = data.split_indices(1000, train_size=800, val_fraction=0.2)
+    val_small, train_small = splits.split_indices(1000, train_size=100, val_fraction=0.2)
+    val_big, train_big = splits.split_indices(1000, train_size=800, val_fraction=0.2)
     assert len(val_small) == 200 and len(train_small) == 100 and len(train_big) == 800
     np.testing.assert_array_equal(val_small, val_big)
     np.testing.assert_array_equal(train_small, train_big[:100])  # a prefix of the larger set
@@ -139,7 +141,7 @@ def test_fashion_mnist_from_fake_files(fake):
     _, arrays = fake
     ds = data.load(train_size=20, val_size=10, split_seed=5)
     images, labels = arrays["train-images-idx3-ubyte.gz"], arrays["train-labels-idx1-ubyte.gz"]
-    val, train = data.split_indices(40, train_size=20, val_size=10, seed=5)
+    val, train = splits.split_indices(40, train_size=20, val_size=10, seed=5)
     np.testing.assert_array_equal(ds.x_train, images[train].astype(np.float32) / 255)
     np.testing.assert_array_equal(ds.y_train, labels[train])
     np.testing.assert_array_equal(ds.x_val, images[val].astype(np.float32) / 255)
@@ -202,7 +204,8 @@ def test_import_is_light(module):
     assert out.stdout.split() == ["False", "False"]
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(data)
+@pytest.mark.parametrize("module", [data, splits], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
 

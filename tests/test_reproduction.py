@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats as sps
 
 from lrstudy.data import datasets as data
-from lrstudy.data import fashion_mnist
+from lrstudy.data import fashion_mnist, splits
 from lrstudy.report import reproduction, verdict
 from lrstudy.spec import claims, competition
 from lrstudy.spec import study as scenarios
@@ -31,7 +31,7 @@ def test_the_decay_subset_is_the_tutorials_random_sample_draw():
     random.seed(9125)  # the tutorial's own lines
     drawn = random.sample(range(60000), 20000)
     random.setstate(state)
-    val, train = data.sample_split(60000, train_size=16000, val_size=4000, seed=9125)
+    val, train = splits.sample_split(60000, train_size=16000, val_size=4000, seed=9125)
     assert train.tolist() == drawn[:16000]  # validation_split=0.2 holds out the last 20%
     assert val.tolist() == drawn[16000:]
     ds = data.load("fashion_mnist", train_size=16000, val_size=4000, split="random.sample")

@@ -1,4 +1,4 @@
-"""Datasets by name, and their train/validation/test splits.
+"""Datasets by name, loaded as training, validation and test sets.
 
 Six datasets, chosen by name (:data:`DATASETS`):
 
@@ -19,14 +19,9 @@ The datasets drawn or shipped by a library (``digits``, ``friedman1``, ``sequenc
 SHA-256 of their arrays as :attr:`Dataset.digest` (logged as ``dataset.sha256``): their
 content comes from code, not from files verified where they are read.
 
-The validation set is carved from the training pool with a seed (a fixed one, or with a
-budget's ``split = "per-seed"`` the trial's: :func:`load_cached`), before the training subset,
-so it does not change with ``train_size``; the test set is returned whole, the same whatever
-the split's seed::
-
-    perm = default_rng(split_seed).permutation(n_pool)
-    val = perm[:val_size]                      # val_size = round(val_fraction * n_pool)
-    train = perm[val_size:val_size + train_size]
+The validation and training sets are taken from the training pool as
+:mod:`lrstudy.data.splits` draws them (a seeded split whose validation set does not change with
+``train_size``); the test set is returned whole, the same whatever the split's seed.
 
 Data that cannot be had raises :class:`DataError` (defined beside the Fashion-MNIST files,
 which raise most of them, and re-exported here). This module imports TensorFlow/Keras only
@@ -45,16 +40,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
-import numbers
-import operator
-import random
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from lrstudy import cache
-from lrstudy.data import aligned, fashion_mnist, generated, sklearn_bundled, sources
+from lrstudy.data import aligned, fashion_mnist, generated, sklearn_bundled, sources, splits
 from lrstudy.errors import DataError, one_line
 
 __all__ = [
@@ -67,23 +59,12 @@ __all__ = [
     "load",
     "pool_size",
     "task_of",
-    "sample_split",
-    "split_indices",
     "unavailable",
 ]
 
 DATASETS = ("fashion_mnist", "mnist", "synthetic", "digits", "friedman1", "sequence")
-#: How the validation and training sets are drawn from the pool (see :func:`split_indices`
-#: and :func:`sample_split`).
-SPLITS = ("seeded", "random.sample")
-#: A budget's ``split``: one of :data:`SPLITS`, drawn at :data:`DEFAULT_SPLIT_SEED`, or
-#: ``per-seed``, the seeded draw at each trial's own seed (so seeds differ in data too).
-PER_SEED = "per-seed"
-BUDGET_SPLITS = SPLITS + (PER_SEED,)
-DEFAULT_SPLIT_SEED = 9125
 #: The synthetic pool and test set are drawn from this seed, whatever the split's.
-SYNTHETIC_SEED = DEFAULT_SPLIT_SEED
-DEFAULT_VAL_FRACTION = 1 / 6  # 10,000 of the 60,000 training images
+SYNTHETIC_SEED = splits.DEFAULT_SPLIT_SEED
 SYNTHETIC_FEATURES = 20
 SYNTHETIC_TRAIN = 1000
 SYNTHETIC_TEST = 200
@@ -223,113 +204,6 @@ def fingerprint(name: str) -> str:
     return sources.fingerprint(*(arrays[k] for k in sorted(arrays)))
 
 
-# --------------------------------------------------------------------------------------------
-# Splits
-
-
-def split_indices(
-    n: int,
-    *,
-    train_size: int | None = None,
-    val_size: int | None = None,
-    val_fraction: float | None = None,
-    seed: int = DEFAULT_SPLIT_SEED,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(validation, training) indices into a pool of ``n`` examples.
-
-    ``perm = default_rng(seed).permutation(n)``; validation is ``perm[:v]`` with
-    ``v = val_size`` or ``round(val_fraction * n)`` (default ``round(n / 6)``), training is
-    ``perm[v:v + train_size]`` (default: all the rest). The validation set therefore does not
-    depend on ``train_size``, and a smaller training set is a prefix of a larger one.
-    """
-    v, t = _split_sizes(n, train_size=train_size, val_size=val_size, val_fraction=val_fraction)
-    perm = np.random.default_rng(_check_seed(seed)).permutation(n)
-    return perm[:v], perm[v : v + t]
-
-
-def sample_split(
-    n: int, *, train_size: int | None = None, val_size: int = 0, seed: int = DEFAULT_SPLIT_SEED
-) -> tuple[np.ndarray, np.ndarray]:
-    """(validation, training) indices drawn the way the decay tutorial drew its subset.
-
-    ``random.seed(seed); idx = random.sample(range(n), train_size + val_size)``, then Keras's
-    ``validation_split``: the *last* ``val_size`` of the drawn indices are the validation set,
-    the first ``train_size`` the training set (in the drawn order). ``random.Random(seed)``
-    is the generator ``random.seed`` seeds, so the global state is left alone.
-    """
-    v, t = _split_sizes(n, train_size=train_size, val_size=val_size)
-    idx = np.asarray(random.Random(_check_seed(seed)).sample(range(n), t + v), dtype=np.int64)
-    return idx[t:], idx[:t]
-
-
-def _split_sizes(
-    n: int, *, train_size=None, val_size=None, val_fraction=None
-) -> tuple[int, int]:
-    """(validation size, training size) for a pool of ``n``, validated."""
-    if val_size is not None and val_fraction is not None:
-        raise ValueError(
-            "Pass either `val_size` or `val_fraction`, not both. "
-            f"Received: val_size={val_size!r}, val_fraction={val_fraction!r}"
-        )
-    if val_size is not None:
-        v = _as_int("val_size", val_size)
-        if not 0 <= v < n:
-            raise ValueError(
-                f"Argument `val_size` must be >= 0 and < {n} (the training pool, leaving at "
-                f"least one example to train on; 0: no validation set). "
-                f"Received: val_size={val_size!r}"
-            )
-    else:
-        fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
-        if (
-            isinstance(fraction, bool)
-            or not isinstance(fraction, numbers.Real)
-            or not 0 < fraction < 1
-        ):
-            raise ValueError(
-                f"Argument `val_fraction` must be in (0, 1). Received: val_fraction={fraction!r}"
-            )
-        v = round(fraction * n)
-        if not 0 < v < n:
-            raise ValueError(
-                f"Argument `val_fraction` leaves {v} of the {n} pool examples for validation, "
-                f"must leave between 1 and {n - 1}. Received: val_fraction={fraction!r}"
-            )
-    if train_size is None:
-        return v, n - v
-    t = _as_int("train_size", train_size)
-    if not 0 < t <= n - v:
-        raise ValueError(
-            f"Argument `train_size` must be > 0 and <= {n - v} (the {n} pool examples minus {v} "
-            f"for validation). Received: train_size={train_size!r}"
-        )
-    return v, t
-
-
-def _as_int(argument: str, value) -> int:
-    message = f"Argument `{argument}` must be an integer. Received: {argument}={value!r}"
-    if isinstance(value, bool):
-        raise ValueError(message)
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(message) from None
-
-
-def _check_seed(seed) -> int:
-    s = _as_int("split_seed", seed)
-    if s < 0:
-        raise ValueError(f"Argument `split_seed` must be >= 0. Received: split_seed={seed!r}")
-    return s
-
-
-def _check_split(split) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"Argument `split` must be one of {', '.join(map(repr, SPLITS))}. "
-                         f"Received: split={split!r}")
-    return split
-
-
 def _builtin(name) -> str:
     if name not in DATASETS:
         raise ValueError(f"Argument `name` must be one of {DATASETS}. Received: name={name!r}")
@@ -352,19 +226,20 @@ def load(
     train_size: int | None = None,
     val_size: int | None = None,
     val_fraction: float | None = None,
-    split_seed: int = DEFAULT_SPLIT_SEED,
+    split_seed: int = splits.DEFAULT_SPLIT_SEED,
     split: str = "seeded",
 ) -> Dataset:
     """Load ``name`` and split its training pool into training and validation sets.
 
-    ``split`` is ``"seeded"`` (:func:`split_indices`) or ``"random.sample"`` (the decay
-    tutorial's draw, :func:`sample_split`; ``val_fraction`` does not apply). Fashion-MNIST is served from the array cache
-    (built on first use, see :func:`ensure`). Raises ValueError for bad arguments and
+    ``split`` is ``"seeded"`` (:func:`~lrstudy.data.splits.split_indices`) or
+    ``"random.sample"`` (the decay tutorial's draw, :func:`~lrstudy.data.splits.sample_split`;
+    ``val_fraction`` does not apply). Fashion-MNIST is served from the array cache (built on
+    first use, see :func:`ensure`). Raises ValueError for bad arguments and
     :class:`DataError` when the data cannot be had.
     """
     _check_name(name)
-    seed = _check_seed(split_seed)
-    _check_split(split)
+    seed = splits.check_seed(split_seed)
+    splits.check_split(split)
     if sources.is_spec(name):
         return _load_source(name, train_size=train_size, val_size=val_size,
                             val_fraction=val_fraction, seed=seed)
@@ -377,10 +252,10 @@ def load(
     else:
         arrays = _synthetic_arrays(SYNTHETIC_SEED)
     if split == "random.sample":
-        val, train = sample_split(len(arrays["y_train"]), train_size=train_size,
+        val, train = splits.sample_split(len(arrays["y_train"]), train_size=train_size,
                                   val_size=val_size or 0, seed=seed)
     else:
-        val, train = split_indices(len(arrays["y_train"]), train_size=train_size,
+        val, train = splits.split_indices(len(arrays["y_train"]), train_size=train_size,
                                    val_size=val_size, val_fraction=val_fraction, seed=seed)
     x, y = arrays["x_train"], arrays["y_train"]
     return Dataset(
@@ -399,7 +274,8 @@ def load(
 
 def _load_source(spec: str, *, train_size, val_size, val_fraction, seed) -> Dataset:
     """A user source (:mod:`lrstudy.data.sources`): its own validation set, or one carved by
-    :func:`split_indices`; its test set, its own or carved when the study was loaded."""
+    :func:`~lrstudy.data.splits.split_indices`; its test set, its own or carved when the study
+    was loaded."""
     arrays = sources.arrays(spec)
     s = sources.parse(spec)
     if "x_val" in arrays:
@@ -407,7 +283,7 @@ def _load_source(spec: str, *, train_size, val_size, val_fraction, seed) -> Data
         train = np.arange(train_size or n)
         x_val, y_val = arrays["x_val"], arrays["y_val"]
     else:
-        val, train = split_indices(len(arrays["y_train"]), train_size=train_size,
+        val, train = splits.split_indices(len(arrays["y_train"]), train_size=train_size,
                                    val_size=val_size, val_fraction=val_fraction, seed=seed)
         x_val = aligned.take(arrays["x_train"], val)
         y_val = aligned.take(arrays["y_train"], val)
@@ -431,7 +307,7 @@ def check(
     train_size: int | None = None,
     val_size: int | None = None,
     val_fraction: float | None = None,
-    split_seed: int = DEFAULT_SPLIT_SEED,
+    split_seed: int = splits.DEFAULT_SPLIT_SEED,
     split: str = "seeded",
 ) -> None:
     """Validate the arguments of :func:`load` and that the data can be had, cheaply.
@@ -442,8 +318,8 @@ def check(
     :class:`DataError` with one line; returns None when :func:`load` would succeed.
     """
     _check_name(name)
-    _check_seed(split_seed)
-    _check_split(split)
+    splits.check_seed(split_seed)
+    splits.check_split(split)
     if sources.is_spec(name):
         n, n_val = sources.sizes(name)  # loaded and checked (DataError) when the study was
         if n_val is not None:
@@ -460,7 +336,7 @@ def check(
             raise DataError(f"{name} needs scikit-learn, which is not installed: "
                             "pip install scikit-learn")
         n = _POOL_SIZES[name]
-    _split_sizes(n, train_size=train_size, val_size=val_size, val_fraction=val_fraction)
+    splits.sizes(n, train_size=train_size, val_size=val_size, val_fraction=val_fraction)
 
 
 def unavailable(name: str) -> str | None:
@@ -500,21 +376,16 @@ def ensure(name: str = "fashion_mnist") -> Path:
 def load_cached(name: str, train_size: int, val_size: int, *, split: str = "seeded",
                 seed: int | None = None) -> Dataset:
     """:func:`load` once per process and set-up (the seeds of a scenario share the arrays).
-    ``train_size`` 0: all. ``split``: a budget's (:data:`BUDGET_SPLITS`); for
-    :data:`PER_SEED`, ``seed`` (the trial's) is the split's seed and must be given, else it is
-    not used. No fallback here: a study substitutes data that cannot be had when it is loaded
+    ``train_size`` 0: all. ``split``: a budget's (:data:`~lrstudy.data.splits.BUDGET_SPLITS`);
+    for :data:`~lrstudy.data.splits.PER_SEED`, ``seed`` (the trial's) is the split's seed and
+    must be given, else it is not used. No fallback here: a study substitutes data that cannot be had when it is loaded
     (:func:`lrstudy.spec.study.load_study`), and says so."""
-    if split != PER_SEED:
-        return _load_cached(name, train_size, val_size, split, DEFAULT_SPLIT_SEED)
+    if split != splits.PER_SEED:
+        return _load_cached(name, train_size, val_size, split, splits.DEFAULT_SPLIT_SEED)
     if seed is None:
         raise ValueError('split = "per-seed" draws the train/validation split from the '
                          "trial's seed, and no seed was given")
-    return _load_cached(name, train_size, val_size, draw(split), _check_seed(seed))
-
-
-def draw(split: str) -> str:
-    """How a budget's ``split`` (:data:`BUDGET_SPLITS`) is drawn: one of :data:`SPLITS`."""
-    return "seeded" if split == PER_SEED else split
+    return _load_cached(name, train_size, val_size, splits.draw(split), splits.check_seed(seed))
 
 
 @functools.lru_cache(maxsize=4)

@@ -3,7 +3,7 @@ known noise floor (``friedman1``) and a token-sequence task that attention solve
 (``sequence``).
 
 Each is drawn once, whole: a pool of :data:`POOL` examples (the training and validation sets
-are carved from it by :func:`lrstudy.data.datasets.split_indices`) and a fixed test set of
+are carved from it by :func:`lrstudy.data.splits.split_indices`) and a fixed test set of
 :data:`TEST` examples drawn after it. The draws use NumPy's legacy ``RandomState``, whose
 streams NumPy keeps frozen across versions (NEP 19; ``sklearn.datasets.make_friedman1`` draws
 from one too), so the arrays, and the fingerprint the runs log, are the same on any machine.

@@ -18,7 +18,7 @@ moved project keeps its keys and two different CSVs at the same path are two tri
 when the source has them) after :func:`validate_arrays`: every bad-data case is a
 :class:`~lrstudy.data.datasets.DataError` of one line. A source without a test split of its own gets
 ``test_size`` (default 20 %) of its rows carved off with :data:`TEST_SPLIT_SEED`, the same
-way :func:`lrstudy.data.datasets.split_indices` carves the validation set; the test rows are never
+way :func:`lrstudy.data.splits.split_indices` carves the validation set; the test rows are never
 used for choices.
 """
 

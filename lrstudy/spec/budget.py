@@ -30,7 +30,7 @@ BUDGET_DEFAULTS = {
     "train_size": 0,  # 0: every image not in the validation set
     "val_size": 10000,  # 0: no validation set (a tutorial that had none)
     # or "random.sample" (the decay tutorial's draw), both at a fixed seed; or "per-seed":
-    # each trial's seed draws its train/validation split (lrstudy.data.datasets.BUDGET_SPLITS)
+    # each trial's seed draws its train/validation split (lrstudy.data.splits.BUDGET_SPLITS)
     "split": "seeded",
     "batch_size": 32,
     "epochs": 5,
@@ -100,7 +100,7 @@ def check_values(where: str, budget: dict) -> None:
         fields.count(where, key, budget[key], low=1)
     for key in ("train_size", "val_size", "steps_per_execution"):
         fields.count(where, key, budget[key], low=0)
-    from lrstudy.data.datasets import BUDGET_SPLITS, PER_SEED
+    from lrstudy.data.splits import BUDGET_SPLITS, PER_SEED
 
     if budget["split"] not in BUDGET_SPLITS:
         raise SpecError(f"{where}: split must be one of {', '.join(map(repr, BUDGET_SPLITS))}"

@@ -481,6 +481,7 @@ def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
     """
     from lrstudy import models
     from lrstudy.data import datasets as data
+    from lrstudy.data import splits
     from lrstudy.lr import optimizers
 
     checked_data = set()
@@ -490,7 +491,7 @@ def validate(study: Study, scenarios: list[Scenario] | None = None) -> None:
         if setup not in checked_data:
             try:
                 data.check(b["dataset"], train_size=b["train_size"] or None,
-                           val_size=b["val_size"], split=data.draw(b["split"]))
+                           val_size=b["val_size"], split=splits.draw(b["split"]))
             except data.DataError as exc:
                 raise SpecError(f"{study.path} scenario {sc.name!r}: {exc}") from None
             checked_data.add(setup)

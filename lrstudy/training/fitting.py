@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from lrstudy import determinism, interrupts, models, tasks
 from lrstudy.data import datasets as data
 from lrstudy.data import order as batches  # noqa: E402
+from lrstudy.data import splits  # noqa: E402
 from lrstudy.lr import optimizers, schedule_free
 from lrstudy.spec import resolve
 from lrstudy.spec import study as scenarios
@@ -98,7 +99,7 @@ def trial_params(scenario, schedule, ds, seed, finder_bounds=None, pairing=None)
         "dataset": ds.name,
         "train_size": len(ds.x_train),
         "val_size": len(ds.x_val),
-        "split": "per-seed" if scenario.budget["split"] == data.PER_SEED else "fixed",
+        "split": "per-seed" if scenario.budget["split"] == splits.PER_SEED else "fixed",
         "epochs": scenario.budget["epochs"],
         "batch_size": scenario.budget["batch_size"],
         "seed": seed,
@@ -231,7 +232,7 @@ def fit_stack(trials, sinks, finder_bounds=None, verbose: int = 0,
     if len({repr(sorted(sc.budget.items())) for sc, _, _ in trials}) != 1:
         raise ValueError("the trials of a stack must share one budget")
     budget = trials[0][0].budget
-    if budget["split"] == data.PER_SEED and len({seed for _, seed, _ in trials}) != 1:
+    if budget["split"] == splits.PER_SEED and len({seed for _, seed, _ in trials}) != 1:
         # the copies share one training and validation set: the split of one seed
         raise ValueError("the trials of a stack with split = \"per-seed\" must share one seed "
                          "(lrstudy.training.stacking.groups)")

@@ -15,6 +15,7 @@ from lrstudy import checks  # noqa: E402
 from lrstudy.data import aligned  # noqa: E402
 from lrstudy.data import datasets as data  # noqa: E402
 from lrstudy.data import order as batches  # noqa: E402
+from lrstudy.data import splits  # noqa: E402
 
 MAX_AUTO = 16  # more copies buy little once the per-step overhead is shared
 
@@ -166,7 +167,7 @@ def groups(trials: list, size: int) -> list[list]:
     only (in the order of their seeds' first trials): a stack's copies share one training
     set and one validation set, and seeds draw different ones."""
     size = max(1, int(size))
-    if trials and trials[0].scenario.budget["split"] == data.PER_SEED:
+    if trials and trials[0].scenario.budget["split"] == splits.PER_SEED:
         by_seed: dict = {}
         for t in trials:
             by_seed.setdefault(t.seed, []).append(t)
